@@ -1,0 +1,131 @@
+"""One trio task per client: read -> parse -> dispatch -> write, one send per batch.
+
+All replies produced by one received chunk go out in a single send. A blocked reserve parks
+the task on an Event set by the server when the engine's Wakeup for this session arrives;
+meanwhile the task keeps reading so that a hang-up is noticed (beanstalkd then answers
+TIMED_OUT and closes) and pipelined input is buffered for later.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+import trio
+
+from . import replies
+from .dispatch import Action
+from .engine import Wakeup
+from .errors import TimedOut
+from .parser import Parser
+
+if TYPE_CHECKING:
+    from .server import Server
+
+log = logging.getLogger("tubeserver.connection")
+
+RECV_SIZE = 65536
+# Replies are sent once this much has piled up, even mid-batch, to bound memory.
+SEND_HIGH_WATER = 256 * 1024
+# While a reserve waits, stop reading once this much pipelined input is buffered.
+WAIT_BUFFER_LIMIT = 1 << 20
+
+
+class Connection:
+    def __init__(self, server: Server, stream: trio.abc.Stream, peer: str) -> None:
+        self.server = server
+        self.stream = stream
+        self.peer = peer
+        self.session = server.engine.connect()
+        self.parser = Parser(server.max_job_size)
+        self.wakeup: Wakeup | None = None
+        self.woken = trio.Event()
+        self.hung_up = False
+
+    async def run(self) -> None:
+        server = self.server
+        server.conns[self.session] = self
+        if server.verbose:
+            log.info("accept %s (session %d)", self.peer, self.session.id)
+        try:
+            await self._serve()
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as e:
+            if server.verbose:
+                log.info("connection %s lost: %s", self.peer, e)
+        finally:
+            del server.conns[self.session]
+            server.engine.disconnect(self.session, trio.current_time())
+            server.after_change()
+            await trio.aclose_forcefully(self.stream)
+            if server.verbose:
+                log.info("close %s (session %d)", self.peer, self.session.id)
+
+    async def _serve(self) -> None:
+        server, parser, stream, session = self.server, self.parser, self.stream, self.session
+        handle = server.dispatcher.handle
+        trace = server.verbose >= 2
+        out: list[bytes] = []
+        pending = 0
+        while True:
+            data = await stream.receive_some(RECV_SIZE)
+            if not data:
+                return
+            parser.feed(data)
+            while (event := parser.next_event()) is not None:
+                result = handle(session, event, trio.current_time())
+                if trace:
+                    log.debug("%s <- %r -> %r", self.peer, event, result)
+                if result is Action.WAIT:
+                    server.after_change()
+                    if out:
+                        await stream.send_all(b"".join(out))
+                        out.clear()
+                        pending = 0
+                    result = await self._wait()
+                elif result is Action.CLOSE:
+                    if out:
+                        await stream.send_all(b"".join(out))
+                    return
+                out.append(result)
+                pending += len(result)
+                if self.hung_up or pending >= SEND_HIGH_WATER:
+                    await stream.send_all(b"".join(out))
+                    out.clear()
+                    pending = 0
+                    if self.hung_up:
+                        return
+            server.after_change()
+            if out:
+                await stream.send_all(b"".join(out))
+                out.clear()
+                pending = 0
+
+    async def _wait(self) -> bytes:
+        """Park until this session's reserve is answered (or the client hangs up)."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._watch_hangup)
+            await self.woken.wait()
+            nursery.cancel_scope.cancel()
+        wakeup, self.wakeup = self.wakeup, None
+        self.woken = trio.Event()
+        assert wakeup is not None
+        if wakeup.job is not None:
+            return replies.reserved(wakeup.job)
+        assert wakeup.error is not None
+        return wakeup.error.reply
+
+    async def _watch_hangup(self) -> None:
+        while self.parser.buffered() < WAIT_BUFFER_LIMIT:
+            data = await self.stream.receive_some(RECV_SIZE)
+            if not data:
+                self.hung_up = True
+                if not self.woken.is_set():
+                    self.server.engine.cancel_wait(self.session)
+                    self.wake(Wakeup(self.session, None, TimedOut()))
+                return
+            self.parser.feed(data)
+        await trio.sleep_forever()
+
+    def wake(self, wakeup: Wakeup) -> None:
+        self.wakeup = wakeup
+        self.woken.set()

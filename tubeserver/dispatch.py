@@ -1,0 +1,169 @@
+"""The only map from command values to engine calls: (session, command, now) -> reply.
+
+It counts commands for `stats`, turns every ProtocolError into its reply line, and reports
+the two outcomes that are not a reply: the session now waits (a blocked reserve), or it quit.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from typing import Any
+
+from . import commands as c
+from . import replies
+from .engine import Engine
+from .errors import NotFound, ProtocolError
+from .session import Session
+from .stats import COMMAND_KEYS, ProcessInfo, job_stats, server_stats, to_yaml, tube_stats
+
+
+class Action(enum.Enum):
+    WAIT = "wait"  # the session is now a waiter; its reply comes with an engine Wakeup
+    CLOSE = "close"  # quit: close the connection without a reply
+
+
+Result = bytes | Action
+
+
+class Dispatcher:
+    def __init__(self, engine: Engine, info: ProcessInfo) -> None:
+        self.engine = engine
+        self.info = info
+        self.counts: dict[str, int] = dict.fromkeys(COMMAND_KEYS, 0)
+        self._handlers: dict[type, Callable[[Any, Session, float], Result]] = {
+            c.Put: self._put, c.Use: self._use, c.Reserve: self._reserve,
+            c.ReserveJob: self._reserve_job, c.Delete: self._delete, c.Release: self._release,
+            c.Bury: self._bury, c.Touch: self._touch, c.Watch: self._watch,
+            c.Ignore: self._ignore, c.Peek: self._peek, c.PeekReady: self._peek_ready,
+            c.PeekDelayed: self._peek_delayed, c.PeekBuried: self._peek_buried,
+            c.Kick: self._kick, c.KickJob: self._kick_job, c.StatsJob: self._stats_job,
+            c.StatsTube: self._stats_tube, c.Stats: self._stats, c.ListTubes: self._list_tubes,
+            c.ListTubeUsed: self._list_tube_used, c.ListTubesWatched: self._list_watched,
+            c.PauseTube: self._pause_tube, c.Quit: self._quit, c.Rejected: self._rejected,
+        }
+
+    def handle(self, s: Session, event: c.Event, now: float) -> Result:
+        engine = self.engine
+        due = engine.next_deadline()
+        if due is not None and due <= now:
+            # Bring time-driven state up to date first, whatever the ticker's lag.
+            engine.tick(now)
+        try:
+            return self._handlers[type(event)](event, s, now)
+        except ProtocolError as e:
+            return e.reply
+
+    # Each handler counts its command (as beanstalkd: once the arguments parsed) and acts.
+
+    def _put(self, cmd: c.Put, s: Session, now: float) -> Result:
+        self.counts["cmd-put"] += 1
+        return replies.inserted(self.engine.put(s, cmd.pri, cmd.delay, cmd.ttr, cmd.body,
+                                                now).id)
+
+    def _use(self, cmd: c.Use, s: Session, now: float) -> Result:
+        self.counts["cmd-use"] += 1
+        return replies.using(self.engine.use(s, cmd.tube).name)
+
+    def _reserve(self, cmd: c.Reserve, s: Session, now: float) -> Result:
+        if cmd.timeout is None:
+            self.counts["cmd-reserve"] += 1
+        else:
+            self.counts["cmd-reserve-with-timeout"] += 1
+        job = self.engine.reserve(s, cmd.timeout, now)
+        return Action.WAIT if job is None else replies.reserved(job)
+
+    def _reserve_job(self, cmd: c.ReserveJob, s: Session, now: float) -> Result:
+        return replies.reserved(self.engine.reserve_job(s, cmd.id, now))
+
+    def _delete(self, cmd: c.Delete, s: Session, now: float) -> Result:
+        self.counts["cmd-delete"] += 1
+        self.engine.delete(s, cmd.id)
+        return replies.DELETED
+
+    def _release(self, cmd: c.Release, s: Session, now: float) -> Result:
+        self.counts["cmd-release"] += 1
+        self.engine.release(s, cmd.id, cmd.pri, cmd.delay, now)
+        return replies.RELEASED
+
+    def _bury(self, cmd: c.Bury, s: Session, now: float) -> Result:
+        self.counts["cmd-bury"] += 1
+        self.engine.bury(s, cmd.id, cmd.pri)
+        return replies.BURIED
+
+    def _touch(self, cmd: c.Touch, s: Session, now: float) -> Result:
+        self.counts["cmd-touch"] += 1
+        self.engine.touch(s, cmd.id, now)
+        return replies.TOUCHED
+
+    def _watch(self, cmd: c.Watch, s: Session, now: float) -> Result:
+        self.counts["cmd-watch"] += 1
+        return replies.watching(self.engine.watch(s, cmd.tube))
+
+    def _ignore(self, cmd: c.Ignore, s: Session, now: float) -> Result:
+        self.counts["cmd-ignore"] += 1
+        return replies.watching(self.engine.ignore(s, cmd.tube))
+
+    def _peek(self, cmd: c.Peek, s: Session, now: float) -> Result:
+        self.counts["cmd-peek"] += 1
+        return replies.found(self.engine.peek(cmd.id))
+
+    def _peek_ready(self, cmd: c.PeekReady, s: Session, now: float) -> Result:
+        self.counts["cmd-peek-ready"] += 1
+        return replies.found(self.engine.peek_ready(s))
+
+    def _peek_delayed(self, cmd: c.PeekDelayed, s: Session, now: float) -> Result:
+        self.counts["cmd-peek-delayed"] += 1
+        return replies.found(self.engine.peek_delayed(s))
+
+    def _peek_buried(self, cmd: c.PeekBuried, s: Session, now: float) -> Result:
+        self.counts["cmd-peek-buried"] += 1
+        return replies.found(self.engine.peek_buried(s))
+
+    def _kick(self, cmd: c.Kick, s: Session, now: float) -> Result:
+        self.counts["cmd-kick"] += 1
+        return replies.kicked(self.engine.kick(s, cmd.bound, now))
+
+    def _kick_job(self, cmd: c.KickJob, s: Session, now: float) -> Result:
+        self.engine.kick_job(cmd.id, now)
+        return replies.KICKED
+
+    def _stats_job(self, cmd: c.StatsJob, s: Session, now: float) -> Result:
+        self.counts["cmd-stats-job"] += 1
+        return replies.ok(to_yaml(job_stats(self.engine.peek(cmd.id), now)))
+
+    def _stats_tube(self, cmd: c.StatsTube, s: Session, now: float) -> Result:
+        self.counts["cmd-stats-tube"] += 1
+        tube = self.engine.tubes.get(cmd.tube)
+        if tube is None:
+            raise NotFound()
+        return replies.ok(to_yaml(tube_stats(tube, now)))
+
+    def _stats(self, cmd: c.Stats, s: Session, now: float) -> Result:
+        self.counts["cmd-stats"] += 1
+        return replies.ok(to_yaml(server_stats(self.engine, self.counts, self.info, now)))
+
+    def _list_tubes(self, cmd: c.ListTubes, s: Session, now: float) -> Result:
+        self.counts["cmd-list-tubes"] += 1
+        return replies.ok(replies.yaml_list(t.name for t in self.engine.tube_list))
+
+    def _list_tube_used(self, cmd: c.ListTubeUsed, s: Session, now: float) -> Result:
+        self.counts["cmd-list-tube-used"] += 1
+        return replies.using(s.used.name)
+
+    def _list_watched(self, cmd: c.ListTubesWatched, s: Session, now: float) -> Result:
+        self.counts["cmd-list-tubes-watched"] += 1
+        return replies.ok(replies.yaml_list(t.name for t in s.watched))
+
+    def _pause_tube(self, cmd: c.PauseTube, s: Session, now: float) -> Result:
+        self.counts["cmd-pause-tube"] += 1
+        self.engine.pause_tube(cmd.tube, cmd.delay, now)
+        return replies.PAUSED
+
+    def _quit(self, cmd: c.Quit, s: Session, now: float) -> Result:
+        return Action.CLOSE
+
+    def _rejected(self, cmd: c.Rejected, s: Session, now: float) -> Result:
+        if cmd.verb == "put":
+            self.counts["cmd-put"] += 1
+        return cmd.error.reply

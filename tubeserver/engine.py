@@ -1,0 +1,544 @@
+"""The job engine: every job, tube and session, and every rule of the protocol's state.
+
+Pure: it never reads a clock (each method takes `now`, monotonic seconds) and never does I/O.
+Time-driven changes (delays ending, TTRs expiring, pauses ending, reserve timeouts) live in one
+timer heap; the caller sleeps until `next_deadline()` and then calls `tick(now)`. Blocked
+reserves register a waiter; when one is served or times out the engine queues a `Wakeup` that
+the network layer collects with `drain_wakeups()`. A timer entry is only ever dropped after
+its condition was re-checked, so a TTR expiry cannot be lost (beanstalkd #262, #380).
+"""
+
+from __future__ import annotations
+
+import heapq
+
+import attrs
+
+from .errors import DeadlineSoon, Draining, NotFound, NotIgnored, ProtocolError, TimedOut
+from .job import Job, JobState
+from .limits import DEADLINE_MARGIN, DEFAULT_TUBE
+from .session import Session, Waiter
+from .tube import Tube
+
+READY, RESERVED, DELAYED, BURIED, DELETED = (
+    JobState.READY, JobState.RESERVED, JobState.DELAYED, JobState.BURIED, JobState.DELETED,
+)
+
+# Timer kinds. An entry is (at, seq, kind, target, check); `check` must still match the
+# target when the entry fires, otherwise the entry is stale and is skipped.
+_DELAY, _TTR, _PAUSE, _WAIT, _SOON = range(5)
+Timer = tuple[float, int, int, object, float]
+
+_TIMER_SWEEP_MIN = 4096
+
+
+@attrs.frozen(slots=True)
+class Wakeup:
+    """A waiting session's reserve is answered: with `job`, or with `error`."""
+
+    session: Session
+    job: Job | None
+    error: ProtocolError | None
+
+
+class Engine:
+    def __init__(self) -> None:
+        self.jobs: dict[int, Job] = {}
+        self.tubes: dict[str, Tube] = {}
+        self.tube_list: list[Tube] = []  # creation order, swap-removed like beanstalkd
+        self.sessions: dict[Session, None] = {}
+        self.draining = False
+        self.job_timeouts = 0
+        self.total_jobs = 0
+        self.total_connections = 0
+        self._next_id = 1
+        self._next_session = 1
+        self._timers: list[Timer] = []
+        self._seq = 0
+        self._dirty: dict[Tube, None] = {}  # tubes that may now match a waiter to a job
+        self._wakeups: list[Wakeup] = []
+        self._tube(DEFAULT_TUBE)
+
+    # --- sessions --------------------------------------------------------------------
+
+    def connect(self) -> Session:
+        default = self._tube(DEFAULT_TUBE)
+        s = Session(self._next_session, default, [default])
+        self._next_session += 1
+        default.using += 1
+        default.watching += 1
+        self.sessions[s] = None
+        self.total_connections += 1
+        return s
+
+    def disconnect(self, s: Session, now: float) -> None:
+        """Forget a session; its reserved jobs go back to ready (not counted as timeouts)."""
+        if s.closed:
+            return
+        self.cancel_wait(s)
+        for job in list(s.reserved.values()):
+            self._detach(job)
+            self._make_ready(job)
+        s.used.using -= 1
+        self._maybe_drop(s.used)
+        for t in s.watched:
+            t.watching -= 1
+            self._maybe_drop(t)
+        s.watched = []
+        s.closed = True
+        del self.sessions[s]
+        self._match(now)
+
+    # --- producer commands -------------------------------------------------------------
+
+    def put(self, s: Session, pri: int, delay: int, ttr: int, body: bytes, now: float) -> Job:
+        if self.draining:
+            raise Draining()
+        s.producer = True
+        tube = s.used
+        job = Job(self._next_id, tube, pri, delay, max(ttr, 1), body, now, READY)
+        self._next_id += 1
+        self.jobs[job.id] = job
+        tube.total_jobs += 1
+        self.total_jobs += 1
+        if delay:
+            job.state = DELAYED
+            self._start_delay(job, now)
+        else:
+            tube.push_ready(job)
+            self._dirty[tube] = None
+            self._match(now)
+        return job
+
+    def use(self, s: Session, name: str) -> Tube:
+        tube = self._tube(name)
+        tube.using += 1
+        old, s.used = s.used, tube
+        old.using -= 1
+        self._maybe_drop(old)
+        return tube
+
+    # --- worker commands ---------------------------------------------------------------
+
+    def reserve(self, s: Session, timeout: float | None, now: float) -> Job | None:
+        """Reserve the best ready job now, or register `s` as a waiter and return None.
+
+        Raises DeadlineSoon when a job `s` holds is within the safety margin of its TTR and
+        nothing is ready, and TimedOut for a zero timeout with nothing ready.
+        """
+        s.worker = True
+        job = self._best_ready(s)
+        if job is None:
+            soonest = self._soonest_deadline(s)
+            if soonest is not None and now >= soonest - DEADLINE_MARGIN:
+                raise DeadlineSoon()
+            if timeout == 0:
+                raise TimedOut()
+            self._seq += 1
+            waiter = Waiter(self._seq, None if timeout is None else now + timeout)
+            s.waiter = waiter
+            for t in s.watched:
+                t.waiters[s] = None
+            if waiter.timeout_at is not None:
+                self._push_timer(waiter.timeout_at, _WAIT, s, waiter.seq)
+            if soonest is not None:
+                self._push_timer(soonest - DEADLINE_MARGIN, _SOON, s, waiter.seq)
+            return None
+        self._detach(job)
+        self._reserve(s, job, now)
+        return job
+
+    def cancel_wait(self, s: Session) -> None:
+        if s.waiter is None:
+            return
+        for t in s.watched:
+            del t.waiters[s]
+        s.waiter = None
+
+    def reserve_job(self, s: Session, job_id: int, now: float) -> Job:
+        s.worker = True
+        job = self.jobs.get(job_id)
+        if job is None or job.state is RESERVED:
+            raise NotFound()
+        self._detach(job)
+        self._reserve(s, job, now)
+        return job
+
+    def delete(self, s: Session, job_id: int) -> None:
+        job = self.jobs.get(job_id)
+        if job is None or (job.state is RESERVED and job.reserver is not s):
+            raise NotFound()
+        self._detach(job)
+        job.move(DELETED)
+        del self.jobs[job_id]
+        job.tube.cmd_delete += 1
+        self._maybe_drop(job.tube)
+
+    def release(self, s: Session, job_id: int, pri: int, delay: int, now: float) -> None:
+        job = self._own(s, job_id)
+        self._detach(job)
+        job.pri = pri
+        job.delay = delay
+        job.releases += 1
+        if delay:
+            job.move(DELAYED)
+            self._start_delay(job, now)
+        else:
+            self._make_ready(job)
+            self._match(now)
+
+    def bury(self, s: Session, job_id: int, pri: int) -> None:
+        job = self._own(s, job_id)
+        self._detach(job)
+        job.pri = pri
+        job.buries += 1
+        job.move(BURIED)
+        job.tube.buried[job.id] = job
+
+    def touch(self, s: Session, job_id: int, now: float) -> None:
+        job = self._own(s, job_id)
+        job.deadline = now + job.ttr
+        self._push_timer(job.deadline, _TTR, job, job.deadline)
+
+    def watch(self, s: Session, name: str) -> int:
+        tube = self._tube(name)
+        if tube not in s.watched:
+            s.watched.append(tube)
+            tube.watching += 1
+        return len(s.watched)
+
+    def ignore(self, s: Session, name: str) -> int:
+        tube = self.tubes.get(name)
+        if tube is None or tube not in s.watched:
+            return len(s.watched)
+        if len(s.watched) == 1:
+            raise NotIgnored()
+        _swap_remove(s.watched, tube)
+        tube.watching -= 1
+        self._maybe_drop(tube)
+        return len(s.watched)
+
+    # --- other commands ----------------------------------------------------------------
+
+    def peek(self, job_id: int) -> Job:
+        job = self.jobs.get(job_id)
+        if job is None:
+            raise NotFound()
+        return job
+
+    def peek_ready(self, s: Session) -> Job:
+        return _found(s.used.peek_ready())
+
+    def peek_delayed(self, s: Session) -> Job:
+        return _found(s.used.peek_delayed())
+
+    def peek_buried(self, s: Session) -> Job:
+        buried = s.used.buried
+        return _found(next(iter(buried.values())) if buried else None)
+
+    def kick(self, s: Session, bound: int, now: float) -> int:
+        """Kick up to `bound` jobs of the used tube: buried ones if it has any, else delayed."""
+        tube = s.used
+        from_buried = bool(tube.buried)  # decided once: never both kinds in one kick
+        kicked = 0
+        while kicked < bound:
+            if from_buried:
+                if not tube.buried:
+                    break
+                job: Job | None = next(iter(tube.buried.values()))
+            else:
+                job = tube.peek_delayed()
+            if job is None:
+                break
+            self._kick(job)
+            kicked += 1
+        self._match(now)
+        return kicked
+
+    def kick_job(self, job_id: int, now: float) -> None:
+        job = self.jobs.get(job_id)
+        if job is None or job.state not in (BURIED, DELAYED):
+            raise NotFound()
+        self._kick(job)
+        self._match(now)
+
+    def pause_tube(self, name: str, delay: int, now: float) -> None:
+        tube = self.tubes.get(name)
+        if tube is None:
+            raise NotFound()
+        tube.pause = delay
+        tube.cmd_pause += 1
+        tube.pause_token += 1
+        if delay:
+            tube.paused_until = now + delay
+            self._push_timer(tube.paused_until, _PAUSE, tube, tube.pause_token)
+        else:
+            # beanstalkd pauses for 1 ns, which has passed by the next command: unpause now.
+            tube.paused_until = 0.0
+            self._dirty[tube] = None
+            self._match(now)
+
+    # --- time --------------------------------------------------------------------------
+
+    def next_deadline(self) -> float | None:
+        """When `tick` next has work to do (possibly earlier, never later)."""
+        return self._timers[0][0] if self._timers else None
+
+    def tick(self, now: float) -> None:
+        """Apply every time-driven change due at `now`."""
+        timers = self._timers
+        waits: list[Timer] = []
+        while timers and timers[0][0] <= now:
+            entry = heapq.heappop(timers)
+            _, _, kind, target, check = entry
+            if kind == _DELAY:
+                assert isinstance(target, Job)
+                if target.state is DELAYED and target.deadline == check:
+                    self._detach(target)
+                    self._make_ready(target)
+            elif kind == _TTR:
+                assert isinstance(target, Job)
+                if target.state is RESERVED and target.deadline == check:
+                    self._detach(target)
+                    target.timeouts += 1
+                    self.job_timeouts += 1
+                    self._make_ready(target)
+            elif kind == _PAUSE:
+                assert isinstance(target, Tube)
+                if target.pause_token == check and target.paused:
+                    target.paused_until = 0.0
+                    self._dirty[target] = None
+            else:
+                waits.append(entry)
+        # Jobs that became available go to waiters before any waiter is timed out.
+        self._match(now)
+        for _, _, kind, target, check in waits:
+            assert isinstance(target, Session)
+            waiter = target.waiter
+            if waiter is None or waiter.seq != check:
+                continue
+            if kind == _WAIT:
+                self.cancel_wait(target)
+                self._wakeups.append(Wakeup(target, None, TimedOut()))
+                continue
+            soonest = self._soonest_deadline(target)
+            if soonest is None:
+                continue
+            if now >= soonest - DEADLINE_MARGIN:
+                self.cancel_wait(target)
+                self._wakeups.append(Wakeup(target, None, DeadlineSoon()))
+            else:
+                self._push_timer(soonest - DEADLINE_MARGIN, _SOON, target, waiter.seq)
+
+    def drain_wakeups(self) -> list[Wakeup]:
+        wakeups, self._wakeups = self._wakeups, []
+        return wakeups
+
+    # --- internals ---------------------------------------------------------------------
+
+    def _tube(self, name: str) -> Tube:
+        tube = self.tubes.get(name)
+        if tube is None:
+            tube = Tube(name, index=len(self.tube_list))
+            self.tubes[name] = tube
+            self.tube_list.append(tube)
+        return tube
+
+    def _maybe_drop(self, tube: Tube) -> None:
+        if tube.using or tube.watching or tube.job_count or tube.name == DEFAULT_TUBE:
+            return
+        del self.tubes[tube.name]
+        last = self.tube_list.pop()
+        if last is not tube:
+            self.tube_list[tube.index] = last
+            last.index = tube.index
+        self._dirty.pop(tube, None)
+
+    def _own(self, s: Session, job_id: int) -> Job:
+        job = s.reserved.get(job_id)
+        if job is None:
+            raise NotFound()
+        return job
+
+    def _best_ready(self, s: Session) -> Job | None:
+        best: Job | None = None
+        for tube in s.watched:
+            if tube.paused:
+                continue
+            job = tube.peek_ready()
+            if job is not None and (best is None or (job.pri, job.id) < (best.pri, best.id)):
+                best = job
+        return best
+
+    def _soonest_deadline(self, s: Session) -> float | None:
+        if not s.reserved:
+            return None
+        return min(job.deadline for job in s.reserved.values())
+
+    def _detach(self, job: Job) -> None:
+        """Take `job` out of the container its current state keeps it in."""
+        tube = job.tube
+        state = job.state
+        if state is READY:
+            tube.take_ready(job)
+        elif state is DELAYED:
+            tube.take_delayed(job)
+        elif state is BURIED:
+            del tube.buried[job.id]
+        elif state is RESERVED:
+            tube.reserved_count -= 1
+            assert job.reserver is not None
+            del job.reserver.reserved[job.id]
+            job.reserver = None
+
+    def _make_ready(self, job: Job) -> None:
+        job.move(READY)
+        job.tube.push_ready(job)
+        self._dirty[job.tube] = None
+
+    def _start_delay(self, job: Job, now: float) -> None:
+        job.deadline = now + job.delay
+        job.tube.push_delayed(job)
+        self._push_timer(job.deadline, _DELAY, job, job.deadline)
+
+    def _reserve(self, s: Session, job: Job, now: float) -> None:
+        job.move(RESERVED)
+        job.reserver = s
+        job.deadline = now + job.ttr
+        job.reserves += 1
+        job.tube.reserved_count += 1
+        s.reserved[job.id] = job
+        self._push_timer(job.deadline, _TTR, job, job.deadline)
+
+    def _kick(self, job: Job) -> None:
+        self._detach(job)
+        job.kicks += 1
+        self._make_ready(job)
+
+    def _match(self, now: float) -> None:
+        """Hand ready jobs to waiters: the globally best job among tubes that have both."""
+        dirty = self._dirty
+        while dirty:
+            best: Job | None = None
+            for tube in list(dirty):
+                job = None if tube.paused or not tube.waiters else tube.peek_ready()
+                if job is None:
+                    del dirty[tube]
+                elif best is None or (job.pri, job.id) < (best.pri, best.id):
+                    best = job
+            if best is None:
+                return
+            s = next(iter(best.tube.waiters))
+            self.cancel_wait(s)
+            self._detach(best)
+            self._reserve(s, best, now)
+            self._wakeups.append(Wakeup(s, best, None))
+
+    def _push_timer(self, at: float, kind: int, target: object, check: float) -> None:
+        self._seq += 1
+        heapq.heappush(self._timers, (at, self._seq, kind, target, check))
+        # Stale entries (touched jobs, served waiters) wait for their time to be popped;
+        # sweep them when they clearly outnumber the live ones.
+        bound = len(self.jobs) + 2 * len(self.sessions) + len(self.tubes)
+        if len(self._timers) > _TIMER_SWEEP_MIN and len(self._timers) > 2 * bound:
+            self._timers = [e for e in self._timers if self._timer_live(e)]
+            heapq.heapify(self._timers)
+
+    def _timer_live(self, entry: Timer) -> bool:
+        _, _, kind, target, check = entry
+        if kind == _DELAY:
+            assert isinstance(target, Job)
+            return target.state is DELAYED and target.deadline == check
+        if kind == _TTR:
+            assert isinstance(target, Job)
+            return target.state is RESERVED and target.deadline == check
+        if kind == _PAUSE:
+            assert isinstance(target, Tube)
+            return target.paused and target.pause_token == check
+        assert isinstance(target, Session)
+        return target.waiter is not None and target.waiter.seq == check
+
+
+def _found(job: Job | None) -> Job:
+    if job is None:
+        raise NotFound()
+    return job
+
+
+def _swap_remove(items: list[Tube], item: Tube) -> None:
+    i = items.index(item)
+    last = items.pop()
+    if last is not item:
+        items[i] = last
+
+
+def check_invariants(engine: Engine) -> None:
+    """Assert every structural promise of the engine; tests call this after every step.
+
+    Every job sits in exactly one container matching its state, heap bookkeeping agrees with
+    a recount, reserved jobs belong to live sessions, every timed state has a live timer, no
+    tube is left holding both a waiter and a reservable job, and empty unused tubes are gone.
+    """
+    e = engine
+    assert e.tubes.get(DEFAULT_TUBE) is not None
+    assert [t.index for t in e.tube_list] == list(range(len(e.tube_list)))
+    assert {t.name: t for t in e.tube_list} == e.tubes
+
+    timed = {id(entry[3]) for entry in e._timers if e._timer_live(entry)}
+    counts: dict[Tube, list[int]] = {t: [0, 0, 0, 0, 0] for t in e.tube_list}
+    for job_id, job in e.jobs.items():
+        assert job.id == job_id and 0 < job_id < e._next_id
+        assert e.tubes.get(job.tube.name) is job.tube, f"job {job_id} in a dropped tube"
+        c = counts[job.tube]
+        if job.state is READY:
+            c[0] += 1
+        elif job.state is DELAYED:
+            c[1] += 1
+            assert id(job) in timed, f"delayed job {job_id} has no timer"
+        elif job.state is BURIED:
+            c[2] += 1
+            assert job.tube.buried.get(job_id) is job
+        elif job.state is RESERVED:
+            c[3] += 1
+            s = job.reserver
+            assert s is not None and s in e.sessions and s.reserved.get(job_id) is job
+            assert id(job) in timed, f"reserved job {job_id} has no TTR timer"
+        else:
+            raise AssertionError(f"job {job_id} is {job.state}")
+        if job.state is not RESERVED:
+            assert job.reserver is None
+
+    for t in e.tube_list:
+        ready = t.live_ready()
+        assert len(ready) == len({j.id for j in ready}) == t.ready_count == counts[t][0]
+        assert all(e.jobs.get(j.id) is j for j in ready)
+        assert t.urgent_count == sum(1 for j in ready if j.pri < 1024)
+        assert t.stale_ready == len(t.ready) - t.ready_count
+        delayed = t.live_delayed()
+        assert len(delayed) == len({j.id for j in delayed}) == t.delayed_count == counts[t][1]
+        assert t.stale_delayed == len(t.delayed) - t.delayed_count
+        assert len(t.buried) == counts[t][2]
+        assert all(j.state is BURIED and e.jobs.get(i) is j for i, j in t.buried.items())
+        assert t.reserved_count == counts[t][3]
+        using = sum(1 for s in e.sessions if s.used is t)
+        watching = sum(1 for s in e.sessions if t in s.watched)
+        assert (t.using, t.watching) == (using, watching), t.name
+        assert t.name == DEFAULT_TUBE or using or watching or t.job_count, f"{t.name} lingers"
+        for s in t.waiters:
+            assert s.waiter is not None and t in s.watched
+        if t.waiters and not t.paused:
+            assert t.peek_ready() is None, f"tube {t.name} has a waiter and a ready job"
+        if t.paused:
+            assert id(t) in timed
+        assert t not in e._dirty, "a change was left unmatched"
+
+    for s in e.sessions:
+        assert not s.closed and s.used.name in e.tubes and s.watched
+        assert len(set(map(id, s.watched))) == len(s.watched)
+        assert all(e.tubes.get(t.name) is t for t in s.watched)
+        for job_id, job in s.reserved.items():
+            assert job.state is RESERVED and job.reserver is s and job.id == job_id
+        if s.waiter is not None:
+            assert all(s in t.waiters for t in s.watched)
+            if s.waiter.timeout_at is not None:
+                assert id(s) in timed

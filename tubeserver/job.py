@@ -1,0 +1,69 @@
+"""The Job record and its state machine.
+
+`Job.move` is the only place a job's state changes, and it checks every change against the
+transition table below, so an engine bug shows up as an assertion rather than a lost job.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import TYPE_CHECKING
+
+import attrs
+
+if TYPE_CHECKING:
+    from .session import Session
+    from .tube import Tube
+
+
+class JobState(enum.Enum):
+    READY = "ready"
+    RESERVED = "reserved"
+    DELAYED = "delayed"
+    BURIED = "buried"
+    DELETED = "deleted"
+
+
+_S = JobState
+TRANSITIONS: dict[JobState, frozenset[JobState]] = {
+    # reserve / reserve-job, delete
+    _S.READY: frozenset({_S.RESERVED, _S.DELETED}),
+    # release (delay 0) / TTR expiry / disconnect, release with delay, bury, delete
+    _S.RESERVED: frozenset({_S.READY, _S.DELAYED, _S.BURIED, _S.DELETED}),
+    # delay elapsed or kick, reserve-job, delete
+    _S.DELAYED: frozenset({_S.READY, _S.RESERVED, _S.DELETED}),
+    # kick, reserve-job, delete
+    _S.BURIED: frozenset({_S.READY, _S.RESERVED, _S.DELETED}),
+    _S.DELETED: frozenset(),
+}
+
+
+class IllegalTransition(AssertionError):
+    """An engine bug: a job was asked to make a move the table forbids."""
+
+
+@attrs.define(slots=True, eq=False)
+class Job:
+    id: int
+    tube: Tube
+    pri: int
+    delay: int  # seconds: the delay last set by put or release
+    ttr: int  # seconds, at least 1
+    body: bytes
+    created: float
+    state: JobState
+    # When the state's timer fires: delayed -> ready time, reserved -> TTR expiry.
+    deadline: float = 0.0
+    # Bumped each time the job enters a heap, so older heap entries for it read as stale.
+    token: int = 0
+    reserver: Session | None = None
+    reserves: int = 0
+    timeouts: int = 0
+    releases: int = 0
+    buries: int = 0
+    kicks: int = 0
+
+    def move(self, to: JobState) -> None:
+        if to not in TRANSITIONS[self.state]:
+            raise IllegalTransition(f"job {self.id}: {self.state.value} -> {to.value}")
+        self.state = to

@@ -1,0 +1,51 @@
+"""Reply lines as bytes: fixed words, and the formatted ones built in one place.
+
+Replies are bytes rather than values because they are built once and written at once; this
+module is the only place that knows their spelling. Errors spell themselves (errors.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from .job import Job
+
+DELETED = b"DELETED\r\n"
+RELEASED = b"RELEASED\r\n"
+BURIED = b"BURIED\r\n"
+TOUCHED = b"TOUCHED\r\n"
+KICKED = b"KICKED\r\n"
+PAUSED = b"PAUSED\r\n"
+
+
+def inserted(job_id: int) -> bytes:
+    return b"INSERTED %d\r\n" % job_id
+
+
+def reserved(job: Job) -> bytes:
+    return b"RESERVED %d %d\r\n%b\r\n" % (job.id, len(job.body), job.body)
+
+
+def found(job: Job) -> bytes:
+    return b"FOUND %d %d\r\n%b\r\n" % (job.id, len(job.body), job.body)
+
+
+def using(name: str) -> bytes:
+    return b"USING %b\r\n" % name.encode("ascii")
+
+
+def watching(count: int) -> bytes:
+    return b"WATCHING %d\r\n" % count
+
+
+def kicked(count: int) -> bytes:
+    return b"KICKED %d\r\n" % count
+
+
+def ok(payload: bytes) -> bytes:
+    return b"OK %d\r\n%b\r\n" % (len(payload), payload)
+
+
+def yaml_list(names: Iterable[str]) -> bytes:
+    """A YAML sequence as beanstalkd writes it for list-tubes (names are not quoted)."""
+    return ("---\n" + "".join(f"- {n}\n" for n in names)).encode("ascii")

@@ -1,0 +1,145 @@
+"""Statistics snapshots and their YAML text, with beanstalkd's exact keys and key order.
+
+String values are always double-quoted (as beanstalkd 1.13 does for most of them), so a name
+like `1.5` or an `os` string containing `#` or `: ` still parses as the string it is.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import secrets
+
+import attrs
+
+from . import __version__
+from .engine import Engine
+from .job import Job, JobState
+from .tube import Tube
+
+# Counted commands, in the order `stats` reports them.
+COMMAND_KEYS = (
+    "cmd-put", "cmd-peek", "cmd-peek-ready", "cmd-peek-delayed", "cmd-peek-buried",
+    "cmd-reserve", "cmd-reserve-with-timeout", "cmd-delete", "cmd-release", "cmd-use",
+    "cmd-watch", "cmd-ignore", "cmd-bury", "cmd-kick", "cmd-touch", "cmd-stats",
+    "cmd-stats-job", "cmd-stats-tube", "cmd-list-tubes", "cmd-list-tube-used",
+    "cmd-list-tubes-watched", "cmd-pause-tube",
+)
+
+Value = int | float | bool | str
+
+
+@attrs.frozen
+class ProcessInfo:
+    """Facts about this server process that `stats` reports; gathered once at start-up."""
+
+    pid: int
+    version: str
+    id: str
+    hostname: str
+    os: str
+    platform: str
+    max_job_size: int
+    started: float  # on the engine's clock
+
+    @classmethod
+    def gather(cls, max_job_size: int, started: float) -> ProcessInfo:
+        u = os.uname()
+        return cls(os.getpid(), f"tubeserver {__version__}", secrets.token_hex(8),
+                   u.nodename, u.version, u.machine, max_job_size, started)
+
+
+def to_yaml(pairs: list[tuple[str, Value]]) -> bytes:
+    lines = ["---\n"]
+    for key, value in pairs:
+        if isinstance(value, bool):
+            text = "true" if value else "false"
+        elif isinstance(value, str):
+            text = '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        elif isinstance(value, float):
+            text = f"{value:.6f}"
+        else:
+            text = str(value)
+        lines.append(f"{key}: {text}\n")
+    return "".join(lines).encode("utf-8")
+
+
+def server_stats(engine: Engine, counts: dict[str, int], info: ProcessInfo,
+                 now: float) -> list[tuple[str, Value]]:
+    tubes = engine.tube_list
+    sessions = engine.sessions
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return [
+        ("current-jobs-urgent", sum(t.urgent_count for t in tubes)),
+        ("current-jobs-ready", sum(t.ready_count for t in tubes)),
+        ("current-jobs-reserved", sum(t.reserved_count for t in tubes)),
+        ("current-jobs-delayed", sum(t.delayed_count for t in tubes)),
+        ("current-jobs-buried", sum(len(t.buried) for t in tubes)),
+        *((key, counts[key]) for key in COMMAND_KEYS),
+        ("job-timeouts", engine.job_timeouts),
+        ("total-jobs", engine.total_jobs),
+        ("max-job-size", info.max_job_size),
+        ("current-tubes", len(tubes)),
+        ("current-connections", len(sessions)),
+        ("current-producers", sum(1 for s in sessions if s.producer)),
+        ("current-workers", sum(1 for s in sessions if s.worker)),
+        ("current-waiting", sum(1 for s in sessions if s.waiter is not None)),
+        ("total-connections", engine.total_connections),
+        ("pid", info.pid),
+        ("version", info.version),
+        ("rusage-utime", usage.ru_utime),
+        ("rusage-stime", usage.ru_stime),
+        ("uptime", int(now - info.started)),
+        ("binlog-oldest-index", 0),
+        ("binlog-current-index", 0),
+        ("binlog-records-migrated", 0),
+        ("binlog-records-written", 0),
+        ("binlog-max-size", 0),
+        ("draining", engine.draining),
+        ("id", info.id),
+        ("hostname", info.hostname),
+        ("os", info.os),
+        ("platform", info.platform),
+    ]
+
+
+def tube_stats(tube: Tube, now: float) -> list[tuple[str, Value]]:
+    left = max(0, int(tube.paused_until - now)) if tube.paused else 0
+    return [
+        ("name", tube.name),
+        ("current-jobs-urgent", tube.urgent_count),
+        ("current-jobs-ready", tube.ready_count),
+        ("current-jobs-reserved", tube.reserved_count),
+        ("current-jobs-delayed", tube.delayed_count),
+        ("current-jobs-buried", len(tube.buried)),
+        ("total-jobs", tube.total_jobs),
+        ("current-using", tube.using),
+        ("current-watching", tube.watching),
+        ("current-waiting", len(tube.waiters)),
+        ("cmd-delete", tube.cmd_delete),
+        ("cmd-pause-tube", tube.cmd_pause),
+        ("pause", tube.pause if tube.paused else 0),
+        ("pause-time-left", left),
+    ]
+
+
+def job_stats(job: Job, now: float) -> list[tuple[str, Value]]:
+    timed = job.state is JobState.RESERVED or job.state is JobState.DELAYED
+    return [
+        ("id", job.id),
+        ("tube", job.tube.name),
+        ("state", job.state.value),
+        ("pri", job.pri),
+        ("age", int(now - job.created)),
+        ("delay", job.delay),
+        ("ttr", job.ttr),
+        ("time-left", int(job.deadline - now) if timed else 0),
+        ("file", 0),
+        ("reserves", job.reserves),
+        ("timeouts", job.timeouts),
+        ("releases", job.releases),
+        ("buries", job.buries),
+        ("kicks", job.kicks),
+    ]
+
+
