@@ -7,15 +7,18 @@ the two outcomes that are not a reply: the session now waits (a blocked reserve)
 from __future__ import annotations
 
 import enum
+import logging
 from collections.abc import Callable
 from typing import Any
 
 from . import commands as c
 from . import replies
 from .engine import Engine
-from .errors import NotFound, ProtocolError
+from .errors import InternalError, NotFound, ProtocolError
 from .session import Session
 from .stats import COMMAND_KEYS, ProcessInfo, job_stats, server_stats, to_yaml, tube_stats
+
+log = logging.getLogger("tubeserver.dispatch")
 
 
 class Action(enum.Enum):
@@ -53,6 +56,11 @@ class Dispatcher:
             return self._handlers[type(event)](event, s, now)
         except ProtocolError as e:
             return e.reply
+        except Exception:
+            # A server bug. Say so to this client rather than take every connection (and
+            # every job held in memory) down with the process.
+            log.exception("internal error handling %r", event)
+            return InternalError.reply
 
     # Each handler counts its command (as beanstalkd: once the arguments parsed) and acts.
 

@@ -270,16 +270,20 @@ class Parser:
         return self._body()
 
     def _bad_put_header(self, rest: bytes) -> c.Event | None:
-        # Stricter than beanstalkd: when the size field is readable, the body that follows
-        # is skipped, so a malformed header costs one BAD_FORMAT and the stream stays in sync.
+        # When the size field is readable, the body that follows is skipped, so a malformed
+        # header costs one reply and the stream stays in sync. As in beanstalkd, a header
+        # whose four numbers parse is judged on its size first (JOB_TOO_BIG) and counts as a
+        # put; stricter than beanstalkd, a body of acceptable size is skipped too.
         tokens = [t for t in rest.split(b" ") if t]
-        if len(tokens) >= 4 and tokens[3].isdigit():
-            size = int(tokens[3])
-            if size <= self.max_job_size:
-                # beanstalkd counts the put once its four numbers parse.
-                verb = "put" if _all_u32(tokens[:4]) else None
-                return self._skip_body(size, c.Rejected(BadFormat(), verb))
-        return c.Rejected(BadFormat())
+        if len(tokens) < 4 or not tokens[3].isdigit():
+            return c.Rejected(BadFormat())
+        size = int(tokens[3])
+        counted = _all_u32(tokens[:4])
+        if size > self.max_job_size:
+            if counted:
+                return self._skip_body(size, c.Rejected(JobTooBig(), "put"))
+            return c.Rejected(BadFormat())
+        return self._skip_body(size, c.Rejected(BadFormat(), "put" if counted else None))
 
     def _skip_body(self, size: int, then: c.Rejected) -> c.Event | None:
         self._skip = size + 2

@@ -1,0 +1,68 @@
+"""Dispatcher: the verb -> engine map, its counters, tick-before-command, and the bug fence.
+
+The differential tests prove reply bytes end to end; these pin the dispatcher's own rules.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from tubeserver import commands as c
+from tubeserver.dispatch import Action, Dispatcher
+from tubeserver.engine import Engine, check_invariants
+from tubeserver.errors import ExpectedCRLF, JobTooBig
+from tubeserver.stats import ProcessInfo
+
+
+def make() -> Dispatcher:
+    return Dispatcher(Engine(), ProcessInfo.gather(65535, 0.0))
+
+
+def test_server_bug_answers_internal_error_and_server_goes_on(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    d = make()
+    s = d.engine.connect()
+
+    def broken(*args: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(d.engine, "peek", broken)
+    with caplog.at_level(logging.ERROR, logger="tubeserver.dispatch"):
+        assert d.handle(s, c.Peek(1), 0.0) == b"INTERNAL_ERROR\r\n"
+    assert "boom" in caplog.text
+    assert d.handle(s, c.Put(0, 0, 5, b"x"), 0.0) == b"INSERTED 1\r\n"
+
+
+def test_commands_see_time_driven_changes_even_if_the_ticker_is_late() -> None:
+    d = make()
+    a, b = d.engine.connect(), d.engine.connect()
+    assert d.handle(a, c.Put(0, 0, 2, b"x"), 0.0) == b"INSERTED 1\r\n"
+    assert d.handle(a, c.Reserve(0), 0.0).startswith(b"RESERVED 1 1")
+    # No tick between: the TTR has run out by t=2, so b can have the job at once.
+    assert d.handle(b, c.Reserve(0), 2.0).startswith(b"RESERVED 1 1")
+    assert d.engine.job_timeouts == 1
+    check_invariants(d.engine)
+
+
+def test_reserve_that_blocks_returns_wait_and_quit_returns_close() -> None:
+    d = make()
+    s = d.engine.connect()
+    assert d.handle(s, c.Reserve(None), 0.0) is Action.WAIT
+    assert d.handle(d.engine.connect(), c.Quit(), 0.0) is Action.CLOSE
+
+
+def test_rejected_puts_count_as_beanstalkd_counts_them() -> None:
+    d = make()
+    s = d.engine.connect()
+    assert d.handle(s, c.Rejected(JobTooBig(), "put"), 0.0) == b"JOB_TOO_BIG\r\n"
+    assert d.handle(s, c.Rejected(ExpectedCRLF(), "put"), 0.0) == b"EXPECTED_CRLF\r\n"
+    assert d.counts["cmd-put"] == 2
+    assert d.handle(s, c.Put(0, 0, 1, b""), 0.0) == b"INSERTED 1\r\n"
+    assert d.counts["cmd-put"] == 3
+    assert d.counts["cmd-reserve"] == 0
+    d.handle(s, c.Reserve(None), 0.0)
+    d.handle(s, c.Reserve(0), 0.0)
+    assert (d.counts["cmd-reserve"], d.counts["cmd-reserve-with-timeout"]) == (1, 1)
