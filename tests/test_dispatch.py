@@ -20,6 +20,11 @@ def make() -> Dispatcher:
     return Dispatcher(Engine(), ProcessInfo.gather(65535, 0.0))
 
 
+def reply(result: bytes | Action) -> bytes:
+    assert isinstance(result, bytes), result
+    return result
+
+
 def test_server_bug_answers_internal_error_and_server_goes_on(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -40,9 +45,9 @@ def test_commands_see_time_driven_changes_even_if_the_ticker_is_late() -> None:
     d = make()
     a, b = d.engine.connect(), d.engine.connect()
     assert d.handle(a, c.Put(0, 0, 2, b"x"), 0.0) == b"INSERTED 1\r\n"
-    assert d.handle(a, c.Reserve(0), 0.0).startswith(b"RESERVED 1 1")
+    assert reply(d.handle(a, c.Reserve(0), 0.0)).startswith(b"RESERVED 1 1")
     # No tick between: the TTR has run out by t=2, so b can have the job at once.
-    assert d.handle(b, c.Reserve(0), 2.0).startswith(b"RESERVED 1 1")
+    assert reply(d.handle(b, c.Reserve(0), 2.0)).startswith(b"RESERVED 1 1")
     assert d.engine.job_timeouts == 1
     check_invariants(d.engine)
 
