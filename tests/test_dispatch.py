@@ -13,6 +13,7 @@ from tubeserver import commands as c
 from tubeserver.dispatch import Action, Dispatcher
 from tubeserver.engine import Engine, check_invariants
 from tubeserver.errors import ExpectedCRLF, JobTooBig
+from tubeserver.server import Server
 from tubeserver.stats import ProcessInfo
 
 
@@ -25,20 +26,39 @@ def reply(result: bytes | Action) -> bytes:
     return result
 
 
+def broken(*args: object) -> None:
+    raise RuntimeError("boom")
+
+
 def test_server_bug_answers_internal_error_and_server_goes_on(
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bugs: list[tuple[c.Event, Exception]] = []
+    d = Dispatcher(Engine(), ProcessInfo.gather(65535, 0.0), lambda ev, e: bugs.append((ev, e)))
+    s = d.engine.connect()
+    monkeypatch.setattr(d.engine, "peek", broken)
+    assert d.handle(s, c.Peek(1), 0.0) == b"INTERNAL_ERROR\r\n"
+    assert [(ev, str(e)) for ev, e in bugs] == [(c.Peek(1), "boom")]
+    assert d.handle(s, c.Put(0, 0, 5, b"x"), 0.0) == b"INSERTED 1\r\n"
+
+
+def test_without_a_bug_handler_the_exception_propagates(monkeypatch: pytest.MonkeyPatch) -> None:
+    d = make()
+    monkeypatch.setattr(d.engine, "peek", broken)
+    with pytest.raises(RuntimeError, match="boom"):
+        d.handle(d.engine.connect(), c.Peek(1), 0.0)
+
+
+async def test_server_logs_the_bug_with_its_traceback(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    d = make()
-    s = d.engine.connect()
-
-    def broken(*args: object) -> None:
-        raise RuntimeError("boom")
-
-    monkeypatch.setattr(d.engine, "peek", broken)
-    with caplog.at_level(logging.ERROR, logger="tubeserver.dispatch"):
-        assert d.handle(s, c.Peek(1), 0.0) == b"INTERNAL_ERROR\r\n"
-    assert "boom" in caplog.text
-    assert d.handle(s, c.Put(0, 0, 5, b"x"), 0.0) == b"INSERTED 1\r\n"
+    server = Server(65535)
+    monkeypatch.setattr(server.engine, "peek", broken)
+    with caplog.at_level(logging.ERROR, logger="tubeserver"):
+        s = server.engine.connect()
+        assert server.dispatcher.handle(s, c.Peek(7), 0.0) == b"INTERNAL_ERROR\r\n"
+    assert "internal error handling Peek(id=7)" in caplog.text
+    assert "RuntimeError: boom" in caplog.text
 
 
 def test_commands_see_time_driven_changes_even_if_the_ticker_is_late() -> None:

@@ -7,7 +7,6 @@ the two outcomes that are not a reply: the session now waits (a blocked reserve)
 from __future__ import annotations
 
 import enum
-import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -18,8 +17,6 @@ from .errors import InternalError, NotFound, ProtocolError
 from .session import Session
 from .stats import COMMAND_KEYS, ProcessInfo, job_stats, server_stats, to_yaml, tube_stats
 
-log = logging.getLogger("tubeserver.dispatch")
-
 
 class Action(enum.Enum):
     WAIT = "wait"  # the session is now a waiter; its reply comes with an engine Wakeup
@@ -29,10 +26,16 @@ class Action(enum.Enum):
 Result = bytes | Action
 
 
+def _reraise(event: c.Event, error: Exception) -> None:
+    raise error
+
+
 class Dispatcher:
-    def __init__(self, engine: Engine, info: ProcessInfo) -> None:
+    def __init__(self, engine: Engine, info: ProcessInfo,
+                 on_bug: Callable[[c.Event, Exception], None] = _reraise) -> None:
         self.engine = engine
         self.info = info
+        self.on_bug = on_bug
         self.counts: dict[str, int] = dict.fromkeys(COMMAND_KEYS, 0)
         self._handlers: dict[type, Callable[[Any, Session, float], Result]] = {
             c.Put: self._put, c.Use: self._use, c.Reserve: self._reserve,
@@ -56,10 +59,11 @@ class Dispatcher:
             return self._handlers[type(event)](event, s, now)
         except ProtocolError as e:
             return e.reply
-        except Exception:
-            # A server bug. Say so to this client rather than take every connection (and
-            # every job held in memory) down with the process.
-            log.exception("internal error handling %r", event)
+        except Exception as e:
+            # A server bug. The server's handler logs it and this client is told, rather
+            # than every connection (and every job held in memory) going down with the
+            # process; without a handler the exception propagates.
+            self.on_bug(event, e)
             return InternalError.reply
 
     # Each handler counts its command (as beanstalkd: once the arguments parsed) and acts.

@@ -49,7 +49,7 @@ class Server:
         self.verbose = verbose
         self.engine = Engine()
         self.dispatcher = Dispatcher(
-            self.engine, ProcessInfo.gather(max_job_size, trio.current_time())
+            self.engine, ProcessInfo.gather(max_job_size, trio.current_time()), _log_bug
         )
         self.conns: dict[Session, Connection] = {}
         self._tick_scope: trio.CancelScope | None = None
@@ -84,6 +84,10 @@ class Server:
         except OSError:
             peer = "?"
         await self.handle(stream, peer)
+
+
+def _log_bug(event: object, error: Exception) -> None:
+    log.error("internal error handling %r", event, exc_info=error)
 
 
 def _format_peer(addr: object) -> str:
