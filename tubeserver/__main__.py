@@ -21,34 +21,25 @@ from .server import Config, ListenError, serve
 log = logging.getLogger("tubeserver")
 
 
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid port {text!r}") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"port {value} is not in 0-65535")
-    return value
+def _bounded_int(what: str, low: int, high: int | None = None) -> Callable[[str], int]:
+    """An argparse type: an integer from `low` (to `high`), with messages naming `what`."""
+
+    def convert(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid {what} {text!r}") from None
+        if value < low or (high is not None and value > high):
+            span = f"{low}-{high}" if high is not None else f"at least {low}"
+            raise argparse.ArgumentTypeError(f"{what} {value} is out of range ({span})")
+        return value
+
+    return convert
 
 
-def _size(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid size {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"size {value} is negative")
-    return value
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid verbosity {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError("verbosity is negative")
-    return value
+_port = _bounded_int("port", 0, 65535)
+_size = _bounded_int("size", 0)
+_count = _bounded_int("verbosity", 0)
 
 
 def _listen(text: str) -> str:
@@ -57,12 +48,13 @@ def _listen(text: str) -> str:
     return text
 
 
-# (env variable, argparse dest, converter)
-_ENV: list[tuple[str, str, Callable[[str], object]]] = [
-    ("TUBESERVER_LISTEN", "listen", _listen),
-    ("TUBESERVER_PORT", "port", _port),
-    ("TUBESERVER_MAX_JOB_SIZE", "max_job_size", _size),
-    ("TUBESERVER_VERBOSE", "verbose", _count),
+# (env variable, argparse dest, converter, default). A flag on the command line wins; the
+# variable is read (and validated) only for flags that were not given.
+_SETTINGS: list[tuple[str, str, Callable[[str], object], object]] = [
+    ("TUBESERVER_LISTEN", "listen", _listen, DEFAULT_LISTEN),
+    ("TUBESERVER_PORT", "port", _port, DEFAULT_PORT),
+    ("TUBESERVER_MAX_JOB_SIZE", "max_job_size", _size, DEFAULT_MAX_JOB_SIZE),
+    ("TUBESERVER_VERBOSE", "verbose", _count, 0),
 ]
 
 
@@ -72,18 +64,17 @@ def build_parser() -> argparse.ArgumentParser:
         description="A beanstalkd-compatible job server. Every flag can also be set with the "
         "environment variable named in its help; the command line wins.",
     )
-    p.add_argument("-l", "--listen", type=_listen, default=DEFAULT_LISTEN, metavar="ADDR",
+    p.add_argument("-l", "--listen", type=_listen, metavar="ADDR",
                    help="address to listen on, or unix:/path for a UNIX socket "
                    f"(default {DEFAULT_LISTEN}: loopback only; use 0.0.0.0 for all "
                    "interfaces) [TUBESERVER_LISTEN]")
-    p.add_argument("-p", "--port", type=_port, default=DEFAULT_PORT, metavar="PORT",
+    p.add_argument("-p", "--port", type=_port, metavar="PORT",
                    help=f"TCP port (default {DEFAULT_PORT}; ignored for unix:) "
                    "[TUBESERVER_PORT]")
-    p.add_argument("-z", "--max-job-size", type=_size, default=DEFAULT_MAX_JOB_SIZE,
-                   metavar="BYTES",
+    p.add_argument("-z", "--max-job-size", type=_size, metavar="BYTES",
                    help=f"largest job body accepted (default {DEFAULT_MAX_JOB_SIZE}, at most "
                    f"{JOB_SIZE_CAP}) [TUBESERVER_MAX_JOB_SIZE]")
-    p.add_argument("-V", "--verbose", action="count", default=0,
+    p.add_argument("-V", "--verbose", action="count",
                    help="log connections; twice also logs every command "
                    "[TUBESERVER_VERBOSE=N]")
     p.add_argument("-v", "--version", action="version", version=f"tubeserver {__version__}",
@@ -93,15 +84,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def parse_config(argv: Sequence[str], environ: dict[str, str]) -> Config:
     parser = build_parser()
-    for var, dest, convert in _ENV:
+    args = parser.parse_args(argv)
+    for var, dest, convert, default in _SETTINGS:
+        if getattr(args, dest) is not None:
+            continue
         raw = environ.get(var)
         if raw is None:
+            setattr(args, dest, default)
             continue
         try:
-            parser.set_defaults(**{dest: convert(raw)})
+            setattr(args, dest, convert(raw))
         except argparse.ArgumentTypeError as e:
             parser.error(f"{var}: {e}")
-    args = parser.parse_args(argv)
     size = args.max_job_size
     if size > JOB_SIZE_CAP:
         print(f"tubeserver: max job size {size} is above {JOB_SIZE_CAP}; using {JOB_SIZE_CAP}",

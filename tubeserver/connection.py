@@ -61,9 +61,9 @@ class Connection:
                 log.info("close %s (session %d)", self.peer, self.session.id)
 
     async def _serve(self) -> None:
-        server, parser, stream, session = self.server, self.parser, self.stream, self.session
-        handle = server.dispatcher.handle
-        trace = server.verbose >= 2
+        parser, stream, session = self.parser, self.stream, self.session
+        handle = self.server.dispatcher.handle
+        trace = self.server.verbose >= 2
         out: list[bytes] = []
         pending = 0
         while True:
@@ -76,29 +76,29 @@ class Connection:
                 if trace:
                     log.debug("%s <- %r -> %r", self.peer, event, result)
                 if result is Action.WAIT:
-                    server.after_change()
-                    if out:
-                        await stream.send_all(b"".join(out))
-                        out.clear()
-                        pending = 0
+                    await self._flush(out)
+                    pending = 0
                     result = await self._wait()
                 elif result is Action.CLOSE:
-                    if out:
-                        await stream.send_all(b"".join(out))
+                    await self._flush(out)
                     return
                 out.append(result)
                 pending += len(result)
                 if self.hung_up or pending >= SEND_HIGH_WATER:
-                    await stream.send_all(b"".join(out))
-                    out.clear()
+                    await self._flush(out)
                     pending = 0
                     if self.hung_up:
                         return
-            server.after_change()
-            if out:
-                await stream.send_all(b"".join(out))
-                out.clear()
-                pending = 0
+            await self._flush(out)
+            pending = 0
+
+    async def _flush(self, out: list[bytes]) -> None:
+        """Send the piled-up replies. Wakeups for other sessions go out first: this send
+        may block on a slow reader, and a waiter's job must never wait on that."""
+        self.server.after_change()
+        if out:
+            await self.stream.send_all(b"".join(out))
+            out.clear()
 
     async def _wait(self) -> bytes:
         """Park until this session's reserve is answered (or the client hangs up)."""
