@@ -32,6 +32,14 @@ class Reserve:
 
 
 @attrs.frozen(slots=True)
+class ReserveBatch:
+    """`reserve-batch <count> <timeout>`: a tubeserver extension."""
+
+    count: int
+    timeout: int
+
+
+@attrs.frozen(slots=True)
 class ReserveJob:
     id: int
 
@@ -149,8 +157,8 @@ class Rejected:
 
 
 Command = (
-    Put | Use | Reserve | ReserveJob | Delete | Release | Bury | Touch | Watch | Ignore | Peek
-    | PeekReady | PeekDelayed | PeekBuried | Kick | KickJob | StatsJob | StatsTube | Stats
-    | ListTubes | ListTubeUsed | ListTubesWatched | PauseTube | Quit
+    Put | Use | Reserve | ReserveBatch | ReserveJob | Delete | Release | Bury | Touch | Watch
+    | Ignore | Peek | PeekReady | PeekDelayed | PeekBuried | Kick | KickJob | StatsJob
+    | StatsTube | Stats | ListTubes | ListTubeUsed | ListTubesWatched | PauseTube | Quit
 )
 Event = Command | Rejected

@@ -111,6 +111,8 @@ class Connection:
         assert wakeup is not None
         if wakeup.job is not None:
             return replies.reserved(wakeup.job)
+        if wakeup.batch is not None:
+            return replies.reserved_batch(wakeup.batch)
         assert wakeup.error is not None
         return wakeup.error.reply
 

@@ -39,7 +39,8 @@ class Dispatcher:
         self.counts: dict[str, int] = dict.fromkeys(COMMAND_KEYS, 0)
         self._handlers: dict[type, Callable[[Any, Session, float], Result]] = {
             c.Put: self._put, c.Use: self._use, c.Reserve: self._reserve,
-            c.ReserveJob: self._reserve_job, c.Delete: self._delete, c.Release: self._release,
+            c.ReserveBatch: self._reserve_batch, c.ReserveJob: self._reserve_job,
+            c.Delete: self._delete, c.Release: self._release,
             c.Bury: self._bury, c.Touch: self._touch, c.Watch: self._watch,
             c.Ignore: self._ignore, c.Peek: self._peek, c.PeekReady: self._peek_ready,
             c.PeekDelayed: self._peek_delayed, c.PeekBuried: self._peek_buried,
@@ -84,6 +85,10 @@ class Dispatcher:
             self.counts["cmd-reserve-with-timeout"] += 1
         job = self.engine.reserve(s, cmd.timeout, now)
         return Action.WAIT if job is None else replies.reserved(job)
+
+    def _reserve_batch(self, cmd: c.ReserveBatch, s: Session, now: float) -> Result:
+        jobs = self.engine.reserve_batch(s, cmd.count, cmd.timeout, now)
+        return Action.WAIT if jobs is None else replies.reserved_batch(jobs)
 
     def _reserve_job(self, cmd: c.ReserveJob, s: Session, now: float) -> Result:
         return replies.reserved(self.engine.reserve_job(s, cmd.id, now))

@@ -34,11 +34,13 @@ _TIMER_SWEEP_MIN = 4096
 
 @attrs.frozen(slots=True)
 class Wakeup:
-    """A waiting session's reserve is answered: with `job`, or with `error`."""
+    """A waiting session's reserve is answered: with `job`, with `error`, or (for
+    reserve-batch) with the jobs in `batch`."""
 
     session: Session
     job: Job | None
     error: ProtocolError | None
+    batch: tuple[Job, ...] | None = None
 
 
 class Engine:
@@ -127,26 +129,50 @@ class Engine:
         nothing is ready, and TimedOut for a zero timeout with nothing ready.
         """
         s.worker = True
+        if any(t.waiters and t.ready_count and not t.paused for t in s.watched):
+            # Older batch reservers are holding out for a full batch on jobs `s` could take:
+            # they were first in line, so they get what is ready now (a partial batch) first.
+            self._flush_holders(s, now)
         job = self._best_ready(s)
         if job is None:
-            soonest = self._soonest_deadline(s)
-            if soonest is not None and now >= soonest - DEADLINE_MARGIN:
-                raise DeadlineSoon()
-            if timeout == 0:
-                raise TimedOut()
-            self._seq += 1
-            waiter = Waiter(self._seq, None if timeout is None else now + timeout)
-            s.waiter = waiter
-            for t in s.watched:
-                t.waiters[s] = None
-            if waiter.timeout_at is not None:
-                self._push_timer(waiter.timeout_at, _WAIT, s, waiter.seq)
-            if soonest is not None:
-                self._push_timer(soonest - DEADLINE_MARGIN, _SOON, s, waiter.seq)
+            self._wait(s, None, timeout, now)
             return None
         self._detach(job)
         self._reserve(s, job, now)
         return job
+
+    def reserve_batch(self, s: Session, count: int, timeout: float | None,
+                      now: float) -> list[Job] | None:
+        """Reserve `count` jobs at once, or register `s` as a batch waiter and return None.
+
+        Returns at once with `count` jobs when that many are ready, or with what is ready
+        (at least one) when `timeout` is 0 or `s` is within its deadline margin. A waiting
+        batch reserver holds no jobs: they stay ready for everyone until its batch is full,
+        its timeout passes (a partial batch), or a single reserver competes for them.
+        """
+        s.worker = True
+        available = self._available(s)
+        if available >= count or (available and (timeout == 0 or self._deadline_soon(s, now))):
+            return self._take_best(s, count, now)
+        self._wait(s, count, timeout, now)
+        return None
+
+    def _wait(self, s: Session, count: int | None, timeout: float | None, now: float) -> None:
+        """Nothing (or not enough) is ready for `s`: answer now, or make it a waiter."""
+        soonest = self._soonest_deadline(s)
+        if soonest is not None and now >= soonest - DEADLINE_MARGIN:
+            raise DeadlineSoon()
+        if timeout == 0:
+            raise TimedOut()
+        self._seq += 1
+        waiter = Waiter(self._seq, None if timeout is None else now + timeout, count)
+        s.waiter = waiter
+        for t in s.watched:
+            t.waiters[s] = None
+        if waiter.timeout_at is not None:
+            self._push_timer(waiter.timeout_at, _WAIT, s, waiter.seq)
+        if soonest is not None:
+            self._push_timer(soonest - DEADLINE_MARGIN, _SOON, s, waiter.seq)
 
     def cancel_wait(self, s: Session) -> None:
         if s.waiter is None:
@@ -312,23 +338,28 @@ class Engine:
                 waits.append(entry)
         # Jobs that became available go to waiters before any waiter is timed out.
         self._match(now)
+        # When both are due, DEADLINE_SOON wins over TIMED_OUT (as in beanstalkd).
+        waits.sort(key=lambda entry: entry[2] != _SOON)
         for _, _, kind, target, check in waits:
             assert isinstance(target, Session)
             waiter = target.waiter
             if waiter is None or waiter.seq != check:
                 continue
-            if kind == _WAIT:
-                self.cancel_wait(target)
-                self._wakeups.append(Wakeup(target, None, TimedOut()))
-                continue
-            soonest = self._soonest_deadline(target)
-            if soonest is None:
-                continue
-            if now >= soonest - DEADLINE_MARGIN:
-                self.cancel_wait(target)
-                self._wakeups.append(Wakeup(target, None, DeadlineSoon()))
+            if kind == _SOON:
+                soonest = self._soonest_deadline(target)
+                if soonest is None:
+                    continue
+                if now < soonest - DEADLINE_MARGIN:
+                    self._push_timer(soonest - DEADLINE_MARGIN, _SOON, target, waiter.seq)
+                    continue
+            # Timed out, or deadline soon: a batch waiter takes whatever is ready now. (A
+            # single waiter never has a job ready here: it would have been served.)
+            if self._available(target):
+                self._grant(target, now)
             else:
-                self._push_timer(soonest - DEADLINE_MARGIN, _SOON, target, waiter.seq)
+                self.cancel_wait(target)
+                error = TimedOut() if kind == _WAIT else DeadlineSoon()
+                self._wakeups.append(Wakeup(target, None, error))
 
     def drain_wakeups(self) -> list[Wakeup]:
         wakeups, self._wakeups = self._wakeups, []
@@ -348,6 +379,9 @@ class Engine:
         if tube.using or tube.watching or tube.job_count or tube.name == DEFAULT_TUBE:
             return
         del self.tubes[tube.name]
+        # Its pause goes with it, so the pause timer reads as stale and can be swept.
+        tube.paused_until = 0.0
+        tube.pause_token += 1
         last = self.tube_list.pop()
         if last is not tube:
             self.tube_list[tube.index] = last
@@ -428,11 +462,68 @@ class Engine:
                     best = job
             if best is None:
                 return
-            s = next(iter(best.tube.waiters))
-            self.cancel_wait(s)
-            self._detach(best)
-            self._reserve(s, best, now)
-            self._wakeups.append(Wakeup(s, best, None))
+            s = self._next_served(best.tube)
+            if s is None:
+                # Only batch reservers holding out for more: the jobs stay ready for others.
+                del dirty[best.tube]
+                continue
+            self._grant(s, now)
+
+    def _next_served(self, tube: Tube) -> Session | None:
+        """Which of `tube`'s waiters gets its ready jobs now, if any.
+
+        The first waiter in line is served when any waiter wants a single job (a batch
+        reserver at the head then gets a partial batch); a batch reserver further back is
+        served when its whole batch is ready; otherwise batch reservers keep waiting.
+        """
+        first: Session | None = None
+        for s in tube.waiters:
+            if first is None:
+                first = s
+            assert s.waiter is not None
+            count = s.waiter.count
+            if count is None:
+                return first
+            if self._available(s) >= count:
+                return s
+        return None
+
+    def _grant(self, s: Session, now: float) -> None:
+        """Answer waiter `s` with the jobs ready for it (at least one must be)."""
+        assert s.waiter is not None
+        count = s.waiter.count
+        self.cancel_wait(s)
+        jobs = self._take_best(s, 1 if count is None else count, now)
+        if count is None:
+            self._wakeups.append(Wakeup(s, jobs[0], None))
+        else:
+            self._wakeups.append(Wakeup(s, None, None, tuple(jobs)))
+
+    def _flush_holders(self, s: Session, now: float) -> None:
+        holders = {h: None for t in s.watched if t.ready_count and not t.paused
+                   for h in t.waiters}
+        for h in sorted(holders, key=lambda h: h.waiter.seq if h.waiter else 0):
+            if h.waiter is not None and self._available(h):
+                self._grant(h, now)
+
+    def _available(self, s: Session) -> int:
+        return sum(t.ready_count for t in s.watched if not t.paused)
+
+    def _take_best(self, s: Session, count: int, now: float) -> list[Job]:
+        """Reserve up to `count` of the best ready jobs for `s`, in (pri, id) order."""
+        jobs: list[Job] = []
+        while len(jobs) < count:
+            job = self._best_ready(s)
+            if job is None:
+                break
+            self._detach(job)
+            self._reserve(s, job, now)
+            jobs.append(job)
+        return jobs
+
+    def _deadline_soon(self, s: Session, now: float) -> bool:
+        soonest = self._soonest_deadline(s)
+        return soonest is not None and now >= soonest - DEADLINE_MARGIN
 
     def _push_timer(self, at: float, kind: int, target: object, check: float) -> None:
         self._seq += 1
@@ -526,8 +617,12 @@ def check_invariants(engine: Engine) -> None:
         assert t.name == DEFAULT_TUBE or using or watching or t.job_count, f"{t.name} lingers"
         for s in t.waiters:
             assert s.waiter is not None and t in s.watched
-        if t.waiters and not t.paused:
-            assert t.peek_ready() is None, f"tube {t.name} has a waiter and a ready job"
+        if t.waiters and not t.paused and t.peek_ready() is not None:
+            # Only batch reservers still short of a full batch may wait beside ready jobs.
+            for s in t.waiters:
+                assert s.waiter is not None and s.waiter.count is not None, (
+                    f"tube {t.name} has a single waiter and a ready job")
+                assert e._available(s) < s.waiter.count, f"tube {t.name}: a full batch waits"
         if t.paused:
             assert id(t) in timed
         assert t not in e._dirty, "a change was left unmatched"

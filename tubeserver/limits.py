@@ -25,6 +25,9 @@ U64_MAX = 0xFFFFFFFFFFFFFFFF
 # reserve-with-timeout is a u32 no larger than INT_MAX since beanstalkd 1.13.
 RESERVE_TIMEOUT_MAX = 0x7FFFFFFF
 
+# reserve-batch (a tubeserver extension) hands out at most this many jobs per reply.
+BATCH_MAX = 1000
+
 URGENT_PRIORITY = 1024  # ready jobs with a priority below this count as urgent
 DEADLINE_MARGIN = 1.0  # seconds before a TTR deadline when reserve answers DEADLINE_SOON
 # pause-tube 0 pauses for one nanosecond in beanstalkd: effectively an immediate unpause.

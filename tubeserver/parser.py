@@ -12,6 +12,7 @@ from collections.abc import Callable
 from . import commands as c
 from .errors import BadFormat, ExpectedCRLF, JobTooBig, ProtocolError, UnknownCommand
 from .limits import (
+    BATCH_MAX,
     LINE_MAX,
     NAME_CHARS,
     NAME_MAX,
@@ -93,6 +94,14 @@ def _p_reserve_with_timeout(rest: bytes) -> c.Event:
     return c.Reserve(_number(_numbers(rest, 1)[0], RESERVE_TIMEOUT_MAX))
 
 
+def _p_reserve_batch(rest: bytes) -> c.Event:
+    count, timeout = _numbers(rest, 2)
+    n = _number(count, BATCH_MAX)
+    if n == 0:
+        raise BadFormat()
+    return c.ReserveBatch(n, _number(timeout, RESERVE_TIMEOUT_MAX))
+
+
 def _p_reserve_job(rest: bytes) -> c.Event:
     return c.ReserveJob(_one_id(rest))
 
@@ -143,6 +152,7 @@ _WITH_ARGS: dict[bytes, Callable[[bytes], c.Event]] = {
     b"ignore": _p_ignore,
     b"reserve-with-timeout": _p_reserve_with_timeout,
     b"reserve-job": _p_reserve_job,
+    b"reserve-batch": _p_reserve_batch,
     b"delete": _p_delete,
     b"release": _p_release,
     b"bury": _p_bury,

@@ -6,7 +6,7 @@ module is the only place that knows their spelling. Errors spell themselves (err
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from .job import Job
 
@@ -24,6 +24,11 @@ def inserted(job_id: int) -> bytes:
 
 def reserved(job: Job) -> bytes:
     return b"RESERVED %d %d\r\n%b\r\n" % (job.id, len(job.body), job.body)
+
+
+def reserved_batch(jobs: Sequence[Job]) -> bytes:
+    """`RESERVED-BATCH <n>` and then n ordinary RESERVED frames (a tubeserver extension)."""
+    return b"RESERVED-BATCH %d\r\n" % len(jobs) + b"".join(map(reserved, jobs))
 
 
 def found(job: Job) -> bytes:

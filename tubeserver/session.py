@@ -20,6 +20,7 @@ class Waiter:
 
     seq: int
     timeout_at: float | None  # None: wait forever
+    count: int | None = None  # reserve-batch: jobs wanted; None for a plain reserve
 
 
 @attrs.define(slots=True, eq=False)
