@@ -600,14 +600,14 @@ def check_invariants(engine: Engine) -> None:
             assert job.reserver is None
 
     for t in e.tube_list:
-        ready = t.live_ready()
+        ready = t.ready.jobs()
         assert len(ready) == len({j.id for j in ready}) == t.ready_count == counts[t][0]
         assert all(e.jobs.get(j.id) is j for j in ready)
         assert t.urgent_count == sum(1 for j in ready if j.pri < 1024)
-        assert t.stale_ready == len(t.ready) - t.ready_count
-        delayed = t.live_delayed()
+        assert t.ready.stale == len(t.ready) - t.ready_count
+        delayed = t.delayed.jobs()
         assert len(delayed) == len({j.id for j in delayed}) == t.delayed_count == counts[t][1]
-        assert t.stale_delayed == len(t.delayed) - t.delayed_count
+        assert t.delayed.stale == len(t.delayed) - t.delayed_count
         assert len(t.buried) == counts[t][2]
         assert all(j.state is BURIED and e.jobs.get(i) is j for i, j in t.buried.items())
         assert t.reserved_count == counts[t][3]

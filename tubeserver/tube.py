@@ -18,24 +18,75 @@ from .limits import URGENT_PRIORITY
 if TYPE_CHECKING:
     from .session import Session
 
-ReadyEntry = tuple[int, int, int, Job]  # (pri, id, token, job)
-DelayEntry = tuple[float, int, int, Job]  # (ready-at, id, token, job)
+Entry = tuple[float, int, int, Job]  # (pri or ready-at, id, token, job)
 
 _SWEEP_MIN = 64
+
+
+class LazyHeap:
+    """A min-heap of the jobs in one state, ordered by (key, id), with O(1) removal.
+
+    A removed job's entry stays until it reaches the top or a sweep; it is recognised as
+    stale because the job has left `state` or was pushed again since (a new `token`).
+    """
+
+    __slots__ = ("entries", "live", "stale", "state")
+
+    def __init__(self, state: JobState) -> None:
+        self.entries: list[Entry] = []
+        self.live = 0
+        self.stale = 0
+        self.state = state
+
+    def __len__(self) -> int:
+        """Entries held, stale ones included (the memory cost, not the job count)."""
+        return len(self.entries)
+
+    def push(self, key: float, job: Job) -> None:
+        job.token += 1
+        heapq.heappush(self.entries, (key, job.id, job.token, job))
+        self.live += 1
+
+    def peek(self) -> Job | None:
+        entries = self.entries
+        while entries:
+            _, _, token, job = entries[0]
+            if job.token == token and job.state is self.state:
+                return job
+            heapq.heappop(entries)
+            self.stale -= 1
+        return None
+
+    def remove(self, job: Job) -> None:
+        """`job`, still in this heap's state, is leaving it."""
+        self.live -= 1
+        entries = self.entries
+        if entries and entries[0][3] is job and entries[0][2] == job.token:
+            heapq.heappop(entries)
+            return
+        self.stale += 1
+        if self.stale > _SWEEP_MIN and self.stale > self.live:
+            self.entries = [e for e in entries if e[3] is not job and self._live(e)]
+            heapq.heapify(self.entries)
+            self.stale = 0
+
+    def jobs(self) -> list[Job]:
+        """The live jobs, in no particular order."""
+        return [e[3] for e in self.entries if self._live(e)]
+
+    def _live(self, entry: Entry) -> bool:
+        job = entry[3]
+        return job.token == entry[2] and job.state is self.state
 
 
 @attrs.define(slots=True, eq=False)
 class Tube:
     name: str
-    ready: list[ReadyEntry] = attrs.Factory(list)
-    delayed: list[DelayEntry] = attrs.Factory(list)
+    ready: LazyHeap = attrs.Factory(lambda: LazyHeap(JobState.READY))
+    delayed: LazyHeap = attrs.Factory(lambda: LazyHeap(JobState.DELAYED))
     buried: dict[int, Job] = attrs.Factory(dict)  # insertion order is the FIFO order
-    ready_count: int = 0
     urgent_count: int = 0
-    delayed_count: int = 0
     reserved_count: int = 0
-    stale_ready: int = 0
-    stale_delayed: int = 0
     total_jobs: int = 0
     cmd_delete: int = 0
     cmd_pause: int = 0
@@ -52,82 +103,37 @@ class Tube:
         return self.paused_until > 0.0
 
     @property
-    def job_count(self) -> int:
-        return self.ready_count + self.delayed_count + len(self.buried) + self.reserved_count
+    def ready_count(self) -> int:
+        return self.ready.live
 
-    # --- ready -------------------------------------------------------------------------
+    @property
+    def delayed_count(self) -> int:
+        return self.delayed.live
+
+    @property
+    def job_count(self) -> int:
+        return self.ready.live + self.delayed.live + len(self.buried) + self.reserved_count
 
     def push_ready(self, job: Job) -> None:
-        job.token += 1
-        heapq.heappush(self.ready, (job.pri, job.id, job.token, job))
-        self.ready_count += 1
+        self.ready.push(job.pri, job)
         if job.pri < URGENT_PRIORITY:
             self.urgent_count += 1
 
     def peek_ready(self) -> Job | None:
-        heap = self.ready
-        while heap:
-            _, _, token, job = heap[0]
-            if job.token == token and job.state is JobState.READY:
-                return job
-            heapq.heappop(heap)
-            self.stale_ready -= 1
-        return None
+        return self.ready.peek()
 
     def take_ready(self, job: Job) -> None:
         """`job` (ready, in this tube) is leaving the ready state."""
-        self.ready_count -= 1
+        self.ready.remove(job)
         if job.pri < URGENT_PRIORITY:
             self.urgent_count -= 1
-        heap = self.ready
-        if heap and heap[0][3] is job and heap[0][2] == job.token:
-            heapq.heappop(heap)
-            return
-        self.stale_ready += 1
-        if self.stale_ready > _SWEEP_MIN and self.stale_ready > self.ready_count:
-            self.ready = [e for e in heap if e[3] is not job and _live(e, JobState.READY)]
-            heapq.heapify(self.ready)
-            self.stale_ready = 0
-
-    # --- delayed -----------------------------------------------------------------------
 
     def push_delayed(self, job: Job) -> None:
-        job.token += 1
-        heapq.heappush(self.delayed, (job.deadline, job.id, job.token, job))
-        self.delayed_count += 1
+        self.delayed.push(job.deadline, job)
 
     def peek_delayed(self) -> Job | None:
-        heap = self.delayed
-        while heap:
-            _, _, token, job = heap[0]
-            if job.token == token and job.state is JobState.DELAYED:
-                return job
-            heapq.heappop(heap)
-            self.stale_delayed -= 1
-        return None
+        return self.delayed.peek()
 
     def take_delayed(self, job: Job) -> None:
         """`job` (delayed, in this tube) is leaving the delayed state."""
-        self.delayed_count -= 1
-        heap = self.delayed
-        if heap and heap[0][3] is job and heap[0][2] == job.token:
-            heapq.heappop(heap)
-            return
-        self.stale_delayed += 1
-        if self.stale_delayed > _SWEEP_MIN and self.stale_delayed > self.delayed_count:
-            self.delayed = [e for e in heap if e[3] is not job and _live(e, JobState.DELAYED)]
-            heapq.heapify(self.delayed)
-            self.stale_delayed = 0
-
-    # --- invariants --------------------------------------------------------------------
-
-    def live_ready(self) -> list[Job]:
-        return [e[3] for e in self.ready if _live(e, JobState.READY)]
-
-    def live_delayed(self) -> list[Job]:
-        return [e[3] for e in self.delayed if _live(e, JobState.DELAYED)]
-
-
-def _live(entry: ReadyEntry | DelayEntry, state: JobState) -> bool:
-    job = entry[3]
-    return job.token == entry[2] and job.state is state
+        self.delayed.remove(job)
