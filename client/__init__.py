@@ -1,7 +1,121 @@
-"""tubeclient: Python clients for tubeserver and beanstalkd.
+"""tubeclient: sync and trio clients for tubeserver and beanstalkd, over one sans-IO codec.
 
-The sync and trio clients over one sans-IO codec arrive with the client issue; this package
-exists now so that `pip install .` provides the `tubeclient` import name from the start.
+Theory of operation: `codec.Codec` turns command values into bytes and incoming bytes into
+replies, keeping a FIFO of the replies owed so that pipelined commands (put_many,
+delete_many, the connect-time use/watch) are matched in order. `core.ClientCore` holds all
+the logic that needs no I/O; `Client` (blocking sockets) and `TrioClient` (trio streams) add
+only I/O and timeouts, with the same method names, arguments and results. The pools in
+`pool`/`trio_pool` spread producers over several servers and let consumers reserve from all
+of them, handling each job on the connection that reserved it.
 """
 
+from typing import TYPE_CHECKING, Any
+
+from .bodies import Msgpack, RawBytes, Serializer, Text
+from .codec import NEED_DATA, Codec, RawJob, Reply
+from .errors import (
+    BadFormat,
+    BatchError,
+    Buried,
+    ConnectFailed,
+    ConnectionClosed,
+    DeadlineSoon,
+    DecodeError,
+    Draining,
+    ExpectedCRLF,
+    ExtensionNotSupported,
+    InternalError,
+    IOTimeout,
+    JobTooBig,
+    NoServerAvailable,
+    NotFound,
+    NotIgnored,
+    OutOfMemory,
+    ServerError,
+    TimedOut,
+    TubeError,
+    UnexpectedReply,
+    UnknownCommand,
+)
+from .job import (
+    DEFAULT_DELAY,
+    DEFAULT_PRIORITY,
+    DEFAULT_TTR,
+    DEFAULT_TUBE,
+    Address,
+    Job,
+    PutOptions,
+)
+from .pool import ConsumerPool, ProducerPool
+from .stats import Stats, StatsJob, StatsTube
+from .sync import Client
+
+if TYPE_CHECKING:
+    from .trio_client import TrioClient
+    from .trio_pool import TrioConsumerPool, TrioProducerPool
+
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    # The trio side is imported on first use, so that sync-only programs do not pay for
+    # importing trio.
+    if name == "TrioClient":
+        from .trio_client import TrioClient
+
+        return TrioClient
+    if name in ("TrioProducerPool", "TrioConsumerPool"):
+        from . import trio_pool
+
+        return getattr(trio_pool, name)
+    raise AttributeError(f"module 'tubeclient' has no attribute {name!r}")
+
+
+__all__ = [
+    "DEFAULT_DELAY",
+    "DEFAULT_PRIORITY",
+    "DEFAULT_TTR",
+    "DEFAULT_TUBE",
+    "NEED_DATA",
+    "Address",
+    "BadFormat",
+    "BatchError",
+    "Buried",
+    "Client",
+    "Codec",
+    "ConnectFailed",
+    "ConnectionClosed",
+    "ConsumerPool",
+    "DeadlineSoon",
+    "DecodeError",
+    "Draining",
+    "ExpectedCRLF",
+    "ExtensionNotSupported",
+    "IOTimeout",
+    "InternalError",
+    "Job",
+    "JobTooBig",
+    "Msgpack",
+    "NoServerAvailable",
+    "NotFound",
+    "NotIgnored",
+    "OutOfMemory",
+    "ProducerPool",
+    "PutOptions",
+    "RawBytes",
+    "RawJob",
+    "Reply",
+    "Serializer",
+    "ServerError",
+    "Stats",
+    "StatsJob",
+    "StatsTube",
+    "Text",
+    "TimedOut",
+    "TrioClient",
+    "TrioConsumerPool",
+    "TrioProducerPool",
+    "TubeError",
+    "UnexpectedReply",
+    "UnknownCommand",
+]

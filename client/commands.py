@@ -1,0 +1,434 @@
+"""Command values: one frozen record per protocol verb, validated on construction.
+
+Each command knows its bytes (`encode`), the reply word that means success (`ok`), the shape
+of that reply (`shape`) and how to turn a `Reply` into its result (`unwrap`). Arguments are
+checked here, so a tube name with a space or CRLF, or a negative priority, can never reach
+the wire and desynchronise or inject into the stream: they raise ValueError/TypeError.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, cast
+
+import attrs
+
+from . import stats as s
+from .job import BATCH_MAX, NAME_CHARS, NAME_MAX, RESERVE_TIMEOUT_MAX, U32_MAX, U64_MAX
+
+if TYPE_CHECKING:
+    from .codec import RawJob, Reply
+
+R = TypeVar("R", covariant=True)
+
+
+class Shape(enum.Enum):
+    """What follows the success word of a reply."""
+
+    NONE = "NONE"  # DELETED
+    ID = "ID"  # INSERTED <id>
+    COUNT = "COUNT"  # WATCHING <n>, KICKED <n>
+    NAME = "NAME"  # USING <tube>
+    JOB = "JOB"  # RESERVED/FOUND <id> <bytes>\r\n<data>\r\n
+    BATCH = "BATCH"  # RESERVED-BATCH <n>\r\n then n RESERVED frames
+    MAPPING = "MAPPING"  # OK <bytes>\r\n<yaml mapping>\r\n
+    LIST = "LIST"  # OK <bytes>\r\n<yaml sequence>\r\n
+    NO_REPLY = "NO_REPLY"  # quit
+
+
+def _int(value: object, name: str, limit: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+    if not 0 <= value <= limit:
+        raise ValueError(f"{name} must be between 0 and {limit}, not {value}")
+    return value
+
+
+def check_tube(name: object) -> str:
+    """`name` if it is a legal tube name (1-200 of A-Za-z0-9-+/;.$_(), not starting with
+    '-'), else ValueError/TypeError."""
+    if not isinstance(name, str):
+        raise TypeError(f"tube name must be a str, not {type(name).__name__}")
+    if not 1 <= len(name) <= NAME_MAX or name[0] == "-" or not NAME_CHARS.issuperset(name):
+        raise ValueError(
+            f"invalid tube name {name!r}: 1-{NAME_MAX} characters from A-Z a-z 0-9 -+/;.$_() "
+            "not starting with '-'"
+        )
+    return name
+
+
+def _u32(name: str) -> Any:
+    def check(_inst: object, _attr: object, value: object) -> None:
+        _int(value, name, U32_MAX)
+
+    return check
+
+
+def _u64(name: str) -> Any:
+    def check(_inst: object, _attr: object, value: object) -> None:
+        _int(value, name, U64_MAX)
+
+    return check
+
+
+def _tube(_inst: Any, _attr: Any, value: Any) -> None:
+    check_tube(value)
+
+
+def _reserve_timeout(_inst: Any, _attr: Any, value: Any) -> None:
+    if value is not None:
+        _int(value, "timeout", RESERVE_TIMEOUT_MAX)
+
+
+class Command(Generic[R]):
+    """Base of all commands; `R` is the type `unwrap` returns."""
+
+    __slots__ = ()
+    ok: ClassVar[bytes] = b""
+    shape: ClassVar[Shape] = Shape.NONE
+    verb: ClassVar[str] = ""
+
+    def encode(self) -> bytes:
+        """The command's bytes, CRLF included (and the body with its CRLF, for put)."""
+        raise NotImplementedError
+
+    def unwrap(self, reply: Reply) -> R:
+        """The command's result from its reply; a server error line is raised."""
+        if reply.command is not self:
+            raise RuntimeError(f"reply {reply!r} does not belong to {self!r}")
+        if reply.error is not None:
+            raise reply.error
+        return cast(R, reply.value)
+
+
+@attrs.frozen
+class Put(Command[int]):
+    """`put <pri> <delay> <ttr> <bytes>` + body -> INSERTED <id>: the new job's id."""
+
+    priority: int = attrs.field(validator=_u32("priority"))
+    delay: int = attrs.field(validator=_u32("delay"))
+    ttr: int = attrs.field(validator=_u32("ttr"))
+    body: bytes = attrs.field(validator=attrs.validators.instance_of(bytes))
+    ok = b"INSERTED"
+    shape = Shape.ID
+    verb = "put"
+
+    def encode(self) -> bytes:
+        return b"put %d %d %d %d\r\n%b\r\n" % (
+            self.priority, self.delay, self.ttr, len(self.body), self.body
+        )
+
+
+@attrs.frozen
+class Use(Command[str]):
+    """`use <tube>` -> USING <tube>."""
+
+    tube: str = attrs.field(validator=_tube)
+    ok = b"USING"
+    shape = Shape.NAME
+    verb = "use"
+
+    def encode(self) -> bytes:
+        return b"use %b\r\n" % self.tube.encode("ascii")
+
+
+@attrs.frozen
+class Reserve(Command["RawJob"]):
+    """`reserve` when timeout is None, else `reserve-with-timeout <timeout>`."""
+
+    timeout: int | None = attrs.field(default=None, validator=_reserve_timeout)
+    ok = b"RESERVED"
+    shape = Shape.JOB
+    verb = "reserve"
+
+    def encode(self) -> bytes:
+        if self.timeout is None:
+            return b"reserve\r\n"
+        return b"reserve-with-timeout %d\r\n" % self.timeout
+
+
+@attrs.frozen
+class ReserveJob(Command["RawJob"]):
+    """`reserve-job <id>` -> RESERVED <id> <bytes> + body."""
+
+    id: int = attrs.field(validator=_u64("job id"))
+    ok = b"RESERVED"
+    shape = Shape.JOB
+    verb = "reserve-job"
+
+    def encode(self) -> bytes:
+        return b"reserve-job %d\r\n" % self.id
+
+
+@attrs.frozen
+class ReserveBatch(Command["list[RawJob]"]):
+    """Extension: `reserve-batch <count> <timeout>`; TIMED_OUT unwraps to an empty list."""
+
+    count: int = attrs.field(validator=_u32("count"))
+    timeout: int = attrs.field(validator=_reserve_timeout)
+    ok = b"RESERVED-BATCH"
+    shape = Shape.BATCH
+    verb = "reserve-batch"
+
+    def __attrs_post_init__(self) -> None:
+        if not 1 <= self.count <= BATCH_MAX:
+            raise ValueError(f"count must be between 1 and {BATCH_MAX}, not {self.count}")
+
+    def encode(self) -> bytes:
+        return b"reserve-batch %d %d\r\n" % (self.count, self.timeout)
+
+    def unwrap(self, reply: Reply) -> list[RawJob]:
+        from .errors import TimedOut
+
+        if isinstance(reply.error, TimedOut) and reply.command is self:
+            return []
+        return super().unwrap(reply)
+
+
+@attrs.frozen
+class Delete(Command[None]):
+    """`delete <id>` -> DELETED."""
+
+    id: int = attrs.field(validator=_u64("job id"))
+    ok = b"DELETED"
+    verb = "delete"
+
+    def encode(self) -> bytes:
+        return b"delete %d\r\n" % self.id
+
+
+@attrs.frozen
+class Release(Command[None]):
+    """`release <id> <pri> <delay>` -> RELEASED (BURIED if the server ran out of memory)."""
+
+    id: int = attrs.field(validator=_u64("job id"))
+    priority: int = attrs.field(validator=_u32("priority"))
+    delay: int = attrs.field(validator=_u32("delay"))
+    ok = b"RELEASED"
+    verb = "release"
+
+    def encode(self) -> bytes:
+        return b"release %d %d %d\r\n" % (self.id, self.priority, self.delay)
+
+
+@attrs.frozen
+class Bury(Command[None]):
+    """`bury <id> <pri>` -> BURIED."""
+
+    id: int = attrs.field(validator=_u64("job id"))
+    priority: int = attrs.field(validator=_u32("priority"))
+    ok = b"BURIED"
+    verb = "bury"
+
+    def encode(self) -> bytes:
+        return b"bury %d %d\r\n" % (self.id, self.priority)
+
+
+@attrs.frozen
+class Touch(Command[None]):
+    """`touch <id>` -> TOUCHED."""
+
+    id: int = attrs.field(validator=_u64("job id"))
+    ok = b"TOUCHED"
+    verb = "touch"
+
+    def encode(self) -> bytes:
+        return b"touch %d\r\n" % self.id
+
+
+@attrs.frozen
+class Watch(Command[int]):
+    """`watch <tube>` -> WATCHING <count>."""
+
+    tube: str = attrs.field(validator=_tube)
+    ok = b"WATCHING"
+    shape = Shape.COUNT
+    verb = "watch"
+
+    def encode(self) -> bytes:
+        return b"watch %b\r\n" % self.tube.encode("ascii")
+
+
+@attrs.frozen
+class Ignore(Command[int]):
+    """`ignore <tube>` -> WATCHING <count> (NOT_IGNORED for the last tube)."""
+
+    tube: str = attrs.field(validator=_tube)
+    ok = b"WATCHING"
+    shape = Shape.COUNT
+    verb = "ignore"
+
+    def encode(self) -> bytes:
+        return b"ignore %b\r\n" % self.tube.encode("ascii")
+
+
+@attrs.frozen
+class Peek(Command["RawJob"]):
+    """`peek <id>` -> FOUND <id> <bytes> + body."""
+
+    id: int = attrs.field(validator=_u64("job id"))
+    ok = b"FOUND"
+    shape = Shape.JOB
+    verb = "peek"
+
+    def encode(self) -> bytes:
+        return b"peek %d\r\n" % self.id
+
+
+@attrs.frozen
+class PeekReady(Command["RawJob"]):
+    """`peek-ready` -> FOUND: the next ready job of the used tube."""
+
+    ok = b"FOUND"
+    shape = Shape.JOB
+    verb = "peek-ready"
+
+    def encode(self) -> bytes:
+        return b"peek-ready\r\n"
+
+
+@attrs.frozen
+class PeekDelayed(Command["RawJob"]):
+    """`peek-delayed` -> FOUND: the delayed job of the used tube due first."""
+
+    ok = b"FOUND"
+    shape = Shape.JOB
+    verb = "peek-delayed"
+
+    def encode(self) -> bytes:
+        return b"peek-delayed\r\n"
+
+
+@attrs.frozen
+class PeekBuried(Command["RawJob"]):
+    """`peek-buried` -> FOUND: the oldest buried job of the used tube."""
+
+    ok = b"FOUND"
+    shape = Shape.JOB
+    verb = "peek-buried"
+
+    def encode(self) -> bytes:
+        return b"peek-buried\r\n"
+
+
+@attrs.frozen
+class Kick(Command[int]):
+    """`kick <bound>` -> KICKED <count>."""
+
+    bound: int = attrs.field(validator=_u64("bound"))
+    ok = b"KICKED"
+    shape = Shape.COUNT
+    verb = "kick"
+
+    def encode(self) -> bytes:
+        return b"kick %d\r\n" % self.bound
+
+
+@attrs.frozen
+class KickJob(Command[None]):
+    """`kick-job <id>` -> KICKED."""
+
+    id: int = attrs.field(validator=_u64("job id"))
+    ok = b"KICKED"
+    verb = "kick-job"
+
+    def encode(self) -> bytes:
+        return b"kick-job %d\r\n" % self.id
+
+
+@attrs.frozen
+class StatsJob(Command[s.StatsJob]):
+    """`stats-job <id>` -> OK <bytes> + YAML mapping."""
+
+    id: int = attrs.field(validator=_u64("job id"))
+    ok = b"OK"
+    shape = Shape.MAPPING
+    verb = "stats-job"
+
+    def encode(self) -> bytes:
+        return b"stats-job %d\r\n" % self.id
+
+
+@attrs.frozen
+class StatsTube(Command[s.StatsTube]):
+    """`stats-tube <tube>` -> OK <bytes> + YAML mapping."""
+
+    tube: str = attrs.field(validator=_tube)
+    ok = b"OK"
+    shape = Shape.MAPPING
+    verb = "stats-tube"
+
+    def encode(self) -> bytes:
+        return b"stats-tube %b\r\n" % self.tube.encode("ascii")
+
+
+@attrs.frozen
+class Stats(Command[s.Stats]):
+    """`stats` -> OK <bytes> + YAML mapping."""
+
+    ok = b"OK"
+    shape = Shape.MAPPING
+    verb = "stats"
+
+    def encode(self) -> bytes:
+        return b"stats\r\n"
+
+
+@attrs.frozen
+class ListTubes(Command["list[str]"]):
+    """`list-tubes` -> OK <bytes> + YAML sequence."""
+
+    ok = b"OK"
+    shape = Shape.LIST
+    verb = "list-tubes"
+
+    def encode(self) -> bytes:
+        return b"list-tubes\r\n"
+
+
+@attrs.frozen
+class ListTubeUsed(Command[str]):
+    """`list-tube-used` -> USING <tube>."""
+
+    ok = b"USING"
+    shape = Shape.NAME
+    verb = "list-tube-used"
+
+    def encode(self) -> bytes:
+        return b"list-tube-used\r\n"
+
+
+@attrs.frozen
+class ListTubesWatched(Command["list[str]"]):
+    """`list-tubes-watched` -> OK <bytes> + YAML sequence."""
+
+    ok = b"OK"
+    shape = Shape.LIST
+    verb = "list-tubes-watched"
+
+    def encode(self) -> bytes:
+        return b"list-tubes-watched\r\n"
+
+
+@attrs.frozen
+class PauseTube(Command[None]):
+    """`pause-tube <tube> <delay>` -> PAUSED."""
+
+    tube: str = attrs.field(validator=_tube)
+    delay: int = attrs.field(validator=_u32("delay"))
+    ok = b"PAUSED"
+    verb = "pause-tube"
+
+    def encode(self) -> bytes:
+        return b"pause-tube %b %d\r\n" % (self.tube.encode("ascii"), self.delay)
+
+
+@attrs.frozen
+class Quit(Command[None]):
+    """`quit`: the server closes the connection and sends no reply."""
+
+    shape = Shape.NO_REPLY
+    verb = "quit"
+
+    def encode(self) -> bytes:
+        return b"quit\r\n"

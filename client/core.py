@@ -1,0 +1,179 @@
+"""The I/O-free half of a client, shared by the sync and the trio client.
+
+Both clients own a `ClientCore`: it holds the codec, the serializer and the server name, and
+does everything that does not touch a socket: building commands from method arguments,
+turning raw job frames into `Job`s, the connect-time use/watch sequence, splitting put_many
+and delete_many into pipelined windows, and the reserve-batch feature detection. The clients
+only add "write these bytes, read until these replies are complete" with their own I/O and
+timeouts, so the two stay identical in behaviour.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, Generic, TypeVar
+
+from . import commands as c
+from .bodies import Serializer
+from .codec import Codec, RawJob, Reply
+from .errors import (
+    BadFormat,
+    BatchError,
+    DecodeError,
+    ExtensionNotSupported,
+    UnknownCommand,
+)
+from .job import (
+    DEFAULT_TUBE,
+    Address,
+    Job,
+    PutOptions,
+    check_address,
+    job_id,
+    server_name,
+)
+
+T = TypeVar("T")
+
+# put_many/delete_many pipeline at most this many commands, or about this many bytes, per
+# write before reading the replies: the replies to one window must fit in the socket buffers
+# (they are ~20 bytes each), else client and server could both block writing.
+WINDOW_COMMANDS = 1000
+WINDOW_BYTES = 1 << 20
+
+
+def check_timeout(value: float | None, name: str) -> float | None:
+    """A client-side timeout in seconds: None (no limit) or a positive finite number."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} must be a number of seconds or None")
+    if not (value > 0 and math.isfinite(value)):
+        raise ValueError(f"{name} must be positive and finite, not {value!r}")
+    return float(value)
+
+
+def io_budget(io_timeout: float | None, wait: int | None, waits_forever: bool) -> float | None:
+    """Seconds a command may take in all: the I/O timeout plus the time the server was asked
+    to wait (a reserve timeout). None when unlimited: no I/O timeout, or a reserve without
+    timeout (it may legitimately block forever)."""
+    if io_timeout is None or waits_forever:
+        return None
+    return io_timeout + (wait or 0)
+
+
+def windows(commands: Sequence[c.Command[object]]) -> Iterator[Sequence[c.Command[object]]]:
+    """`commands` cut into pipelined windows (at least one command each)."""
+    start = 0
+    while start < len(commands):
+        end, size = start, 0
+        while end < len(commands) and end - start < WINDOW_COMMANDS and (
+            end == start or size < WINDOW_BYTES
+        ):
+            cmd = commands[end]
+            size += len(cmd.body) if isinstance(cmd, c.Put) else 32
+            end += 1
+        yield commands[start:end]
+        start = end
+
+
+def watch_setup(use: str, watch: str | Iterable[str]) -> list[c.Command[object]]:
+    """The commands that make a fresh connection use `use` and watch exactly `watch`
+    (greenstalk's rules: `default` is ignored unless listed)."""
+    out: list[c.Command[object]] = []
+    if c.check_tube(use) != DEFAULT_TUBE:
+        out.append(c.Use(use))
+    tubes = [watch] if isinstance(watch, str) else list(watch)
+    if not tubes:
+        raise ValueError("watch must name at least one tube")
+    for tube in dict.fromkeys(tubes):
+        if c.check_tube(tube) != DEFAULT_TUBE:
+            out.append(c.Watch(tube))
+    if DEFAULT_TUBE not in tubes:
+        out.append(c.Ignore(DEFAULT_TUBE))
+    return out
+
+
+class ClientCore(Generic[T]):
+    """Connection-independent state and logic of one client."""
+
+    def __init__(self, address: Address, serializer: Serializer[Any]) -> None:
+        self.address = check_address(address)
+        self.server = server_name(self.address)
+        self.serializer = serializer
+        self.codec = Codec()
+        # reserve-batch support on this connection: None until the server has answered.
+        self.batch_supported: bool | None = None
+
+    # ----------------------------------------------------------------- bodies and jobs
+
+    def encode(self, body: T) -> bytes:
+        """The bytes of a job body."""
+        return self.serializer.dumps(body)
+
+    def jobs(self, raws: Sequence[RawJob]) -> list[Job[T]]:
+        """Jobs with decoded bodies; DecodeError (with the raw jobs) if any body fails."""
+        out: list[Job[T]] = []
+        for raw in raws:
+            try:
+                body = self.serializer.loads(raw.body)
+            except Exception as e:
+                raw_jobs = [Job(r.id, r.body, self.server) for r in raws]
+                bad = Job(raw.id, raw.body, self.server)
+                raise DecodeError(bad, raw_jobs) from e
+            out.append(Job(raw.id, body, self.server))
+        return out
+
+    def job(self, raw: RawJob) -> Job[T]:
+        """One job with its decoded body."""
+        return self.jobs([raw])[0]
+
+    # ----------------------------------------------------------------- commands
+
+    def put(self, body: T, priority: int, delay: int, ttr: int) -> c.Put:
+        """The put command for one body."""
+        return c.Put(priority, delay, ttr, self.encode(body))
+
+    def put_many(
+        self, items: Iterable[T | tuple[T, PutOptions]], priority: int, delay: int, ttr: int
+    ) -> list[c.Put]:
+        """Put commands for put_many; every body is encoded before anything is sent."""
+        out: list[c.Put] = []
+        for item in items:
+            if isinstance(item, tuple) and len(item) == 2 and isinstance(item[1], PutOptions):
+                body, opts = item
+                out.append(c.Put(opts.priority, opts.delay, opts.ttr, self.encode(body)))
+            else:
+                out.append(c.Put(priority, delay, ttr, self.encode(item)))  # type: ignore[arg-type]
+        return out
+
+    @staticmethod
+    def delete_many(jobs: Iterable[Job[Any] | int]) -> list[c.Delete]:
+        """Delete commands for delete_many."""
+        return [c.Delete(job_id(j)) for j in jobs]
+
+    @staticmethod
+    def batch_results(replies: Sequence[Reply]) -> list[object]:
+        """Per item: the value, or the ServerError; BatchError if any item failed."""
+        results: list[object] = [r.error if r.error is not None else r.value for r in replies]
+        if any(r.error is not None for r in replies):
+            raise BatchError(results)
+        return results
+
+    def reserve_batch_check(self) -> None:
+        """Raise ExtensionNotSupported at once if this connection already knows."""
+        if self.batch_supported is False:
+            raise ExtensionNotSupported("reserve-batch")
+
+    def reserve_batch_result(self, cmd: c.ReserveBatch, reply: Reply) -> list[Job[T]]:
+        """Jobs of a reserve-batch reply ([] on TIMED_OUT). BAD_FORMAT or UNKNOWN_COMMAND
+        from a server that never answered reserve-batch before means it does not support it.
+        """
+        if isinstance(reply.error, BadFormat | UnknownCommand) and not self.batch_supported:
+            self.batch_supported = False
+            raise ExtensionNotSupported("reserve-batch") from reply.error
+        raws = cmd.unwrap(reply)
+        if reply.error is None:
+            self.batch_supported = True
+        return self.jobs(raws)

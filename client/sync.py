@@ -1,0 +1,387 @@
+"""The blocking client: greenstalk's API over the shared codec, with timeouts and pipelining.
+
+Theory of operation. Each method builds a command (`ClientCore`), writes its bytes with one
+`sendall` and reads until the codec has the reply, under a lock so that one command is in
+flight at a time even when threads share the client. Every socket call has a deadline: the
+connect timeout for connecting, and for a command the I/O timeout plus the time the server
+was asked to wait (reserve's timeout). A plain `reserve()` without timeout is the one call
+that may block forever, as the protocol intends.
+
+If anything goes wrong mid-command (timeout, socket error, EOF, a protocol violation, an
+exception such as KeyboardInterrupt), the connection is closed at once: its reply may still
+be on the way, so it could never be trusted again. Later calls raise ConnectionClosed; the
+server puts jobs reserved on that connection back to ready. Server error lines (NOT_FOUND,
+TIMED_OUT, ...) leave the connection in sync and are raised as their exception classes.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any, Generic, Literal, TypedDict, TypeVar, Unpack, overload
+
+from . import commands as c
+from .bodies import Serializer, resolve
+from .codec import NEED_DATA, Reply
+from .core import ClientCore, check_timeout, io_budget, watch_setup, windows
+from .errors import ConnectFailed, ConnectionClosed, IOTimeout, TubeError
+from .job import (
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_DELAY,
+    DEFAULT_IO_TIMEOUT,
+    DEFAULT_PRIORITY,
+    DEFAULT_TTR,
+    DEFAULT_TUBE,
+    Address,
+    Job,
+    PutOptions,
+    job_id,
+)
+from .stats import Stats, StatsJob, StatsTube
+
+T = TypeVar("T")
+R = TypeVar("R")
+RECV_SIZE = 65536
+
+
+class ClientOptions(TypedDict, total=False):
+    """Keyword options shared by every client and pool constructor (see `Client`)."""
+
+    use: str
+    watch: str | Iterable[str]
+    connect_timeout: float | None
+    io_timeout: float | None
+
+
+def _connect(address: Address, timeout: float | None) -> socket.socket:
+    try:
+        if isinstance(address, str):
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                sock.settimeout(timeout)
+                sock.connect(address)
+            except BaseException:
+                sock.close()
+                raise
+        else:
+            sock = socket.create_connection(address, timeout=timeout)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    except OSError as e:
+        raise ConnectFailed(f"cannot connect to {address!r}: {e}") from e
+    return sock
+
+
+class Client(Generic[T]):
+    """A blocking connection to one tubeserver or beanstalkd.
+
+    ``Client(("127.0.0.1", 11300))`` or ``Client("/run/tubeserver.sock")`` connects at once.
+    Use it as a context manager or call `close()`.
+
+    Bodies are bytes by default; ``encoding="utf-8"`` makes them str, ``serializer="msgpack"``
+    (or any `Serializer`) makes them Python values. ``use=`` is the tube `put` stores into;
+    ``watch=`` the tube or tubes `reserve` takes from (``default`` is ignored unless listed).
+    ``connect_timeout`` bounds connecting; ``io_timeout`` bounds every command (plus the wait
+    a reserve asked for); None means no limit. After an I/O timeout or any failure
+    mid-command the connection is closed and further calls raise `ConnectionClosed`.
+
+    A client may be shared by threads; commands then run one at a time.
+    """
+
+    @overload
+    def __init__(
+        self: Client[bytes], address: Address, *, encoding: None = None,
+        serializer: None = None, **options: Unpack[ClientOptions],
+    ) -> None: ...
+    @overload
+    def __init__(
+        self: Client[str], address: Address, *, encoding: str, serializer: None = None,
+        **options: Unpack[ClientOptions],
+    ) -> None: ...
+    @overload
+    def __init__(
+        self: Client[T], address: Address, *, encoding: None = None,
+        serializer: Serializer[T], **options: Unpack[ClientOptions],
+    ) -> None: ...
+    @overload
+    def __init__(
+        self: Client[Any], address: Address, *, encoding: None = None,
+        serializer: Literal["msgpack"], **options: Unpack[ClientOptions],
+    ) -> None: ...
+    def __init__(
+        self,
+        address: Address,
+        *,
+        encoding: str | None = None,
+        serializer: Serializer[Any] | str | None = None,
+        use: str = DEFAULT_TUBE,
+        watch: str | Iterable[str] = DEFAULT_TUBE,
+        connect_timeout: float | None = DEFAULT_CONNECT_TIMEOUT,
+        io_timeout: float | None = DEFAULT_IO_TIMEOUT,
+    ) -> None:
+        self._core: ClientCore[T] = ClientCore(address, resolve(encoding, serializer))
+        self.connect_timeout = check_timeout(connect_timeout, "connect_timeout")
+        self.io_timeout = check_timeout(io_timeout, "io_timeout")
+        setup = watch_setup(use, watch)
+        self._lock = threading.Lock()
+        self._sock: socket.socket | None = _connect(self._core.address, self.connect_timeout)
+        try:
+            for cmd, reply in zip(setup, self._exchange(setup), strict=True):
+                cmd.unwrap(reply)
+        except BaseException:
+            self.close()
+            raise
+
+    # ----------------------------------------------------------------- connection
+
+    @property
+    def server(self) -> str:
+        """The server's name as jobs carry it: "host:port" or the UNIX socket path."""
+        return self._core.server
+
+    @property
+    def closed(self) -> bool:
+        """True once the connection is closed (by `close()` or after a failure)."""
+        return self._sock is None
+
+    def close(self) -> None:
+        """Close the connection (idempotent). Jobs it had reserved go back to ready."""
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            sock.close()
+
+    def __enter__(self) -> Client[T]:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else "open"
+        return f"<tubeclient.Client {self.server} {state}>"
+
+    def _exchange(
+        self, commands: Sequence[c.Command[object]], wait: int | None = None,
+        waits_forever: bool = False,
+    ) -> list[Reply]:
+        """Send `commands` in one write and read their replies, in order."""
+        with self._lock:
+            sock = self._sock
+            if sock is None:
+                raise ConnectionClosed(f"connection to {self.server} is closed")
+            codec = self._core.codec
+            budget = io_budget(self.io_timeout, wait, waits_forever)
+            deadline = None if budget is None else time.monotonic() + budget
+            try:
+                data = codec.send(*commands)
+                self._settimeout(sock, deadline)
+                sock.sendall(data)
+                replies: list[Reply] = []
+                while len(replies) < len(commands):
+                    reply = codec.next_reply()
+                    if reply is NEED_DATA:
+                        self._settimeout(sock, deadline)
+                        chunk = sock.recv(RECV_SIZE)
+                        if not chunk:
+                            raise ConnectionClosed(f"{self.server} closed the connection")
+                        codec.receive_data(chunk)
+                    else:
+                        replies.append(reply)
+                return replies
+            except TubeError:
+                self.close()
+                raise
+            except TimeoutError as e:
+                self.close()
+                raise IOTimeout(f"no reply from {self.server} in time; connection closed") from e
+            except OSError as e:
+                self.close()
+                raise ConnectionClosed(f"connection to {self.server} failed: {e}") from e
+            except BaseException:
+                self.close()
+                raise
+
+    @staticmethod
+    def _settimeout(sock: socket.socket, deadline: float | None) -> None:
+        if deadline is None:
+            sock.settimeout(None)
+            return
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("I/O deadline passed")
+        sock.settimeout(left)
+
+    def _call(self, cmd: c.Command[R], wait: int | None = None,
+              waits_forever: bool = False) -> R:
+        (reply,) = self._exchange([cmd], wait, waits_forever)
+        return cmd.unwrap(reply)
+
+    def _pipeline(self, cmds: Sequence[c.Command[object]]) -> list[Reply]:
+        replies: list[Reply] = []
+        for window in windows(cmds):
+            replies += self._exchange(window)
+        return replies
+
+    # ----------------------------------------------------------------- producing
+
+    def put(
+        self, body: T, priority: int = DEFAULT_PRIORITY, delay: int = DEFAULT_DELAY,
+        ttr: int = DEFAULT_TTR,
+    ) -> int:
+        """Store a job in the used tube and return its id.
+
+        `priority` 0 is the most urgent (below 1024 counts as urgent); `delay` seconds before
+        it becomes ready; `ttr` seconds a worker may hold it. Raises JobTooBig, Draining, ...
+        """
+        return self._call(self._core.put(body, priority, delay, ttr))
+
+    def put_many(
+        self, items: Iterable[T | tuple[T, PutOptions]], priority: int = DEFAULT_PRIORITY,
+        delay: int = DEFAULT_DELAY, ttr: int = DEFAULT_TTR,
+    ) -> list[int]:
+        """Store many jobs with pipelined puts and return their ids, in order.
+
+        An item is a body (stored with the `priority`, `delay`, `ttr` given here) or a
+        ``(body, PutOptions(...))`` pair. Commands go out in windows of up to 1000 per write.
+        Every reply is read before anything is raised, so the connection stays in sync: if
+        any item failed, BatchError is raised and its `results` holds, per item, the id or
+        the ServerError (the other jobs *were* stored). All bodies are encoded before the
+        first byte is sent, so a body the serializer rejects stores nothing.
+        """
+        cmds = self._core.put_many(items, priority, delay, ttr)
+        replies = self._pipeline(cmds)
+        return [r for r in self._core.batch_results(replies) if isinstance(r, int)]
+
+    def use(self, tube: str) -> str:
+        """Make `tube` the used tube (for put, peek_ready/_delayed/_buried, kick)."""
+        return self._call(c.Use(tube))
+
+    # ----------------------------------------------------------------- consuming
+
+    def reserve(self, timeout: int | None = None) -> Job[T]:
+        """Reserve a job from the watched tubes and return it.
+
+        Waits at most `timeout` whole seconds (0: don't wait) and raises TimedOut when no job
+        came; with None waits as long as it takes. Raises DeadlineSoon when a job this
+        connection holds is within a second of its TTR deadline.
+        """
+        cmd = c.Reserve(timeout)
+        return self._core.job(self._call(cmd, timeout, waits_forever=timeout is None))
+
+    def reserve_job(self, id: Job[Any] | int) -> Job[T]:
+        """Reserve the job with this id (ready, delayed or buried, any tube); NotFound if it
+        does not exist or is reserved. Needs beanstalkd 1.12 or later."""
+        return self._core.job(self._call(c.ReserveJob(job_id(id))))
+
+    def reserve_batch(self, count: int, timeout: int) -> list[Job[T]]:
+        """Extension (tubeserver): reserve up to `count` jobs (1-1000) with one command.
+
+        tubeserver answers as soon as `count` jobs are ready; otherwise it waits up to
+        `timeout` whole seconds for the batch to fill and then returns what is ready (at
+        least one job). With timeout 0 it returns what is ready now. When no job came at all
+        the result is an empty list (unlike `reserve`, which raises TimedOut: an empty batch
+        is the natural "nothing yet" in a loop). Raises DeadlineSoon like reserve, and
+        ExtensionNotSupported (the connection stays usable) when the server does not
+        implement reserve-batch, e.g. beanstalkd; that answer is remembered per connection.
+        """
+        self._core.reserve_batch_check()
+        cmd = c.ReserveBatch(count, timeout)
+        (reply,) = self._exchange([cmd], timeout)
+        return self._core.reserve_batch_result(cmd, reply)
+
+    def delete(self, job: Job[Any] | int) -> None:
+        """Delete a job (or job id): one reserved by this connection, or any ready, delayed
+        or buried one. NotFound otherwise."""
+        self._call(c.Delete(job_id(job)))
+
+    def delete_many(self, jobs: Iterable[Job[Any] | int]) -> None:
+        """Delete many jobs with pipelined deletes.
+
+        Every reply is read first, so the connection stays in sync; then, if any delete
+        failed, BatchError is raised: its `results` holds None for each job deleted and the
+        ServerError (usually NotFound) for each that was not.
+        """
+        self._core.batch_results(self._pipeline(self._core.delete_many(jobs)))
+
+    def release(
+        self, job: Job[Any] | int, priority: int = DEFAULT_PRIORITY, delay: int = DEFAULT_DELAY
+    ) -> None:
+        """Give back a job this connection reserved, with a new priority, ready again after
+        `delay` seconds. NotFound if this connection does not hold it."""
+        self._call(c.Release(job_id(job), priority, delay))
+
+    def bury(self, job: Job[Any] | int, priority: int = DEFAULT_PRIORITY) -> None:
+        """Set aside a job this connection reserved until it is kicked."""
+        self._call(c.Bury(job_id(job), priority))
+
+    def touch(self, job: Job[Any] | int) -> None:
+        """Ask for more time on a reserved job: its TTR starts again."""
+        self._call(c.Touch(job_id(job)))
+
+    def watch(self, tube: str) -> int:
+        """Add `tube` to the watch list; returns how many tubes are watched."""
+        return self._call(c.Watch(tube))
+
+    def ignore(self, tube: str) -> int:
+        """Remove `tube` from the watch list; returns how many tubes are still watched.
+        NotIgnored if it is the last one."""
+        return self._call(c.Ignore(tube))
+
+    # ----------------------------------------------------------------- inspecting
+
+    def peek(self, id: Job[Any] | int) -> Job[T]:
+        """The job with this id, in any state and tube, without reserving it."""
+        return self._core.job(self._call(c.Peek(job_id(id))))
+
+    def peek_ready(self) -> Job[T]:
+        """The next ready job of the used tube (NotFound if none)."""
+        return self._core.job(self._call(c.PeekReady()))
+
+    def peek_delayed(self) -> Job[T]:
+        """The delayed job of the used tube that becomes ready first (NotFound if none)."""
+        return self._core.job(self._call(c.PeekDelayed()))
+
+    def peek_buried(self) -> Job[T]:
+        """The job of the used tube buried longest ago (NotFound if none)."""
+        return self._core.job(self._call(c.PeekBuried()))
+
+    def kick(self, bound: int) -> int:
+        """Move up to `bound` buried jobs (or, if none are buried, delayed jobs) of the used
+        tube to ready; returns how many moved."""
+        return self._call(c.Kick(bound))
+
+    def kick_job(self, job: Job[Any] | int) -> None:
+        """Move one buried or delayed job to ready (NotFound if it is neither)."""
+        self._call(c.KickJob(job_id(job)))
+
+    def stats(self) -> Stats:
+        """Server statistics, typed: ints, floats (rusage), a bool (draining), strs."""
+        return self._call(c.Stats())
+
+    def stats_tube(self, tube: str) -> StatsTube:
+        """Statistics of one tube (NotFound if it does not exist)."""
+        return self._call(c.StatsTube(tube))
+
+    def stats_job(self, job: Job[Any] | int) -> StatsJob:
+        """Statistics of one job (NotFound if it does not exist)."""
+        return self._call(c.StatsJob(job_id(job)))
+
+    def list_tubes(self) -> list[str]:
+        """Every tube that exists on the server."""
+        return self._call(c.ListTubes())
+
+    tubes = list_tubes
+
+    def using(self) -> str:
+        """The used tube."""
+        return self._call(c.ListTubeUsed())
+
+    def watching(self) -> list[str]:
+        """The watch list."""
+        return self._call(c.ListTubesWatched())
+
+    def pause_tube(self, tube: str, delay: int) -> None:
+        """Hold back reserves from `tube` for `delay` seconds (0 ends a pause)."""
+        self._call(c.PauseTube(tube, delay))
