@@ -1,0 +1,667 @@
+"""Model-based test of the job engine: a hypothesis state machine runs the real Engine and a
+small independent model side by side, and compares jobs, tubes, sessions and wakeups each step.
+
+Commands go through the same door as in production: before each one the engine is ticked
+when `next_deadline() <= now` (as `Dispatcher.handle` does), so a `next_deadline` that is too
+late shows up as a divergence. Time moves in quarter seconds so that deadlines tie exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+from typing import TypeVar
+
+import attrs
+import hypothesis.strategies as st
+from hypothesis import settings
+from hypothesis.stateful import (
+    Bundle,
+    RuleBasedStateMachine,
+    consumes,
+    initialize,
+    invariant,
+    multiple,
+    precondition,
+    rule,
+)
+
+from tubeserver.engine import Engine, check_invariants
+from tubeserver.errors import DeadlineSoon, NotFound, NotIgnored, ProtocolError, TimedOut
+from tubeserver.session import Session
+
+T = TypeVar("T")
+MARGIN = 1.0  # DEADLINE_SOON safety margin, seconds
+DEFAULT = "default"
+READY, RESERVED, DELAYED, BURIED = "ready", "reserved", "delayed", "buried"
+# A wakeup: session id, job id, and the errors the engine may answer with (empty: a job).
+Outcome = tuple[int, int | None, tuple[type[ProtocolError], ...]]
+
+TUBES = st.sampled_from([DEFAULT, "a", "b"])
+PRIS = st.sampled_from([0, 5, 5, 10, 1023, 1024, 2**32 - 1])
+DELAYS = st.sampled_from([0, 0, 0, 1, 2, 5])
+TTRS = st.sampled_from([0, 1, 2, 3, 5, 8])
+TIMEOUTS = st.sampled_from([None, None, 0, 0, 0.5, 1, 2, 3])
+STEPS = st.sampled_from([0.25, 0.5, 1.0, 1.0, 2.0, 3.0, 10.0, "next", "next", "due"])
+HOW = st.sampled_from(["release", "bury", "touch", "delete", "reserve_job"])
+OWN_HOW = st.sampled_from(["release", "release", "bury", "touch", "delete"])
+
+
+@attrs.define
+class MJob:
+    id: int
+    tube: str
+    pri: int
+    ttr: int
+    state: str
+    deadline: float = 0.0  # delayed: when it becomes ready; reserved: when its TTR expires
+    reserver: int | None = None
+    buried_seq: int = 0
+    timeouts: int = 0
+    reserves: int = 0
+    releases: int = 0
+    buries: int = 0
+    kicks: int = 0
+
+
+@attrs.define
+class MSession:
+    id: int
+    used: str
+    watched: list[str]
+    reserved: set[int] = attrs.Factory(set)
+    wait_seq: int | None = None  # set while the session waits in a reserve
+    timeout_at: float | None = None
+    soon_at: float | None = None  # when the wait's DEADLINE_SOON check is next due
+
+
+class Model:
+    """What the engine should do, written as plainly as possible (linear scans everywhere)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.jobs: dict[int, MJob] = {}
+        self.sessions: dict[int, MSession] = {}
+        self.tubes = [DEFAULT]  # creation order; a vanishing tube is replaced by the last one
+        self.paused: dict[str, float] = {}  # tube -> pause end
+        self.next_id = 1
+        self.seq = 0
+        self.timeouts = 0
+        self.wakeups: list[Outcome] = []
+
+    # --- helpers ---------------------------------------------------------------------
+
+    def _next_seq(self) -> int:
+        self.seq += 1
+        return self.seq
+
+    def ensure_tube(self, name: str) -> None:
+        if name not in self.tubes:
+            self.tubes.append(name)
+
+    def maybe_drop(self, name: str) -> None:
+        alive = (
+            name == DEFAULT
+            or any(s.used == name or name in s.watched for s in self.sessions.values())
+            or any(j.tube == name for j in self.jobs.values())
+        )
+        if alive or name not in self.tubes:
+            return
+        i = self.tubes.index(name)
+        last = self.tubes.pop()
+        if last != name:
+            self.tubes[i] = last
+        self.paused.pop(name, None)
+
+    def in_state(self, tube: str, state: str) -> list[MJob]:
+        return [j for j in self.jobs.values() if j.tube == tube and j.state == state]
+
+    def best_ready(self, tubes: list[str]) -> MJob | None:
+        ready = [j for t in tubes if t not in self.paused for j in self.in_state(t, READY)]
+        return min(ready, key=lambda j: (j.pri, j.id), default=None)
+
+    def soonest(self, s: MSession) -> float | None:
+        return min((self.jobs[i].deadline for i in s.reserved), default=None)
+
+    def own(self, sid: int, job_id: int) -> MJob:
+        if job_id not in self.sessions[sid].reserved:
+            raise NotFound()
+        return self.jobs[job_id]
+
+    def take(self, sid: int, job: MJob) -> None:
+        job.state, job.reserver, job.deadline = RESERVED, sid, self.now + job.ttr
+        job.reserves += 1
+        self.sessions[sid].reserved.add(job.id)
+
+    def unreserve(self, job: MJob) -> None:
+        assert job.reserver is not None
+        self.sessions[job.reserver].reserved.discard(job.id)
+        job.reserver = None
+
+    def end_wait(self, s: MSession) -> None:
+        s.wait_seq = s.timeout_at = s.soon_at = None
+
+    def match(self) -> None:
+        """Give ready jobs to waiters: the globally best job first, to its tube's oldest."""
+        while True:
+            waiting = [s for s in self.sessions.values() if s.wait_seq is not None]
+            tubes = [t for t in self.tubes if any(t in s.watched for s in waiting)]
+            job = self.best_ready(tubes)
+            if job is None:
+                return
+            s = min((s for s in waiting if job.tube in s.watched), key=lambda s: s.wait_seq or 0)
+            self.end_wait(s)
+            self.take(s.id, job)
+            self.wakeups.append((s.id, job.id, ()))
+
+    def due(self) -> None:
+        """tick(now), also when the ticker runs late and several deadlines passed at once.
+
+        Job and pause changes due by `now` apply first and ready jobs go to waiters (so a
+        waiter whose timeout also passed still gets the job, as in beanstalkd's prottick);
+        then a session still waiting gets DEADLINE_SOON if a job it still holds is within
+        the margin at `now`, else TIMED_OUT if its timeout has passed.
+        """
+        now = self.now
+        for j in self.jobs.values():
+            if j.state == DELAYED and j.deadline <= now:
+                j.state = READY
+            elif j.state == RESERVED and j.deadline <= now:
+                self.unreserve(j)
+                j.state = READY
+                j.timeouts += 1
+                self.timeouts += 1
+        for name, until in list(self.paused.items()):
+            if until <= now:
+                del self.paused[name]
+        self.match()
+        for s in self.sessions.values():
+            if s.wait_seq is None:
+                continue
+            wait_due = s.timeout_at is not None and s.timeout_at <= now
+            soonest = self.soonest(s)
+            if soonest is not None and now >= soonest - MARGIN:
+                # DEADLINE_SOON, also when the timeout is due too: beanstalkd's conn_timeout
+                # checks the margin first. Only a late tick that finds the timeout strictly
+                # earlier than the margin may answer either.
+                assert s.soon_at is not None and s.soon_at <= now
+                late = wait_due and (s.timeout_at or 0.0) < s.soon_at
+                self.end_wait(s)
+                self.wakeups.append((s.id, None, (DeadlineSoon, TimedOut) if late else
+                                     (DeadlineSoon,)))
+            elif wait_due:
+                self.end_wait(s)
+                self.wakeups.append((s.id, None, (TimedOut,)))
+            elif s.soon_at is not None and s.soon_at <= now:
+                # The held job the margin was for has expired: the check moves later.
+                s.soon_at = None if soonest is None else soonest - MARGIN
+
+    def next_event(self) -> float | None:
+        times = [j.deadline for j in self.jobs.values() if j.state in (DELAYED, RESERVED)]
+        times += self.paused.values()
+        for s in self.sessions.values():
+            if s.wait_seq is not None:
+                if s.timeout_at is not None:
+                    times.append(s.timeout_at)
+                soonest = self.soonest(s)
+                if soonest is not None:
+                    times.append(soonest - MARGIN)
+        return min(times, default=None)
+
+    # --- commands --------------------------------------------------------------------
+
+    def connect(self, sid: int) -> None:
+        self.sessions[sid] = MSession(sid, DEFAULT, [DEFAULT])
+
+    def disconnect(self, sid: int) -> None:
+        s = self.sessions[sid]
+        self.end_wait(s)
+        for job_id in sorted(s.reserved):
+            job = self.jobs[job_id]
+            self.unreserve(job)
+            job.state = READY
+        used, s.used = s.used, ""
+        self.maybe_drop(used)
+        while s.watched:
+            self.maybe_drop(s.watched.pop(0))
+        del self.sessions[sid]
+        self.match()
+
+    def cancel_wait(self, sid: int) -> None:
+        self.end_wait(self.sessions[sid])
+
+    def put(self, sid: int, pri: int, delay: int, ttr: int) -> int:
+        job = MJob(self.next_id, self.sessions[sid].used, pri, max(ttr, 1), READY)
+        self.next_id += 1
+        self.jobs[job.id] = job
+        if delay:
+            job.state, job.deadline = DELAYED, self.now + delay
+        self.match()
+        return job.id
+
+    def use(self, sid: int, name: str) -> str:
+        s = self.sessions[sid]
+        self.ensure_tube(name)
+        old, s.used = s.used, name
+        self.maybe_drop(old)
+        return name
+
+    def watch(self, sid: int, name: str) -> int:
+        s = self.sessions[sid]
+        self.ensure_tube(name)
+        if name not in s.watched:
+            s.watched.append(name)
+        return len(s.watched)
+
+    def ignore(self, sid: int, name: str) -> int:
+        s = self.sessions[sid]
+        if name not in s.watched:
+            return len(s.watched)
+        if len(s.watched) == 1:
+            raise NotIgnored()
+        i = s.watched.index(name)
+        last = s.watched.pop()
+        if last != name:
+            s.watched[i] = last
+        self.maybe_drop(name)
+        return len(s.watched)
+
+    def reserve(self, sid: int, timeout: float | None) -> int | None:
+        s = self.sessions[sid]
+        job = self.best_ready(s.watched)
+        if job is not None:
+            self.take(sid, job)
+            return job.id
+        soonest = self.soonest(s)
+        if soonest is not None and self.now >= soonest - MARGIN:
+            raise DeadlineSoon()
+        if timeout == 0:
+            raise TimedOut()
+        s.wait_seq = self._next_seq()
+        s.timeout_at = None if timeout is None else self.now + timeout
+        s.soon_at = None if soonest is None else soonest - MARGIN
+        return None
+
+    def reserve_job(self, sid: int, job_id: int) -> int:
+        job = self.jobs.get(job_id)
+        if job is None or job.state == RESERVED:
+            raise NotFound()
+        self.take(sid, job)
+        return job_id
+
+    def delete(self, sid: int, job_id: int) -> None:
+        job = self.jobs.get(job_id)
+        if job is None or (job.state == RESERVED and job.reserver != sid):
+            raise NotFound()
+        if job.state == RESERVED:
+            self.unreserve(job)
+        del self.jobs[job_id]
+        self.maybe_drop(job.tube)
+
+    def release(self, sid: int, job_id: int, pri: int, delay: int) -> None:
+        job = self.own(sid, job_id)
+        self.unreserve(job)
+        job.pri = pri
+        job.releases += 1
+        if delay:
+            job.state, job.deadline = DELAYED, self.now + delay
+        else:
+            job.state = READY
+            self.match()
+
+    def bury(self, sid: int, job_id: int, pri: int) -> None:
+        job = self.own(sid, job_id)
+        self.unreserve(job)
+        job.pri, job.state, job.buried_seq = pri, BURIED, self._next_seq()
+        job.buries += 1
+
+    def touch(self, sid: int, job_id: int) -> None:
+        job = self.own(sid, job_id)
+        job.deadline = self.now + job.ttr
+
+    def peek(self, job_id: int) -> int:
+        if job_id not in self.jobs:
+            raise NotFound()
+        return job_id
+
+    def peek_ready(self, sid: int) -> int:
+        ready = self.in_state(self.sessions[sid].used, READY)  # pause does not matter
+        return _found(min(ready, key=lambda j: (j.pri, j.id), default=None))
+
+    def peek_delayed(self, sid: int) -> int:
+        delayed = self.in_state(self.sessions[sid].used, DELAYED)
+        return _found(min(delayed, key=lambda j: (j.deadline, j.id), default=None))
+
+    def peek_buried(self, sid: int) -> int:
+        buried = self.in_state(self.sessions[sid].used, BURIED)
+        return _found(min(buried, key=lambda j: j.buried_seq, default=None))
+
+    def buried_fifo(self, tube: str) -> list[int]:
+        return [j.id for j in sorted(self.in_state(tube, BURIED), key=lambda j: j.buried_seq)]
+
+    def kick(self, sid: int, bound: int) -> int:
+        tube = self.sessions[sid].used
+        if buried := self.in_state(tube, BURIED):
+            jobs = sorted(buried, key=lambda j: j.buried_seq)
+        else:
+            jobs = sorted(self.in_state(tube, DELAYED), key=lambda j: (j.deadline, j.id))
+        for job in jobs[:bound]:
+            job.state = READY
+            job.kicks += 1
+        self.match()
+        return len(jobs[:bound])
+
+    def kick_job(self, job_id: int) -> None:
+        job = self.jobs.get(job_id)
+        if job is None or job.state not in (BURIED, DELAYED):
+            raise NotFound()
+        job.state = READY
+        job.kicks += 1
+        self.match()
+
+    def pause_tube(self, name: str, delay: int) -> None:
+        if name not in self.tubes:
+            raise NotFound()
+        if delay:
+            self.paused[name] = self.now + delay
+        else:
+            self.paused.pop(name, None)
+            self.match()
+
+
+def _found(job: MJob | None) -> int:
+    if job is None:
+        raise NotFound()
+    return job.id
+
+
+def _outcome(fn: Callable[[], T]) -> tuple[T | None, type[ProtocolError] | None]:
+    try:
+        return fn(), None
+    except ProtocolError as e:
+        return None, type(e)
+
+
+class EngineMachine(RuleBasedStateMachine):
+    """Rules are commands of idle sessions plus time; key rules appear twice for weight."""
+
+    sessions = Bundle("sessions")
+    jobs = Bundle("jobs")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.e = Engine()
+        self.m = Model()
+
+    # --- plumbing --------------------------------------------------------------------
+
+    def sync(self) -> None:
+        """What Dispatcher.handle does before every command."""
+        due = self.e.next_deadline()
+        if due is not None and due <= self.m.now:
+            self.e.tick(self.m.now)
+        self.m.due()
+
+    def both(
+        self, engine: Callable[[], T], model: Callable[[], object], sync: bool = True
+    ) -> T | None:
+        """Run one command on both sides (after the pre-command tick); same result or error."""
+        if sync:
+            self.sync()
+        got, got_err = _outcome(engine)
+        want, want_err = _outcome(model)
+        assert got_err is want_err, f"engine raised {got_err}, model {want_err}"
+        value = getattr(got, "id", got)
+        assert value == want, f"engine gave {value!r}, model {want!r}"
+        return got
+
+    def idle(self, s: Session) -> bool:
+        """A session blocked in reserve sends no commands (its connection waits)."""
+        return self.m.sessions[s.id].wait_seq is None
+
+    def job_command(self, s: Session, job_id: int, how: str, pri: int, delay: int) -> None:
+        e, m, now = self.e, self.m, self.m.now
+        if how == "release":
+            self.both(lambda: e.release(s, job_id, pri, delay, now),
+                      lambda: m.release(s.id, job_id, pri, delay))
+        elif how == "bury":
+            self.both(lambda: e.bury(s, job_id, pri), lambda: m.bury(s.id, job_id, pri))
+        elif how == "touch":
+            self.both(lambda: e.touch(s, job_id, now), lambda: m.touch(s.id, job_id))
+        elif how == "delete":
+            self.both(lambda: e.delete(s, job_id), lambda: m.delete(s.id, job_id))
+        else:
+            self.both(lambda: e.reserve_job(s, job_id, now),
+                      lambda: m.reserve_job(s.id, job_id))
+
+    # --- sessions --------------------------------------------------------------------
+
+    @initialize(target=sessions)
+    def start(self) -> object:
+        return multiple(self.connect(), self.connect())
+
+    @precondition(lambda self: len(self.m.sessions) < 4)
+    @rule(target=sessions)
+    def connect(self) -> Session:
+        s = self.e.connect()
+        self.m.connect(s.id)
+        return s
+
+    @precondition(lambda self: len(self.m.sessions) > 1)
+    @rule(s=consumes(sessions), hangup=st.booleans(), ticked=st.booleans())
+    def disconnect(self, s: Session, hangup: bool, ticked: bool) -> None:
+        """Quit, or (`hangup`) hang up while waiting: the connection cancels, then closes.
+
+        Connection.run calls disconnect without ticking first, so due timers may still be
+        pending (not `ticked`); with `ticked` the ticker has caught up just before.
+        """
+        if ticked:
+            self.sync()
+        if hangup:
+            self.e.cancel_wait(s)
+            self.m.cancel_wait(s.id)
+        self.e.disconnect(s, self.m.now)
+        self.m.disconnect(s.id)
+
+    # --- producer --------------------------------------------------------------------
+
+    @rule(target=jobs, s=sessions, pri=PRIS, delay=DELAYS, ttr=TTRS, feed=st.booleans())
+    def put(self, s: Session, pri: int, delay: int, ttr: int, feed: bool) -> object:
+        """Put a job; with `feed`, first `use` a tube that a waiting session watches."""
+        if not self.idle(s):
+            return multiple()
+        waiting = [w for w in self.m.sessions.values() if w.wait_seq is not None]
+        if feed and waiting:
+            name = min(waiting, key=lambda w: w.wait_seq or 0).watched[-1]
+            self.both(lambda: self.e.use(s, name).name, lambda: self.m.use(s.id, name))
+        now = self.m.now
+        job = self.both(
+            lambda: self.e.put(s, pri, delay, ttr, b"x", now),
+            lambda: self.m.put(s.id, pri, delay, ttr),
+        )
+        assert job is not None
+        return job.id
+
+    @rule(s=sessions, n=st.integers(70, 100), delay=st.sampled_from([0, 2]))
+    def churn(self, s: Session, n: int, delay: int) -> None:
+        """Put `n` jobs, then delete nine in ten, newest first: most deletes hit the middle
+        of the tube's ready (or delay) heap, enough to make the tube sweep stale entries.
+        Time stands still meanwhile, so one pre-command tick serves them all."""
+        if not self.idle(s):
+            return
+        self.sync()
+        now, e, m = self.m.now, self.e, self.m
+        ids = []
+        for i in range(n):
+            pri, d = i % 7, delay and delay + i % 3
+            job = self.both(partial(e.put, s, pri, d, 5, b"x", now),
+                            partial(m.put, s.id, pri, d, 5), sync=False)
+            assert job is not None
+            ids.append(job.id)
+        for job_id in reversed(ids):
+            if job_id % 10:
+                self.both(partial(e.delete, s, job_id), partial(m.delete, s.id, job_id),
+                          sync=False)
+
+    @rule(s=sessions, verb=st.sampled_from(["use", "watch", "ignore"]), name=TUBES)
+    def tube_command(self, s: Session, verb: str, name: str) -> None:
+        if not self.idle(s):
+            return
+        if verb == "use":
+            self.both(lambda: self.e.use(s, name).name, lambda: self.m.use(s.id, name))
+        elif verb == "watch":
+            self.both(lambda: self.e.watch(s, name), lambda: self.m.watch(s.id, name))
+        else:
+            self.both(lambda: self.e.ignore(s, name), lambda: self.m.ignore(s.id, name))
+
+    # --- worker ----------------------------------------------------------------------
+
+    @rule(s=sessions, timeout=TIMEOUTS, holder=st.booleans())
+    def reserve(self, s: Session, timeout: float | None, holder: bool) -> None:
+        """Reserve; with `holder`, the first idle session that holds a job reserves instead."""
+        holders = [h for h in self.m.sessions.values() if h.reserved and h.wait_seq is None]
+        if holder and holders:
+            s = next(x for x in self.e.sessions if x.id == holders[0].id)
+        if self.idle(s):
+            now = self.m.now
+            self.both(
+                lambda: self.e.reserve(s, timeout, now), lambda: self.m.reserve(s.id, timeout)
+            )
+
+    @rule(s=sessions, timeout=TIMEOUTS, holder=st.booleans())
+    def reserve_more(self, s: Session, timeout: float | None, holder: bool) -> None:
+        self.reserve(s, timeout, holder)
+
+    @rule(s=sessions, i=st.integers(0, 3), how=OWN_HOW, pri=PRIS, delay=DELAYS)
+    def own_job(self, s: Session, i: int, how: str, pri: int, delay: int) -> None:
+        """A worker acts on a job it holds (when it holds none: on job id `i`)."""
+        held = sorted(self.m.sessions[s.id].reserved)
+        if self.idle(s):
+            self.job_command(s, held[i % len(held)] if held else i, how, pri, delay)
+
+    @rule(s=sessions, job_id=st.one_of(jobs, st.just(10**6)), how=HOW, pri=PRIS, delay=DELAYS)
+    def any_job(self, s: Session, job_id: int, how: str, pri: int, delay: int) -> None:
+        """Any job id: others' reserved jobs, gone ones, ready/delayed/buried ones."""
+        if self.idle(s):
+            self.job_command(s, job_id, how, pri, delay)
+
+    # --- other commands --------------------------------------------------------------
+
+    @rule(s=sessions, job_id=st.one_of(jobs, st.just(0)),
+          which=st.sampled_from(["id", "ready", "delayed", "buried"]))
+    def peek(self, s: Session, job_id: int, which: str) -> None:
+        e, m = self.e, self.m
+        if not self.idle(s):
+            return
+        if which == "id":
+            self.both(lambda: e.peek(job_id), lambda: m.peek(job_id))
+        elif which == "ready":
+            self.both(lambda: e.peek_ready(s), lambda: m.peek_ready(s.id))
+        elif which == "delayed":
+            self.both(lambda: e.peek_delayed(s), lambda: m.peek_delayed(s.id))
+        else:
+            self.both(lambda: e.peek_buried(s), lambda: m.peek_buried(s.id))
+
+    @rule(s=sessions, bound=st.integers(0, 3), job_id=st.one_of(st.none(), jobs))
+    def kick(self, s: Session, bound: int, job_id: int | None) -> None:
+        """`kick <bound>` on the used tube, or `kick-job <id>` when given an id."""
+        now = self.m.now
+        if job_id is not None:
+            self.both(lambda: self.e.kick_job(job_id, now), lambda: self.m.kick_job(job_id))
+        elif self.idle(s):
+            self.both(lambda: self.e.kick(s, bound, now), lambda: self.m.kick(s.id, bound))
+
+    @rule(name=TUBES, delay=st.sampled_from([0, 0, 1, 2, 5]))
+    def pause_tube(self, name: str, delay: int) -> None:
+        now = self.m.now
+        self.both(
+            lambda: self.e.pause_tube(name, delay, now), lambda: self.m.pause_tube(name, delay)
+        )
+
+    # --- time ------------------------------------------------------------------------
+
+    @rule(step=STEPS, tick=st.booleans())
+    def advance(self, step: float | str, tick: bool) -> None:
+        """Time passes by `step` seconds, or up to the model's ("next") or the engine's
+        ("due") next deadline. With `tick` the ticker runs at once; without, the next
+        command's pre-tick catches up, as when the ticker lags behind a busy connection.
+        """
+        if step == "next":
+            at = self.m.next_event()
+        elif step == "due":
+            at = self.e.next_deadline()
+        else:
+            assert isinstance(step, float)
+            at = self.m.now + step
+        if at is not None and at > self.m.now:
+            self.m.now = at
+        if tick:
+            self.e.tick(self.m.now)
+            self.m.due()
+
+    # --- checks ----------------------------------------------------------------------
+
+    @invariant()
+    def engine_self_check(self) -> None:
+        check_invariants(self.e)
+
+    @invariant()
+    def same_wakeups(self) -> None:
+        """Drained after every step, as the server does after every batch of commands."""
+        got = [(w.session.id, None if w.job is None else w.job.id, w.error)
+               for w in self.e.drain_wakeups()]
+        want, self.m.wakeups = self.m.wakeups, []
+        # Sessions are woken independently: only the order within one session matters.
+        got.sort(key=lambda o: o[0])
+        want.sort(key=lambda o: o[0])
+        text = f"wakeups (session, job, error): engine {got}, model {want}"
+        assert [o[:2] for o in got] == [o[:2] for o in want], text
+        for (_, _, error), (_, _, allowed) in zip(got, want, strict=True):
+            assert type(error) in allowed if allowed else error is None, text
+
+    @invariant()
+    def same_state(self) -> None:
+        e, m = self.e, self.m
+        assert sorted(e.jobs) == sorted(m.jobs)
+        for job_id, mj in m.jobs.items():
+            j = e.jobs[job_id]
+            reserver = None if j.reserver is None else j.reserver.id
+            assert (j.state.value, j.tube.name, j.pri, j.ttr, reserver) == (
+                mj.state, mj.tube, mj.pri, mj.ttr, mj.reserver), job_id
+            assert (j.timeouts, j.reserves, j.releases, j.buries, j.kicks) == (
+                mj.timeouts, mj.reserves, mj.releases, mj.buries, mj.kicks), job_id
+            if mj.state in (DELAYED, RESERVED):
+                assert j.deadline == mj.deadline, job_id
+        assert (e.job_timeouts, e.total_jobs) == (m.timeouts, m.next_id - 1)
+        assert [t.name for t in e.tube_list] == m.tubes
+        for t in e.tube_list:
+            assert (t.ready_count, t.delayed_count, len(t.buried), t.reserved_count) == tuple(
+                len(m.in_state(t.name, state)) for state in (READY, DELAYED, BURIED, RESERVED))
+            assert list(t.buried) == m.buried_fifo(t.name)
+            assert (t.paused_until if t.paused else None) == m.paused.get(t.name)
+            waiting = [s for s in m.sessions.values()
+                       if s.wait_seq is not None and t.name in s.watched]
+            assert [s.id for s in t.waiters] == [
+                s.id for s in sorted(waiting, key=lambda s: s.wait_seq or 0)]
+        assert sorted(s.id for s in e.sessions) == sorted(m.sessions)
+        for s in e.sessions:
+            ms = m.sessions[s.id]
+            assert s.used.name == ms.used and [t.name for t in s.watched] == ms.watched
+            assert set(s.reserved) == ms.reserved
+            assert (s.waiter is None) == (ms.wait_seq is None)
+            if s.waiter is not None:
+                assert s.waiter.timeout_at == ms.timeout_at
+
+    @invariant()
+    def next_deadline_not_late(self) -> None:
+        want = self.m.next_event()
+        if want is not None:
+            got = self.e.next_deadline()
+            assert got is not None and got <= want, f"next_deadline {got}, next event {want}"
+
+
+# About 10 s: 200 programs of up to 80 steps.
+EngineMachine.TestCase.settings = settings(
+    max_examples=200, stateful_step_count=80, deadline=None
+)
+TestEngineMachine = EngineMachine.TestCase
