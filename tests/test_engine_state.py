@@ -34,8 +34,9 @@ T = TypeVar("T")
 MARGIN = 1.0  # DEADLINE_SOON safety margin, seconds
 DEFAULT = "default"
 READY, RESERVED, DELAYED, BURIED = "ready", "reserved", "delayed", "buried"
-# A wakeup: session id, job id, and the errors the engine may answer with (empty: a job).
-Outcome = tuple[int, int | None, tuple[type[ProtocolError], ...]]
+# A wakeup: session id, job id (a tuple of ids for reserve-batch), and the errors the engine
+# may answer with (empty: jobs).
+Outcome = tuple[int, int | tuple[int, ...] | None, tuple[type[ProtocolError], ...]]
 
 TUBES = st.sampled_from([DEFAULT, "a", "b"])
 PRIS = st.sampled_from([0, 5, 5, 10, 1023, 1024, 2**32 - 1])
@@ -73,6 +74,7 @@ class MSession:
     wait_seq: int | None = None  # set while the session waits in a reserve
     timeout_at: float | None = None
     soon_at: float | None = None  # when the wait's DEADLINE_SOON check is next due
+    count: int | None = None  # reserve-batch: the jobs wanted; None for a plain reserve
 
 
 class Model:
@@ -139,20 +141,61 @@ class Model:
         job.reserver = None
 
     def end_wait(self, s: MSession) -> None:
-        s.wait_seq = s.timeout_at = s.soon_at = None
+        s.wait_seq = s.timeout_at = s.soon_at = s.count = None
+
+    def waiting(self) -> list[MSession]:
+        """Waiting sessions, oldest first."""
+        return sorted((s for s in self.sessions.values() if s.wait_seq is not None),
+                      key=lambda s: s.wait_seq or 0)
+
+    def available(self, s: MSession) -> int:
+        return sum(len(self.in_state(t, READY)) for t in s.watched if t not in self.paused)
+
+    def take_best(self, sid: int, count: int) -> list[int]:
+        taken: list[int] = []
+        while len(taken) < count:
+            job = self.best_ready(self.sessions[sid].watched)
+            if job is None:
+                break
+            self.take(sid, job)
+            taken.append(job.id)
+        return taken
+
+    def grant(self, s: MSession) -> None:
+        """Answer waiter `s` with what is ready for it: one job, or up to its batch."""
+        count = s.count
+        self.end_wait(s)
+        taken = self.take_best(s.id, 1 if count is None else count)
+        assert taken
+        self.wakeups.append((s.id, taken[0] if count is None else tuple(taken), ()))
+
+    def next_served(self, line: list[MSession]) -> MSession | None:
+        """Of one tube's waiters (oldest first): the head as soon as anyone wants a single
+        job, else the first batch waiter whose whole batch is ready, else nobody."""
+        for s in line:
+            if s.count is None:
+                return line[0]
+            if self.available(s) >= s.count:
+                return s
+        return None
 
     def match(self) -> None:
-        """Give ready jobs to waiters: the globally best job first, to its tube's oldest."""
+        """Serve waiters: among tubes with a ready job and someone to serve there, the one
+        with the globally best job first."""
         while True:
-            waiting = [s for s in self.sessions.values() if s.wait_seq is not None]
-            tubes = [t for t in self.tubes if any(t in s.watched for s in waiting)]
-            job = self.best_ready(tubes)
-            if job is None:
+            waiting = self.waiting()
+            best: tuple[int, int] | None = None
+            served: MSession | None = None
+            for t in self.tubes:
+                job = self.best_ready([t])
+                if job is None:
+                    continue
+                s = self.next_served([w for w in waiting if t in w.watched])
+                if s is not None and (best is None or (job.pri, job.id) < best):
+                    best, served = (job.pri, job.id), s
+            if served is None:
                 return
-            s = min((s for s in waiting if job.tube in s.watched), key=lambda s: s.wait_seq or 0)
-            self.end_wait(s)
-            self.take(s.id, job)
-            self.wakeups.append((s.id, job.id, ()))
+            self.grant(served)
 
     def due(self) -> None:
         """tick(now), also when the ticker runs late and several deadlines passed at once.
@@ -175,9 +218,12 @@ class Model:
             if until <= now:
                 del self.paused[name]
         self.match()
-        for s in self.sessions.values():
-            if s.wait_seq is None:
-                continue
+        # Timer order in the engine: due DEADLINE_SOON checks first, then due timeouts, each
+        # by its time and then by arrival. A batch waiter answered by either takes what is
+        # ready (a partial batch) when anything is.
+        soon: list[tuple[MSession, bool]] = []
+        timed_out: list[MSession] = []
+        for s in self.waiting():
             wait_due = s.timeout_at is not None and s.timeout_at <= now
             soonest = self.soonest(s)
             if soonest is not None and now >= soonest - MARGIN:
@@ -185,16 +231,27 @@ class Model:
                 # checks the margin first. Only a late tick that finds the timeout strictly
                 # earlier than the margin may answer either.
                 assert s.soon_at is not None and s.soon_at <= now
-                late = wait_due and (s.timeout_at or 0.0) < s.soon_at
-                self.end_wait(s)
-                self.wakeups.append((s.id, None, (DeadlineSoon, TimedOut) if late else
-                                     (DeadlineSoon,)))
+                soon.append((s, wait_due and (s.timeout_at or 0.0) < s.soon_at))
             elif wait_due:
-                self.end_wait(s)
-                self.wakeups.append((s.id, None, (TimedOut,)))
+                timed_out.append(s)
             elif s.soon_at is not None and s.soon_at <= now:
                 # The held job the margin was for has expired: the check moves later.
                 s.soon_at = None if soonest is None else soonest - MARGIN
+        soon.sort(key=lambda x: (x[0].soon_at or 0.0, x[0].wait_seq or 0))
+        timed_out.sort(key=lambda s: (s.timeout_at or 0.0, s.wait_seq or 0))
+        for s, late in soon:
+            if self.available(s):
+                self.grant(s)
+                continue
+            self.end_wait(s)
+            self.wakeups.append((s.id, None, (DeadlineSoon, TimedOut) if late else
+                                 (DeadlineSoon,)))
+        for s in timed_out:
+            if self.available(s):
+                self.grant(s)
+                continue
+            self.end_wait(s)
+            self.wakeups.append((s.id, None, (TimedOut,)))
 
     def next_event(self) -> float | None:
         times = [j.deadline for j in self.jobs.values() if j.state in (DELAYED, RESERVED)]
@@ -268,10 +325,30 @@ class Model:
 
     def reserve(self, sid: int, timeout: float | None) -> int | None:
         s = self.sessions[sid]
+        # Batch waiters holding out beside jobs `s` could take were first in line: each
+        # takes what is ready for it now, oldest first, before `s` does.
+        contested = [t for t in s.watched if t not in self.paused and self.in_state(t, READY)]
+        for h in self.waiting():
+            if any(t in h.watched for t in contested) and self.available(h):
+                self.grant(h)
         job = self.best_ready(s.watched)
         if job is not None:
             self.take(sid, job)
             return job.id
+        self.wait(s, None, timeout)
+        return None
+
+    def reserve_batch(self, sid: int, count: int, timeout: float | None) -> tuple[int, ...] | None:
+        s = self.sessions[sid]
+        available = self.available(s)
+        soonest = self.soonest(s)
+        soon = soonest is not None and self.now >= soonest - MARGIN
+        if available >= count or (available and (timeout == 0 or soon)):
+            return tuple(self.take_best(sid, count))
+        self.wait(s, count, timeout)
+        return None
+
+    def wait(self, s: MSession, count: int | None, timeout: float | None) -> None:
         soonest = self.soonest(s)
         if soonest is not None and self.now >= soonest - MARGIN:
             raise DeadlineSoon()
@@ -280,7 +357,7 @@ class Model:
         s.wait_seq = self._next_seq()
         s.timeout_at = None if timeout is None else self.now + timeout
         s.soon_at = None if soonest is None else soonest - MARGIN
-        return None
+        s.count = count
 
     def reserve_job(self, sid: int, job_id: int) -> int:
         job = self.jobs.get(job_id)
@@ -532,6 +609,21 @@ class EngineMachine(RuleBasedStateMachine):
     def reserve_more(self, s: Session, timeout: float | None, holder: bool) -> None:
         self.reserve(s, timeout, holder)
 
+    @rule(s=sessions, count=st.integers(1, 4), timeout=TIMEOUTS, holder=st.booleans())
+    def reserve_batch(self, s: Session, count: int, timeout: float | None,
+                      holder: bool) -> None:
+        holders = [h for h in self.m.sessions.values() if h.reserved and h.wait_seq is None]
+        if holder and holders:
+            s = next(x for x in self.e.sessions if x.id == holders[0].id)
+        if self.idle(s):
+            now = self.m.now
+
+            def engine() -> tuple[int, ...] | None:
+                jobs = self.e.reserve_batch(s, count, timeout, now)
+                return None if jobs is None else tuple(j.id for j in jobs)
+
+            self.both(engine, lambda: self.m.reserve_batch(s.id, count, timeout))
+
     @rule(s=sessions, i=st.integers(0, 3), how=OWN_HOW, pri=PRIS, delay=DELAYS)
     def own_job(self, s: Session, i: int, how: str, pri: int, delay: int) -> None:
         """A worker acts on a job it holds (when it holds none: on job id `i`)."""
@@ -608,7 +700,9 @@ class EngineMachine(RuleBasedStateMachine):
     @invariant()
     def same_wakeups(self) -> None:
         """Drained after every step, as the server does after every batch of commands."""
-        got = [(w.session.id, None if w.job is None else w.job.id, w.error)
+        got = [(w.session.id,
+                tuple(j.id for j in w.batch) if w.batch is not None
+                else None if w.job is None else w.job.id, w.error)
                for w in self.e.drain_wakeups()]
         want, self.m.wakeups = self.m.wakeups, []
         # Sessions are woken independently: only the order within one session matters.
@@ -650,7 +744,7 @@ class EngineMachine(RuleBasedStateMachine):
             assert set(s.reserved) == ms.reserved
             assert (s.waiter is None) == (ms.wait_seq is None)
             if s.waiter is not None:
-                assert s.waiter.timeout_at == ms.timeout_at
+                assert (s.waiter.timeout_at, s.waiter.count) == (ms.timeout_at, ms.count)
 
     @invariant()
     def next_deadline_not_late(self) -> None:
