@@ -713,3 +713,13 @@ def test_timer_heap_forgets_pauses_of_vanished_tubes(e: Engine) -> None:
         e.touch(s, job.id, float(i))
     held = len(e._timers)
     assert held <= 4097 + 8, f"{held} timer entries for 1 job, 1 session and 1 tube"
+
+
+def test_disconnect_under_ticker_lag_still_counts_expired_ttrs(e: Engine) -> None:
+    """A TTR that ran out before the connection closed is a timeout, even if no tick ran."""
+    p, w = e.connect(), e.connect()
+    job = e.put(p, 0, 0, 2, b"x", 0.0)
+    assert e.reserve(w, 0, 0.0) is job
+    e.disconnect(w, 5.0)  # no tick since t=0: the ticker is late
+    assert (job.timeouts, e.job_timeouts, job.state.value) == (1, 1, "ready")
+    check_invariants(e)

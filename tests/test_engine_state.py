@@ -271,6 +271,7 @@ class Model:
         self.sessions[sid] = MSession(sid, DEFAULT, [DEFAULT])
 
     def disconnect(self, sid: int) -> None:
+        self.due()  # the engine applies due timers first, as before any command
         s = self.sessions[sid]
         self.end_wait(s)
         for job_id in sorted(s.reserved):
@@ -529,8 +530,8 @@ class EngineMachine(RuleBasedStateMachine):
     def disconnect(self, s: Session, hangup: bool, ticked: bool) -> None:
         """Quit, or (`hangup`) hang up while waiting: the connection cancels, then closes.
 
-        Connection.run calls disconnect without ticking first, so due timers may still be
-        pending (not `ticked`); with `ticked` the ticker has caught up just before.
+        Engine.disconnect applies due timers itself (not `ticked`: the ticker is late); with
+        `ticked` the ticker has caught up just before.
         """
         if ticked:
             self.sync()

@@ -77,6 +77,10 @@ class Engine:
         """Forget a session; its reserved jobs go back to ready (not counted as timeouts)."""
         if s.closed:
             return
+        if self._timers and self._timers[0][0] <= now:
+            # As before any command: TTRs that ran out count as timeouts, whatever the
+            # ticker's lag.
+            self.tick(now)
         self.cancel_wait(s)
         for job in list(s.reserved.values()):
             self._detach(job)
