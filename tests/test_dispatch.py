@@ -8,6 +8,8 @@ from __future__ import annotations
 import logging
 
 import pytest
+import trio
+import trio.testing
 
 from tubeserver import commands as c
 from tubeserver.dispatch import Action, Dispatcher
@@ -91,3 +93,26 @@ def test_rejected_puts_count_as_beanstalkd_counts_them() -> None:
     d.handle(s, c.Reserve(None), 0.0)
     d.handle(s, c.Reserve(0), 0.0)
     assert (d.counts["cmd-reserve"], d.counts["cmd-reserve-with-timeout"]) == (1, 1)
+
+
+async def test_vv_trace_cuts_bodies_and_logs_the_answer_to_a_blocked_reserve(
+    caplog: pytest.LogCaptureFixture, nursery: trio.Nursery
+) -> None:
+    server = Server(65535, verbose=2)
+    worker, worker_end = trio.testing.memory_stream_pair()
+    producer, producer_end = trio.testing.memory_stream_pair()
+    with caplog.at_level(logging.DEBUG, logger="tubeserver"):
+        nursery.start_soon(server.handle, worker_end)
+        nursery.start_soon(server.handle, producer_end)
+        await worker.send_all(b"reserve\r\n")
+        await trio.testing.wait_all_tasks_blocked()
+        await producer.send_all(b"put 0 0 5 5000\r\n" + b"z" * 5000 + b"\r\n")
+        got = b""
+        with trio.fail_after(5):
+            while len(got) < 5000:
+                got += await worker.receive_some()
+    assert got.startswith(b"RESERVED 1 5000\r\n")
+    assert "(reserve answered) -> b'RESERVED 1 5000" in caplog.text
+    assert "chars)" in caplog.text and "z" * 1000 not in caplog.text
+    await worker.aclose()
+    await producer.aclose()

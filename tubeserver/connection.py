@@ -74,11 +74,13 @@ class Connection:
             while (event := parser.next_event()) is not None:
                 result = handle(session, event, trio.current_time())
                 if trace:
-                    log.debug("%s <- %r -> %r", self.peer, event, result)
+                    log.debug("%s <- %s -> %s", self.peer, _short(event), _short(result))
                 if result is Action.WAIT:
                     await self._flush(out)
                     pending = 0
                     result = await self._wait()
+                    if trace:
+                        log.debug("%s <- (reserve answered) -> %s", self.peer, _short(result))
                 elif result is Action.CLOSE:
                     await self._flush(out)
                     return
@@ -131,3 +133,9 @@ class Connection:
     def wake(self, wakeup: Wakeup) -> None:
         self.wakeup = wakeup
         self.woken.set()
+
+
+def _short(value: object, limit: int = 200) -> str:
+    """A repr for the -VV trace, cut so that large job bodies do not flood the log."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} chars)"
