@@ -15,7 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import IO
 
 import attrs
@@ -41,18 +41,50 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+class PortTaken(RuntimeError):
+    """Another process answers on the port picked for the server."""
+
+
+def _pid_on(host: str, port: int) -> int | None:
+    """The pid that the server listening on host:port reports in `stats`; None if nothing
+    is listening yet."""
+    try:
+        with socket.create_connection((host, port), timeout=2) as s:
+            s.sendall(b"stats\r\n")
+            data = b""
+            while b"\r\n" not in data or len(data) < _framed_length(data):
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+    except OSError:
+        return None
+    for line in data.decode(errors="replace").splitlines():
+        if line.startswith("pid: "):
+            return int(line[5:])
+    return -1
+
+
+def _framed_length(data: bytes) -> int:
+    head = data.split(b"\r\n", 1)[0]
+    return len(head) + 4 + int(head.split()[1]) if head.startswith(b"OK ") else len(head) + 2
+
+
 def wait_listening(
     host: str, port: int, proc: subprocess.Popen[bytes], limit: float = 10.0
 ) -> None:
+    """Wait until `proc` itself serves host:port: its `stats` must report its own pid, so a
+    stranger that took the port is never mistaken for it."""
     end = time.monotonic() + limit
     while time.monotonic() < end:
         if proc.poll() is not None:
             raise RuntimeError(f"server exited with {proc.returncode}: {_stderr_of(proc)}")
-        try:
-            with socket.create_connection((host, port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.02)
+        pid = _pid_on(host, port)
+        if pid == proc.pid:
+            return
+        if pid is not None:
+            raise PortTaken(f"port {port} is served by another process (pid {pid})")
+        time.sleep(0.02)
     raise RuntimeError(f"server on {host}:{port} did not start within {limit}s")
 
 
@@ -67,34 +99,49 @@ def _stderr_of(proc: subprocess.Popen[bytes]) -> str:
     return f.read().decode(errors="replace")
 
 
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+
+
 @contextlib.contextmanager
-def _running(argv: list[str], port: int) -> Iterator[RunningServer]:
-    # stderr goes to a file, not a pipe: a verbose server can never block on it.
-    err = tempfile.TemporaryFile()
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=err)
-    _STDERR[proc.pid] = err
-    try:
-        wait_listening(HOST, port, proc)
-        yield RunningServer(HOST, port, proc)
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
+def _running(make_argv: Callable[[int], list[str]]) -> Iterator[RunningServer]:
+    """Start a server on a free port. A port picked free can be taken by the time the
+    server binds it (tests start servers concurrently): then try again with another."""
+    for attempt in range(3):
+        port = free_port()
+        # stderr goes to a file, not a pipe: a verbose server can never block on it.
+        err = tempfile.TemporaryFile()
+        proc = subprocess.Popen(make_argv(port), stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=err)
+        _STDERR[proc.pid] = err
+        try:
             try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
-        _STDERR.pop(proc.pid, None)
-        err.close()
+                wait_listening(HOST, port, proc)
+            except RuntimeError as e:
+                taken = isinstance(e, PortTaken) or "already in use" in _stderr_of(proc).lower()
+                if attempt < 2 and taken:
+                    continue
+                raise
+            yield RunningServer(HOST, port, proc)
+            return
+        finally:
+            _stop(proc)
+            _STDERR.pop(proc.pid, None)
+            err.close()
 
 
 @contextlib.contextmanager
 def tubeserver(*extra: str) -> Iterator[RunningServer]:
     """A real `python -m tubeserver` process on a free loopback port."""
-    port = free_port()
-    argv = [sys.executable, "-m", "tubeserver", "--listen", HOST, "--port", str(port), *extra]
-    with _running(argv, port) as srv:
+    with _running(lambda port: [sys.executable, "-m", "tubeserver", "--listen", HOST,
+                                "--port", str(port), *extra]) as srv:
         yield srv
 
 
@@ -119,6 +166,5 @@ def require_beanstalkd() -> str:
 def beanstalkd(*extra: str) -> Iterator[RunningServer]:
     """A real beanstalkd (the Debian package) on a free loopback port."""
     path = require_beanstalkd()
-    port = free_port()
-    with _running([path, "-l", HOST, "-p", str(port), *extra], port) as srv:
+    with _running(lambda port: [path, "-l", HOST, "-p", str(port), *extra]) as srv:
         yield srv

@@ -1,0 +1,22 @@
+"""tubeworker: run a command or a Python function for every job reserved from tubeserver or
+beanstalkd (the ``tubeworker`` script, ``python -m tubeclient.harness``).
+
+Modules, one responsibility each:
+
+* `outcome` - pure decisions: exit status -> delete / release(delay) / bury, backoff with
+  equal jitter, the attempt budget that a kick renews, the child's run limit.
+* `child` - one child in its own process group: body on stdin, output tails, TERM -> grace
+  -> KILL of the whole group at the deadline or on request.
+* `callee` - the child side of ``--call module:function`` (a fresh interpreter per job).
+* `supervisor` - reservers (one per server), slots, one task per job, signals.
+* `log` - one logfmt or JSON line per event.
+* `cli` / `__main__` - flags and TUBEWORKER_* variables, exit status 2 on bad input.
+"""
+
+from .outcome import Action, ChildEnd, Counters, End, Policy, Verb, backoff, decide
+from .supervisor import Config, Supervisor
+
+__all__ = [
+    "Action", "ChildEnd", "Config", "Counters", "End", "Policy", "Supervisor", "Verb",
+    "backoff", "decide",
+]

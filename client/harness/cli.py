@@ -1,0 +1,284 @@
+"""Command line of tubeworker: argparse flags, each with a TUBEWORKER_* fallback.
+
+Theory of operation. Everything before ``--`` is options, everything after it is the command
+(without ``--``, the first non-option word starts the command). A flag given on the command
+line wins over its environment variable, which wins over the default. Every value is checked
+here, before anything connects: a bad value prints the usage and the problem on stderr and
+exits with status 2, never a traceback. The result is a frozen `supervisor.Config`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable, Mapping, Sequence
+from typing import NoReturn, TypeVar
+
+from ..commands import check_tube
+from .outcome import DELAY_MAX, Policy
+from .supervisor import Config
+
+T = TypeVar("T")
+DEFAULT_PORT = 11300
+
+DESCRIPTION = """\
+Run a command (or a Python function) for every job reserved from beanstalkd-compatible
+servers. The job body goes to the child's stdin; the job's id, tube, server, priority, TTR,
+attempt and kill deadline go to TUBEWORKER_JOB_ID, TUBEWORKER_TUBE, TUBEWORKER_SERVER,
+TUBEWORKER_PRIORITY, TUBEWORKER_TTR, TUBEWORKER_ATTEMPT and TUBEWORKER_DEADLINE; {id}, {tube}
+and {server} in the command's arguments are replaced per job.
+
+Exit 0 deletes the job; an exit code listed in --bury-exit-codes buries it at once; any other
+failure (non-zero exit, death by a signal, killed at the deadline) releases it with
+exponential backoff until the attempt budget (--max-attempts per kick) is spent, then buries
+it. The child runs in its own process group, which gets SIGTERM, then SIGKILL after
+--kill-grace, before the job's TTR runs out.
+"""
+
+EPILOG = """\
+signals: TERM/INT stop reserving, wait up to --shutdown-grace, then kill the children and
+release their jobs (a second TERM/INT kills at once); QUIT waits for the running jobs; USR1
+kills the running children (counted as failures); USR2 pauses reserving, CONT resumes.
+
+example: tubeworker -s 127.0.0.1:11300 -t render -c 4 -- ./render.sh --job {id}
+"""
+
+
+class UsageError(Exception):
+    pass
+
+
+def _env_name(dest: str) -> str:
+    return "TUBEWORKER_" + dest.upper()
+
+
+def _bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"expected true/false, got {text!r}")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError(f"must be >= 1, got {value}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not 0 <= value < float("inf"):
+        raise ValueError(f"must be a number of seconds >= 0, got {text!r}")
+    return value
+
+
+def _server(text: str) -> tuple[str, int]:
+    text = text.strip()
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        port = rest.removeprefix(":") if sep else ""
+    elif text.count(":") == 1:
+        host, port = text.split(":")
+    else:
+        host, port = text, ""
+    if not host:
+        raise ValueError(f"no host in {text!r}")
+    number = int(port) if port else DEFAULT_PORT
+    if not 0 < number < 65536:
+        raise ValueError(f"bad port in {text!r}")
+    return host, number
+
+
+def _exit_codes(text: str) -> frozenset[int]:
+    codes = frozenset(int(part) for part in text.split(",") if part.strip())
+    if any(not 1 <= c <= 255 for c in codes):
+        raise ValueError("exit codes must be 1-255")
+    return codes
+
+
+def _tube(text: str) -> str:
+    return check_tube(text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="tubeworker", usage="%(prog)s [options] -- COMMAND [ARG ...]\n"
+        "       %(prog)s [options] --call package.module:function",
+        description=DESCRIPTION, epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add = p.add_argument
+    add("-s", "--server", dest="servers", action="append", metavar="HOST:PORT",
+        help="server to reserve from; repeat for several (default 127.0.0.1:11300; "
+        "env TUBEWORKER_SERVERS, comma-separated)")
+    add("-t", "--tube", dest="tubes", action="append", metavar="NAME",
+        help="tube to watch; repeat for several (default: default; env TUBEWORKER_TUBES)")
+    add("-c", "--concurrency", metavar="N",
+        help="children running at once (default 1; env TUBEWORKER_CONCURRENCY)")
+    add("--timeout", metavar="SECONDS",
+        help="hard limit on a child's run time; required with --touch, otherwise the limit "
+        "is the job's TTR minus 1 s minus --kill-grace (env TUBEWORKER_TIMEOUT)")
+    add("--touch", action="store_const", const="1", default=None,
+        help="touch the job while its child runs, up to --timeout (env TUBEWORKER_TOUCH)")
+    add("--no-touch", dest="touch", action="store_const", const="0", help="do not touch")
+    add("--kill-grace", metavar="SECONDS",
+        help="SIGTERM to SIGKILL delay for a child's process group (default 5; "
+        "env TUBEWORKER_KILL_GRACE)")
+    add("--max-attempts", metavar="N",
+        help="failed attempts before a job is buried; each kick grants as many again "
+        "(default 5; env TUBEWORKER_MAX_ATTEMPTS)")
+    add("--backoff-base", metavar="SECONDS",
+        help="release delay after the first failure, doubling after each further one "
+        "(default 15; env TUBEWORKER_BACKOFF_BASE)")
+    add("--backoff-cap", metavar="SECONDS",
+        help="largest release delay (default 3600; env TUBEWORKER_BACKOFF_CAP)")
+    add("--jitter", action="store_const", const="1", default=None,
+        help="equal jitter: half the delay fixed, half random (the default; "
+        "env TUBEWORKER_JITTER)")
+    add("--no-jitter", dest="jitter", action="store_const", const="0",
+        help="exact exponential delays")
+    add("--bury-exit-codes", metavar="LIST",
+        help="comma-separated exit codes meaning permanent failure: bury at once "
+        "(env TUBEWORKER_BURY_EXIT_CODES)")
+    add("--shutdown-grace", metavar="SECONDS",
+        help="how long TERM/INT waits for running children before killing them "
+        "(default 25; env TUBEWORKER_SHUTDOWN_GRACE)")
+    add("--max-jobs", metavar="N",
+        help="stop reserving after this many job runs (each attempt counts), wait for "
+        "the running ones, exit "
+        "(env TUBEWORKER_MAX_JOBS)")
+    add("--burst", action="store_const", const="1", default=None,
+        help="exit once the watched tubes have no ready or delayed jobs and nothing runs "
+        "(env TUBEWORKER_BURST)")
+    add("--log-format", metavar="text|json",
+        help="one line per job outcome, as logfmt text or JSON (default text; "
+        "env TUBEWORKER_LOG_FORMAT)")
+    add("--result-tube", metavar="NAME",
+        help="put a msgpack record (id, tube, exit status, duration, stdout tail) per "
+        "deleted job into this tube on the job's server (env TUBEWORKER_RESULT_TUBE)")
+    add("--failure-tube", metavar="NAME",
+        help="put a msgpack record with the stderr tail per buried job into this tube "
+        "(env TUBEWORKER_FAILURE_TUBE)")
+    add("--shell", action="store_const", const="1", default=None,
+        help="run COMMAND (its words joined by spaces) with /bin/sh -c; placeholders are "
+        "shell-quoted (env TUBEWORKER_SHELL)")
+    add("--call", metavar="MODULE:FUNCTION",
+        help="instead of COMMAND, call this Python function with the body, in a fresh "
+        "interpreter per job; an exception is a failure (env TUBEWORKER_CALL)")
+    add("--msgpack", action="store_const", const="1", default=None,
+        help="with --call, decode the body with msgpack first (env TUBEWORKER_MSGPACK)")
+    add("command", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    return p
+
+
+def _get(ns: argparse.Namespace, env: Mapping[str, str], dest: str,
+         convert: Callable[[str], T], default: T) -> T:
+    raw = getattr(ns, dest)
+    source = f"--{dest.replace('_', '-')}"
+    if raw is None:
+        raw = env.get(_env_name(dest))
+        source = _env_name(dest)
+    if raw is None:
+        return default
+    try:
+        return convert(raw)
+    except ValueError as e:
+        raise UsageError(f"{source}: {e}") from None
+
+
+def _list(ns: argparse.Namespace, env: Mapping[str, str], dest: str,
+          convert: Callable[[str], T], default: list[T]) -> list[T]:
+    values: list[str] | None = getattr(ns, dest)
+    source = f"--{dest.rstrip('s')}"
+    if values is None:
+        raw = env.get(_env_name(dest))
+        source = _env_name(dest)
+        values = [v for v in raw.split(",") if v.strip()] if raw else None
+    if not values:
+        return default
+    try:
+        return [convert(v.strip()) for v in values]
+    except ValueError as e:
+        raise UsageError(f"{source}: {e}") from None
+
+
+def parse(argv: Sequence[str], env: Mapping[str, str] | None = None) -> Config:
+    """The Config for `argv` (without the program name); UsageError on bad input."""
+    env = os.environ if env is None else env
+    args = list(argv)
+    command: list[str] = []
+    if "--" in args:
+        cut = args.index("--")
+        args, command = args[:cut], args[cut + 1:]
+    parser = build_parser()
+    ns = parser.parse_args(args)
+    command = list(ns.command) + command
+    call = _get(ns, env, "call", str, None)
+    use_msgpack = _get(ns, env, "msgpack", _bool, False)
+    if call is not None:
+        if command:
+            raise UsageError("give either --call or a COMMAND, not both")
+        module, sep, func = call.partition(":")
+        if not (module and sep and func):
+            raise UsageError(f"--call: expected package.module:function, got {call!r}")
+    elif not command:
+        raise UsageError("no COMMAND given (put it after --), and no --call")
+    elif use_msgpack:
+        raise UsageError("--msgpack only applies to --call")
+    touch = _get(ns, env, "touch", _bool, False)
+    timeout = _get(ns, env, "timeout", _seconds, None)
+    if touch and timeout is None:
+        raise UsageError("--touch needs --timeout, so a stuck child cannot hold a job forever")
+    if timeout is not None and timeout <= 0:
+        raise UsageError("--timeout must be > 0")
+    log_format = _get(ns, env, "log_format", str, "text")
+    if log_format not in ("text", "json"):
+        raise UsageError(f"--log-format: expected text or json, got {log_format!r}")
+    cap = _get(ns, env, "backoff_cap", _seconds, 3600.0)
+    if cap > DELAY_MAX:
+        raise UsageError(f"--backoff-cap: at most {DELAY_MAX}")
+    policy = Policy(
+        max_attempts=_get(ns, env, "max_attempts", _positive_int, 5),
+        backoff_base=_get(ns, env, "backoff_base", _seconds, 15.0),
+        backoff_cap=cap,
+        jitter=_get(ns, env, "jitter", _bool, True),
+        bury_exit_codes=_get(ns, env, "bury_exit_codes", _exit_codes, frozenset()),
+    )
+    opt_tube: Callable[[str], str | None] = _tube
+    return Config(
+        command=tuple(command),
+        servers=tuple(_list(ns, env, "servers", _server, [("127.0.0.1", DEFAULT_PORT)])),
+        tubes=tuple(dict.fromkeys(_list(ns, env, "tubes", _tube, ["default"]))),
+        concurrency=_get(ns, env, "concurrency", _positive_int, 1),
+        shell=_get(ns, env, "shell", _bool, False),
+        call=call,
+        msgpack=use_msgpack,
+        timeout=timeout,
+        touch=touch,
+        kill_grace=_get(ns, env, "kill_grace", _seconds, 5.0),
+        policy=policy,
+        shutdown_grace=_get(ns, env, "shutdown_grace", _seconds, 25.0),
+        max_jobs=_get(ns, env, "max_jobs", _positive_int, None),
+        burst=_get(ns, env, "burst", _bool, False),
+        log_format="json" if log_format == "json" else "text",
+        result_tube=_get(ns, env, "result_tube", opt_tube, None),
+        failure_tube=_get(ns, env, "failure_tube", opt_tube, None),
+    )
+
+
+def fail(message: str) -> NoReturn:
+    build_parser().error(message)
+
+
+def config_from(argv: Sequence[str], env: Mapping[str, str] | None = None) -> Config:
+    """`parse`, turning a UsageError into argparse's usage + message + exit status 2."""
+    try:
+        return parse(argv, env)
+    except UsageError as e:
+        fail(str(e))
+
+
+__all__ = ["UsageError", "build_parser", "config_from", "parse"]

@@ -1,0 +1,499 @@
+"""The harness's main loop: reservers, slots, one task per job, signals.
+
+Theory of operation.
+
+*Slots.* A `trio.Semaphore` holds `concurrency` slots. A reserver takes a slot **before** it
+reserves, and one more for each extra job it asks for in a batch, so the harness never holds
+more reserved jobs than it has free slots: every job it gets starts at once.
+
+*Reservers and connections.* One reserver task per server. Jobs must be answered on the
+connection that reserved them, and a blocking reserve holds its connection, so each server has
+a small pool of connections: a reserve runs on an idle one, and the connection then belongs to
+the job(s) it returned until they are answered, when it goes back to the pool (at most
+``concurrency + 1`` connections per server). A finishing job therefore never waits behind a
+reserve. A refused or broken connection is logged and retried with exponential backoff
+(0.5 s doubling to 30 s).
+
+*Batch sizing.* Where the server has ``reserve-batch``, the reserver asks for
+``min(target, free slots)`` jobs. `target` starts at 1, doubles (up to `concurrency`) each time
+a batch comes back full, drops to what came back when it comes back partial, and to 1 when a
+reserve times out (`outcome.next_batch_target`). Jobs never wait: the batch is no larger than
+the free slots, and each job's TTR is restarted (touch) when its child starts. beanstalkd
+answers the extension as unknown, and the reserver falls back to ``reserve-with-timeout``.
+
+*A job.* ``stats-job`` gives the counters, priority and TTR; a ``touch`` restarts the TTR so
+the run limit counts from now (``ttr - 1 s - kill grace``, or ``--timeout`` with
+``--touch``). While the child runs a keeper task touches the job (``--touch``) or checks it
+with ``stats-job`` every second; a lost connection or a job no longer reserved kills the child
+and is logged as an error. Then `outcome.decide` picks delete / release(delay) / bury, which
+is sent on the same connection, and one log line is written.
+
+*Signals.* TERM/INT: stop reserving, wait up to the shutdown grace for the children, then kill
+them and release their jobs with no delay; a second TERM/INT kills at once. QUIT: stop
+reserving and wait for the children however long they take. USR1: kill the running children
+(failures). USR2: pause reserving; CONT: resume. The harness exits 0 after a signal-driven
+stop; `--burst` ends a server's reserver once its watched tubes have no ready or delayed jobs
+and none of its jobs is running; `--max-jobs` stops reserving after that many jobs.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import shlex
+import signal
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+import trio
+
+from ..bodies import Msgpack
+from ..errors import (
+    ConnectionClosed,
+    ExtensionNotSupported,
+    NotFound,
+    ServerError,
+    TimedOut,
+    TubeError,
+)
+from ..job import Job, server_name
+from ..stats import StatsJob
+from ..trio_client import TrioClient
+from .child import Abort, ChildResult, run_child, substitute
+from .log import LogFormat, Logger
+from .outcome import (
+    Action,
+    ChildEnd,
+    Counters,
+    End,
+    Policy,
+    Verb,
+    decide,
+    next_batch_target,
+    run_limit,
+)
+from .outcome import touch_interval as _touch_interval
+
+RECONNECT_MIN = 0.5
+RECONNECT_MAX = 30.0
+PING_INTERVAL = 1.0
+
+
+@attrs.frozen
+class Config:
+    """Everything the supervisor needs; built by the CLI from flags and environment."""
+
+    command: tuple[str, ...] = ()
+    servers: tuple[tuple[str, int], ...] = (("127.0.0.1", 11300),)
+    tubes: tuple[str, ...] = ("default",)
+    concurrency: int = 1
+    shell: bool = False
+    call: str | None = None
+    msgpack: bool = False
+    timeout: float | None = None
+    touch: bool = False
+    kill_grace: float = 5.0
+    policy: Policy = attrs.field(factory=Policy)
+    shutdown_grace: float = 25.0
+    max_jobs: int | None = None
+    burst: bool = False
+    log_format: LogFormat = "text"
+    result_tube: str | None = None
+    failure_tube: str | None = None
+    reserve_timeout: int = 1
+    passthrough: bool = True
+
+
+def child_argv(config: Config, values: dict[str, str]) -> list[str]:
+    """The argv of the child for one job (placeholders substituted)."""
+    if config.call is not None:
+        flags = ["--msgpack"] if config.msgpack else []
+        return [sys.executable, "-m", "tubeclient.harness.callee", *flags, config.call]
+    if config.shell:
+        quoted = {k: shlex.quote(v) for k, v in values.items()}
+        return ["/bin/sh", "-c", " ".join(substitute(config.command, quoted))]
+    return substitute(config.command, values)
+
+
+def child_env(base: dict[str, str], meta: dict[str, str]) -> dict[str, str]:
+    """The child's environment: the harness's own minus its TUBEWORKER_* settings, plus the
+    job's metadata."""
+    env = {k: v for k, v in base.items() if not k.startswith("TUBEWORKER_")}
+    env.update(meta)
+    return env
+
+
+@attrs.define(eq=False)
+class _Lease:
+    """A connection owned by the jobs it reserved until each one is answered."""
+
+    conn: TrioClient[bytes]
+    refs: int
+
+
+class Supervisor:
+    def __init__(self, config: Config, logger: Logger | None = None,
+                 rand: Callable[[], float] = random.random) -> None:
+        self.config = config
+        self.log = logger or Logger(config.log_format)
+        self.rand = rand
+        self.slots = trio.Semaphore(config.concurrency)
+        self.stopping = False
+        self.killing = False  # children are being killed for shutdown: start no more
+        self.paused = False
+        self.resumed = trio.Event()
+        self.intakes: set[trio.CancelScope] = set()
+        self.running: set[Abort] = set()
+        self.completed = 0
+        self.failed_servers = 0
+        self._outer: trio.Nursery | None = None
+
+    # ------------------------------------------------------------------ control
+
+    def stop(self, grace: float | None) -> None:
+        """Stop reserving; kill the children after `grace` seconds (None: never, 0: now)."""
+        if not self.stopping:
+            self.stopping = True
+            self.log.info("stopping", grace=grace, running=len(self.running))
+            for scope in list(self.intakes):
+                scope.cancel()
+            self.resumed.set()
+        if grace == 0:
+            self.kill_all(End.SHUTDOWN)
+        elif grace is not None and self._outer is not None:
+            self._outer.start_soon(self._kill_after, grace)
+
+    async def _kill_after(self, grace: float) -> None:
+        await trio.sleep(grace)
+        self.kill_all(End.SHUTDOWN)
+
+    def kill_all(self, reason: End) -> None:
+        if reason is End.SHUTDOWN:
+            self.killing = True
+        for abort in list(self.running):
+            abort.set(reason)
+
+    def pause(self) -> None:
+        if not self.paused:
+            self.paused = True
+            self.resumed = trio.Event()
+            # A reserve in progress would still hand out a job: interrupt it. Its connection
+            # holds no jobs (jobs own theirs), so closing it loses nothing.
+            for scope in list(self.intakes):
+                scope.cancel()
+            self.log.info("paused")
+
+    def resume(self) -> None:
+        if self.paused:
+            self.paused = False
+            self.resumed.set()
+            self.log.info("resumed")
+
+    async def _signals(self) -> None:
+        wanted = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGUSR1,
+                  signal.SIGUSR2, signal.SIGCONT)
+        with trio.open_signal_receiver(*wanted) as signals:
+            async for signum in signals:
+                name = signal.Signals(signum).name
+                self.log.info("signal", signal=name)
+                if signum in (signal.SIGTERM, signal.SIGINT):
+                    self.stop(0 if self.stopping else self.config.shutdown_grace)
+                elif signum == signal.SIGQUIT:
+                    self.stop(None)
+                elif signum == signal.SIGUSR1:
+                    self.kill_all(End.ABORTED)
+                elif signum == signal.SIGUSR2:
+                    self.pause()
+                else:
+                    self.resume()
+
+    # ------------------------------------------------------------------ main loop
+
+    async def run(self, handle_signals: bool = True) -> int:
+        """Run until stopped (signal, --max-jobs) or drained (--burst); the exit status."""
+        self.log.info("start", servers=",".join(server_name(a) for a in self.config.servers),
+                      tubes=",".join(self.config.tubes), concurrency=self.config.concurrency)
+        async with trio.open_nursery() as outer:
+            self._outer = outer
+            if handle_signals:
+                outer.start_soon(self._signals)
+            async with trio.open_nursery() as reservers:
+                for address in self.config.servers:
+                    reservers.start_soon(self._reserver, address)
+            outer.cancel_scope.cancel()
+        self.log.info("exit", jobs=self.completed)
+        return 1 if self.failed_servers else 0
+
+    async def _reserver(self, address: tuple[str, int]) -> None:
+        name = server_name(address)
+        idle: list[TrioClient[bytes]] = []
+        inflight = [0]
+        target = 1
+        batch_ok = True
+        # --burst polls once without waiting (so a drained server is noticed at once), and
+        # waits the normal reserve timeout after an empty poll that found delayed jobs.
+        quick = self.config.burst
+        backoff = RECONNECT_MIN
+        producer: dict[str, TrioClient[bytes]] = {}
+        try:
+            async with trio.open_nursery() as jobs:
+                while not self.stopping:
+                    held = 0
+                    got: list[Job[bytes]] = []
+                    conn: TrioClient[bytes] | None = None
+                    give_up = connecting = False
+                    with trio.CancelScope() as intake:
+                        self.intakes.add(intake)
+                        if self.stopping:
+                            intake.cancel()
+                        try:
+                            while self.paused:
+                                await self.resumed.wait()
+                            await self.slots.acquire()
+                            held = 1
+                            connecting = not idle
+                            conn = idle.pop() if idle else await self._connect(address)
+                            connecting = False
+                            want = min(target, self.config.concurrency) if batch_ok else 1
+                            while held < want:
+                                try:
+                                    self.slots.acquire_nowait()
+                                except trio.WouldBlock:
+                                    break
+                                held += 1
+                            got, batch_ok = await self._reserve(
+                                conn, held, batch_ok,
+                                0 if quick else self.config.reserve_timeout)
+                            backoff = RECONNECT_MIN
+                        except ConnectionClosed as e:
+                            for _ in range(held):
+                                self.slots.release()
+                            held, conn = 0, None
+                            self.log.error("connection", server=name, error=str(e),
+                                           retry_in=backoff)
+                            if self.config.burst and connecting:
+                                self.failed_servers += 1
+                                self.log.error("giving-up", server=name,
+                                               reason="cannot connect in burst mode")
+                                give_up = True
+                            else:
+                                await trio.sleep(backoff)
+                                backoff = min(RECONNECT_MAX, backoff * 2)
+                        finally:
+                            self.intakes.discard(intake)
+                    if intake.cancelled_caught and conn is not None:
+                        await conn.aclose()  # a reserve was interrupted: state unknown
+                        conn = None
+                    for _ in range(held - len(got)):
+                        self.slots.release()
+                    if give_up:
+                        break
+                    if conn is None:
+                        continue
+                    if not got:
+                        target = 1
+                        quick = False
+                        drained = (self.config.burst and inflight[0] == 0
+                                   and await self._drained(conn))
+                        if not conn.closed:
+                            idle.append(conn)
+                        if drained:
+                            self.log.info("drained", server=name)
+                            break
+                        continue
+                    target = next_batch_target(target, held, len(got), self.config.concurrency)
+                    quick = self.config.burst
+                    lease = _Lease(conn, len(got))
+                    for job in got:
+                        inflight[0] += 1
+                        jobs.start_soon(self._job, lease, job, idle, inflight, producer)
+        finally:
+            with trio.CancelScope(shield=True):
+                for c in [*idle, *producer.values()]:
+                    await c.aclose()
+
+    async def _connect(self, address: tuple[str, int]) -> TrioClient[bytes]:
+        return await TrioClient.connect(address, watch=self.config.tubes)
+
+    async def _reserve(self, conn: TrioClient[bytes], count: int, batch_ok: bool,
+                       timeout: int) -> tuple[list[Job[bytes]], bool]:
+        if batch_ok:
+            try:
+                return await conn.reserve_batch(count, timeout), True
+            except ExtensionNotSupported:
+                batch_ok = False
+        try:
+            return [await conn.reserve(timeout=timeout)], batch_ok
+        except TimedOut:
+            return [], batch_ok
+
+    async def _drained(self, conn: TrioClient[bytes]) -> bool:
+        for tube in self.config.tubes:
+            try:
+                st = await conn.stats_tube(tube)
+            except NotFound:
+                continue
+            except ConnectionClosed:
+                return False  # the connection is closed; the next reserve reconnects
+            if st["current-jobs-ready"] or st["current-jobs-delayed"]:
+                return False
+        return True
+
+    # ------------------------------------------------------------------ one job
+
+    async def _job(self, lease: _Lease, job: Job[bytes], idle: list[TrioClient[bytes]],
+                   inflight: list[int], producer: dict[str, TrioClient[bytes]]) -> None:
+        conn = lease.conn
+        ref = f"{conn.server}/{job.id}"
+        try:
+            await self._run_job(conn, job, ref, producer)
+        except ConnectionClosed as e:
+            self.log.error("lost", job=ref, error=str(e),
+                           note="connection lost; the server re-queues the job")
+        except ServerError as e:
+            self.log.error("job-error", job=ref, error=repr(e))
+        finally:
+            self.slots.release()
+            inflight[0] -= 1
+            lease.refs -= 1
+            if lease.refs == 0:
+                if conn.closed:
+                    pass
+                elif self.stopping:
+                    with trio.CancelScope(shield=True):
+                        await conn.aclose()
+                else:
+                    idle.append(conn)
+
+    async def _run_job(self, conn: TrioClient[bytes], job: Job[bytes], ref: str,
+                       producer: dict[str, TrioClient[bytes]]) -> None:
+        abort = Abort()
+        self.running.add(abort)
+        try:
+            await self._run_job_tracked(conn, job, ref, producer, abort)
+        finally:
+            self.running.discard(abort)
+
+    async def _run_job_tracked(self, conn: TrioClient[bytes], job: Job[bytes], ref: str,
+                               producer: dict[str, TrioClient[bytes]], abort: Abort) -> None:
+        cfg = self.config
+        stats = await conn.stats_job(job)
+        counters = Counters(releases=stats["releases"], timeouts=stats["timeouts"],
+                            buries=stats["buries"], kicks=stats["kicks"])
+        pri, ttr, tube = stats["pri"], stats["ttr"], stats["tube"]
+        await conn.touch(job)  # the run limit counts from a fresh TTR
+        if self.killing or abort.reason is End.SHUTDOWN:
+            await conn.release(job, pri, 0)
+            self.log.info("job", job=ref, tube=tube, action="release", delay=0,
+                          reason="shutdown before start")
+            return
+        limit = run_limit(ttr, cfg.kill_grace, cfg.timeout, cfg.touch)
+        values = {"id": str(job.id), "tube": tube, "server": conn.server}
+        meta = {
+            "TUBEWORKER_JOB_ID": str(job.id), "TUBEWORKER_TUBE": tube,
+            "TUBEWORKER_SERVER": conn.server, "TUBEWORKER_PRIORITY": str(pri),
+            "TUBEWORKER_TTR": str(ttr), "TUBEWORKER_ATTEMPT": str(counters.attempt),
+            "TUBEWORKER_RELEASES": str(stats["releases"]),
+            "TUBEWORKER_TIMEOUTS": str(stats["timeouts"]),
+            "TUBEWORKER_BODY_BYTES": str(len(job.body)),
+            "TUBEWORKER_DEADLINE": (f"{time.time() + limit:.3f}" if math.isfinite(limit)
+                                    else ""),
+        }
+        lost: list[str] = []
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._keeper, conn, job, ttr, abort, lost)
+            result = await run_child(child_argv(cfg, values), job.body,
+                                     child_env(dict(os.environ), meta), limit,
+                                     cfg.kill_grace, abort, cfg.passthrough)
+            nursery.cancel_scope.cancel()
+        fields: dict[str, Any] = {
+            "job": ref, "tube": tube, "attempt": counters.attempt, **_describe(result.end),
+            "duration": round(result.duration, 3),
+        }
+        if result.end.kind is End.LOST:
+            self.log.error("job", **fields, action="none",
+                           reason=f"connection lost ({'; '.join(lost)}); child killed, the "
+                                  "server re-queues the job and it may run again")
+            return
+        action = decide(result.end, counters, cfg.policy, self.rand())
+        await self._answer(conn, job, pri, action)
+        self.completed += 1
+        level = "info" if action.verb is Verb.DELETE else "warning"
+        self.log.emit(level, "job", **fields, action=action.verb.value,
+                      delay=action.delay if action.verb is Verb.RELEASE else None,
+                      reason=action.reason)
+        await self._record(conn, job, tube, counters, result, action, producer)
+        if cfg.max_jobs is not None and self.completed >= cfg.max_jobs:
+            self.stop(None)
+
+    async def _answer(self, conn: TrioClient[bytes], job: Job[bytes], pri: int,
+                      action: Action) -> None:
+        if action.verb is Verb.DELETE:
+            await conn.delete(job)
+        elif action.verb is Verb.RELEASE:
+            await conn.release(job, pri, action.delay)
+        else:
+            await conn.bury(job, pri)
+
+    async def _keeper(self, conn: TrioClient[bytes], job: Job[bytes], ttr: int, abort: Abort,
+                      lost: list[str]) -> None:
+        """Touch the job (--touch) or check it, so a lost connection kills the child."""
+        interval = _touch_interval(ttr) if self.config.touch else PING_INTERVAL
+        while True:
+            await trio.sleep(interval)
+            try:
+                if self.config.touch:
+                    await conn.touch(job)
+                else:
+                    st: StatsJob = await conn.stats_job(job)
+                    if st["state"] != "reserved":
+                        raise NotFound(f"job is {st['state']}")
+            except (TubeError, OSError) as e:
+                lost.append(repr(e))
+                await conn.aclose()
+                abort.set(End.LOST)
+                return
+
+    async def _record(self, conn: TrioClient[bytes], job: Job[bytes], tube: str,
+                      counters: Counters, result: ChildResult, action: Action,
+                      producer: dict[str, TrioClient[bytes]]) -> None:
+        """Put the result record (--result-tube) or failure record (--failure-tube)."""
+        if action.verb is Verb.DELETE and self.config.result_tube:
+            target, tail_key, tail = self.config.result_tube, "stdout_tail", result.stdout_tail
+        elif action.verb is Verb.BURY and self.config.failure_tube:
+            target, tail_key, tail = self.config.failure_tube, "stderr_tail", result.stderr_tail
+        else:
+            return
+        record = {
+            "server": conn.server, "id": job.id, "tube": tube, "attempt": counters.attempt,
+            "exit": result.end.code, "signal": result.end.signal,
+            "end": result.end.kind.value, "duration": round(result.duration, 3),
+            "action": action.verb.value, "reason": action.reason, tail_key: tail,
+        }
+        try:
+            client = producer.get(target)
+            if client is None or client.closed:
+                host, port = conn.server.rsplit(":", 1)
+                client = await TrioClient.connect((host.strip("[]"), int(port)), use=target)
+                producer[target] = client
+            await client.put(Msgpack().dumps(record))
+        except TubeError as e:
+            self.log.error("record", job=f"{conn.server}/{job.id}", tube=target, error=str(e))
+
+
+def _describe(end: ChildEnd) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if end.code is not None:
+        out["exit"] = end.code
+    if end.signal is not None:
+        out["signal"] = signal.Signals(end.signal).name if end.signal in _SIGNALS else end.signal
+    if end.kind not in (End.EXITED, End.SIGNALLED):
+        out["killed"] = end.kind.value
+    return out
+
+
+_SIGNALS = frozenset(int(s) for s in signal.Signals)
