@@ -59,6 +59,7 @@ class Engine:
         self._seq = 0
         self._dirty: dict[Tube, None] = {}  # tubes that may now match a waiter to a job
         self._wakeups: list[Wakeup] = []
+        self._batch_waiters = 0  # waiting reserve-batch sessions: only they can hold out
         self._tube(DEFAULT_TUBE)
 
     # --- sessions --------------------------------------------------------------------
@@ -133,7 +134,9 @@ class Engine:
         nothing is ready, and TimedOut for a zero timeout with nothing ready.
         """
         s.worker = True
-        if any(t.waiters and t.ready_count and not t.paused for t in s.watched):
+        if self._batch_waiters and any(
+            t.waiters and t.ready_count and not t.paused for t in s.watched
+        ):
             # Older batch reservers are holding out for a full batch on jobs `s` could take:
             # they were first in line, so they get what is ready now (a partial batch) first.
             self._flush_holders(s, now)
@@ -171,6 +174,8 @@ class Engine:
         self._seq += 1
         waiter = Waiter(self._seq, None if timeout is None else now + timeout, count)
         s.waiter = waiter
+        if count is not None:
+            self._batch_waiters += 1
         for t in s.watched:
             t.waiters[s] = None
         if waiter.timeout_at is not None:
@@ -183,6 +188,8 @@ class Engine:
             return
         for t in s.watched:
             del t.waiters[s]
+        if s.waiter.count is not None:
+            self._batch_waiters -= 1
         s.waiter = None
 
     def reserve_job(self, s: Session, job_id: int, now: float) -> Job:
@@ -631,6 +638,8 @@ def check_invariants(engine: Engine) -> None:
             assert id(t) in timed
         assert t not in e._dirty, "a change was left unmatched"
 
+    assert e._batch_waiters == sum(
+        1 for s in e.sessions if s.waiter is not None and s.waiter.count is not None)
     for s in e.sessions:
         assert not s.closed and s.used.name in e.tubes and s.watched
         assert len(set(map(id, s.watched))) == len(s.watched)
