@@ -147,6 +147,16 @@ class Balancer:
         """Record a failure of server `index`; returns its backoff delay."""
         return self.health[index].failed(now, self.rng)
 
+    def failover(self, index: int, now: float, error: BaseException,
+                 errors: dict[str, BaseException]) -> None:
+        """Server `index` failed one command with `error`: record it, then re-raise it under
+        "hash" (no failover), else note it in `errors` so the caller tries the next server.
+        Called from the caller's `except` block, so the re-raise keeps the traceback."""
+        self.failed(index, now)
+        if self.strategy == "hash":
+            raise error
+        errors[self.names[index]] = error
+
     def succeeded(self, index: int) -> None:
         """Record a success of server `index`."""
         self.health[index].succeeded()

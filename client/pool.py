@@ -208,12 +208,9 @@ class ProducerPool(Generic[T]):
             try:
                 job_id = self._client(i).put(body, priority, delay, ttr)
             except FAILOVER_ERRORS as e:
-                self._balancer.failed(i, time.monotonic())
                 if isinstance(e, CONNECTION_ERRORS):
                     self._drop(i)
-                if self._balancer.strategy == "hash":
-                    raise
-                errors[self._balancer.names[i]] = e
+                self._balancer.failover(i, time.monotonic(), e, errors)
                 continue
             self._balancer.succeeded(i)
             return Job(job_id, body, self._balancer.names[i])

@@ -157,12 +157,9 @@ class TrioProducerPool(Generic[T]):
             try:
                 job_id = await (await self._client(i)).put(body, priority, delay, ttr)
             except FAILOVER_ERRORS as e:
-                self._balancer.failed(i, trio.current_time())
                 if isinstance(e, CONNECTION_ERRORS):
                     await self._drop(i)
-                if self._balancer.strategy == "hash":
-                    raise
-                errors[self._balancer.names[i]] = e
+                self._balancer.failover(i, trio.current_time(), e, errors)
                 continue
             self._balancer.succeeded(i)
             return Job(job_id, body, self._balancer.names[i])

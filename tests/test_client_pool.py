@@ -441,3 +441,14 @@ async def test_trio_consumer_reserve_timeout_and_closed_pool() -> None:
                     await pool.reserve(timeout=0.2)
             with pytest.raises(ConnectionClosed):
                 await pool.reserve(timeout=1)
+
+
+def test_failover_policy_records_the_error_or_reraises_under_hash() -> None:
+    errors: dict[str, BaseException] = {}
+    rr = Balancer(["a:1", "b:2"], "round_robin", random.Random(0))
+    rr.failover(1, 0.0, ConnectionError("down"), errors)
+    assert list(errors) == ["b:2"] and not rr.health[1].ready(0.0)
+    hashed = Balancer(["a:1", "b:2"], "hash", random.Random(0))
+    with pytest.raises(ConnectionError, match="down"):
+        hashed.failover(0, 0.0, ConnectionError("down"), errors)
+    assert list(errors) == ["b:2"] and not hashed.health[0].ready(0.0)
