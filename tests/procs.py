@@ -168,3 +168,12 @@ def beanstalkd(*extra: str) -> Iterator[RunningServer]:
     path = require_beanstalkd()
     with _running(lambda port: [path, "-l", HOST, "-p", str(port), *extra]) as srv:
         yield srv
+
+
+def server(kind: str, *extra: str) -> contextlib.AbstractContextManager[RunningServer]:
+    """`tubeserver(*extra)` or `beanstalkd(*extra)`, by name: for tests run on both."""
+    if kind == "tubeserver":
+        return tubeserver(*extra)
+    if kind == "beanstalkd":
+        return beanstalkd(*extra)
+    raise ValueError(f"unknown server kind {kind!r}")

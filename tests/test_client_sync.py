@@ -50,13 +50,6 @@ IO = 10.0  # seconds any command may take before the test fails instead of hangi
 _tubes = itertools.count(1)
 
 
-@contextlib.contextmanager
-def start_server(kind: str, *extra: str) -> Iterator[procs.RunningServer]:
-    factory = procs.tubeserver if kind == "tubeserver" else procs.beanstalkd
-    with factory(*extra) as srv:
-        yield srv
-
-
 @pytest.fixture(scope="module", params=SERVER_KINDS)
 def server_kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
@@ -64,7 +57,7 @@ def server_kind(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture(scope="module")
 def server(server_kind: str) -> Iterator[procs.RunningServer]:
-    with start_server(server_kind) as srv:
+    with procs.server(server_kind) as srv:
         yield srv
         assert srv.proc.poll() is None, "the server died during the module"
 
@@ -314,7 +307,7 @@ def test_delete_many_reads_every_reply_then_raises(server: procs.RunningServer, 
 
 
 def test_put_many_partial_failure(server_kind: str) -> None:
-    with start_server(server_kind, "-z", "10") as tiny, connect(tiny) as c:
+    with procs.server(server_kind, "-z", "10") as tiny, connect(tiny) as c:
         with pytest.raises(JobTooBig):
             c.put(b"x" * 11)
         with pytest.raises(BatchError) as info:
@@ -518,7 +511,7 @@ def test_garbage_reply_is_unexpected_and_closes() -> None:
 
 
 def test_draining_server_refuses_puts_and_keeps_the_connection(server_kind: str) -> None:
-    with start_server(server_kind) as srv, connect(srv) as c:
+    with procs.server(server_kind) as srv, connect(srv) as c:
         c.put(b"before")
         os.kill(srv.proc.pid, signal.SIGUSR1)
         for _ in range(200):  # the signal is asynchronous: wait (bounded) until it took

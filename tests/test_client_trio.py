@@ -52,8 +52,7 @@ def server_kind(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture(scope="module")
 def server(server_kind: str) -> Iterator[procs.RunningServer]:
-    factory = procs.tubeserver if server_kind == "tubeserver" else procs.beanstalkd
-    with factory() as srv:
+    with procs.server(server_kind) as srv:
         yield srv
         assert srv.proc.poll() is None, "the server died during the module"
 

@@ -522,9 +522,7 @@ def _start(kinds: Sequence[Kind], args: tuple[str, ...]) -> Started:
     stack = contextlib.ExitStack()
     try:
         servers = [
-            stack.enter_context(
-                procs.beanstalkd(*args) if kind == "beanstalkd" else procs.tubeserver(*args)
-            )
+            stack.enter_context(procs.server(kind, *args))
             for kind in kinds
         ]
     except BaseException:

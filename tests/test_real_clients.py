@@ -59,13 +59,6 @@ def unique_tube(label: str) -> str:
 # --------------------------------------------------------------------------- servers
 
 
-@contextlib.contextmanager
-def start_server(kind: str, *extra: str) -> Iterator[procs.RunningServer]:
-    factory = procs.tubeserver if kind == "tubeserver" else procs.beanstalkd
-    with factory(*extra) as srv:
-        yield srv
-
-
 @pytest.fixture(scope="module", params=SERVER_KINDS)
 def server_kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
@@ -73,7 +66,7 @@ def server_kind(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture(scope="module")
 def shared_server(server_kind: str) -> Iterator[procs.RunningServer]:
-    with start_server(server_kind) as srv:
+    with procs.server(server_kind) as srv:
         yield srv
 
 
@@ -94,7 +87,7 @@ def server(shared_server: procs.RunningServer) -> Iterator[procs.RunningServer]:
 @pytest.fixture
 def tiny_server(server_kind: str) -> Iterator[procs.RunningServer]:
     """A fresh server whose maximum job size is 10 bytes."""
-    with start_server(server_kind, "-z", "10") as srv:
+    with procs.server(server_kind, "-z", "10") as srv:
         yield srv
         _check_alive(srv)
 
@@ -102,7 +95,7 @@ def tiny_server(server_kind: str) -> Iterator[procs.RunningServer]:
 @pytest.fixture
 def fresh_server(server_kind: str) -> Iterator[procs.RunningServer]:
     """A fresh server with default settings, for tests that assert absolute global stats."""
-    with start_server(server_kind) as srv:
+    with procs.server(server_kind) as srv:
         yield srv
         _check_alive(srv)
 
