@@ -12,7 +12,7 @@ import math
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from tubeclient.harness.cli import UsageError, parse
+from tubeclient.harness.cli import DEFAULTS, UsageError, build_parser, parse
 from tubeclient.harness.outcome import (
     Action,
     ChildEnd,
@@ -246,6 +246,21 @@ def test_cli_defaults_and_placeholders_untouched() -> None:
     assert cfg.tubes == ("default",)
     assert cfg.concurrency == 1 and not cfg.touch and cfg.kill_grace == 5.0
     assert cfg.policy == Policy()
+    assert (cfg.shutdown_grace, cfg.log_format, cfg.burst, cfg.shell) == (25.0, "text", False,
+                                                                          False)
+    assert (cfg.timeout, cfg.max_jobs, cfg.result_tube, cfg.call) == (None, None, None, None)
+
+
+def test_help_shows_each_default_and_variable_as_parse_uses_them() -> None:
+    parser = build_parser()
+    for action in parser._actions:
+        if not action.option_strings or action.dest == "help" or action.help is None:
+            continue
+        if action.option_strings[0].startswith("--no-"):
+            continue
+        assert f"env TUBEWORKER_{action.dest.upper()}" in action.help, action.dest
+        if action.nargs != 0 and action.dest in DEFAULTS:
+            assert f"(default: {DEFAULTS[action.dest]};" in action.help, action.dest
 
 
 def test_cli_flags_win_over_environment_which_wins_over_defaults() -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Callable, Mapping, Sequence
-from typing import NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from ..commands import check_tube
 from .outcome import DELAY_MAX, Policy
@@ -46,6 +46,26 @@ example: tubeworker -s 127.0.0.1:11300 -t render -c 4 -- ./render.sh --job {id}
 
 class UsageError(Exception):
     pass
+
+
+# Defaults as a user would write them: --help shows them and `parse` converts them exactly
+# like user input, so the help text and the behaviour cannot disagree.
+DEFAULTS: dict[str, str] = {
+    "servers": f"127.0.0.1:{DEFAULT_PORT}",
+    "tubes": "default",
+    "concurrency": "1",
+    "kill_grace": "5",
+    "max_attempts": "5",
+    "backoff_base": "15",
+    "backoff_cap": "3600",
+    "shutdown_grace": "25",
+    "log_format": "text",
+    "jitter": "1",
+    "touch": "0",
+    "burst": "0",
+    "shell": "0",
+    "msgpack": "0",
+}
 
 
 def _env_name(dest: str) -> str:
@@ -111,86 +131,94 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add = p.add_argument
-    add("-s", "--server", dest="servers", action="append", metavar="HOST:PORT",
-        help="server to reserve from; repeat for several (default 127.0.0.1:11300; "
-        "env TUBEWORKER_SERVERS, comma-separated)")
-    add("-t", "--tube", dest="tubes", action="append", metavar="NAME",
-        help="tube to watch; repeat for several (default: default; env TUBEWORKER_TUBES)")
-    add("-c", "--concurrency", metavar="N",
-        help="children running at once (default 1; env TUBEWORKER_CONCURRENCY)")
-    add("--timeout", metavar="SECONDS",
+
+    def opt(*flags: str, env_note: str = "", **kw: Any) -> None:
+        """An option settable from TUBEWORKER_<DEST>; its help gains the default (for
+        options that take a value) and the variable's name."""
+        action = add(*flags, **kw)
+        shown = DEFAULTS.get(action.dest) if action.nargs != 0 else None
+        suffix = f"env {_env_name(action.dest)}{env_note}"
+        action.help = f"{action.help} ({'' if shown is None else f'default: {shown}; '}{suffix})"
+
+    opt("-s", "--server", dest="servers", action="append", metavar="HOST:PORT",
+        env_note=", comma-separated", help="server to reserve from; repeat for several")
+    opt("-t", "--tube", dest="tubes", action="append", metavar="NAME",
+        env_note=", comma-separated", help="tube to watch; repeat for several")
+    opt("-c", "--concurrency", metavar="N", help="children running at once")
+    opt("--timeout", metavar="SECONDS",
         help="hard limit on a child's run time; required with --touch, otherwise the limit "
-        "is the job's TTR minus 1 s minus --kill-grace (env TUBEWORKER_TIMEOUT)")
-    add("--touch", action="store_const", const="1", default=None,
-        help="touch the job while its child runs, up to --timeout (env TUBEWORKER_TOUCH)")
+        "is the job's TTR minus 1 s minus --kill-grace")
+    opt("--touch", action="store_const", const="1", default=None,
+        help="touch the job while its child runs, up to --timeout")
     add("--no-touch", dest="touch", action="store_const", const="0", help="do not touch")
-    add("--kill-grace", metavar="SECONDS",
-        help="SIGTERM to SIGKILL delay for a child's process group (default 5; "
-        "env TUBEWORKER_KILL_GRACE)")
-    add("--max-attempts", metavar="N",
-        help="failed attempts before a job is buried; each kick grants as many again "
-        "(default 5; env TUBEWORKER_MAX_ATTEMPTS)")
-    add("--backoff-base", metavar="SECONDS",
-        help="release delay after the first failure, doubling after each further one "
-        "(default 15; env TUBEWORKER_BACKOFF_BASE)")
-    add("--backoff-cap", metavar="SECONDS",
-        help="largest release delay (default 3600; env TUBEWORKER_BACKOFF_CAP)")
-    add("--jitter", action="store_const", const="1", default=None,
-        help="equal jitter: half the delay fixed, half random (the default; "
-        "env TUBEWORKER_JITTER)")
+    opt("--kill-grace", metavar="SECONDS",
+        help="SIGTERM to SIGKILL delay for a child's process group")
+    opt("--max-attempts", metavar="N",
+        help="failed attempts before a job is buried; each kick grants as many again")
+    opt("--backoff-base", metavar="SECONDS",
+        help="release delay after the first failure, doubling after each further one")
+    opt("--backoff-cap", metavar="SECONDS", help="largest release delay")
+    opt("--jitter", action="store_const", const="1", default=None,
+        help="equal jitter, on unless --no-jitter: half the delay fixed, half random")
     add("--no-jitter", dest="jitter", action="store_const", const="0",
         help="exact exponential delays")
-    add("--bury-exit-codes", metavar="LIST",
-        help="comma-separated exit codes meaning permanent failure: bury at once "
-        "(env TUBEWORKER_BURY_EXIT_CODES)")
-    add("--shutdown-grace", metavar="SECONDS",
-        help="how long TERM/INT waits for running children before killing them "
-        "(default 25; env TUBEWORKER_SHUTDOWN_GRACE)")
-    add("--max-jobs", metavar="N",
+    opt("--bury-exit-codes", metavar="LIST",
+        help="comma-separated exit codes meaning permanent failure: bury at once")
+    opt("--shutdown-grace", metavar="SECONDS",
+        help="how long TERM/INT waits for running children before killing them")
+    opt("--max-jobs", metavar="N",
         help="stop reserving after this many job runs (each attempt counts), wait for "
-        "the running ones, exit "
-        "(env TUBEWORKER_MAX_JOBS)")
-    add("--burst", action="store_const", const="1", default=None,
-        help="exit once the watched tubes have no ready or delayed jobs and nothing runs "
-        "(env TUBEWORKER_BURST)")
-    add("--log-format", metavar="text|json",
-        help="one line per job outcome, as logfmt text or JSON (default text; "
-        "env TUBEWORKER_LOG_FORMAT)")
-    add("--result-tube", metavar="NAME",
+        "the running ones, exit")
+    opt("--burst", action="store_const", const="1", default=None,
+        help="exit once the watched tubes have no ready or delayed jobs and nothing runs")
+    opt("--log-format", metavar="text|json",
+        help="one line per job outcome, as logfmt text or JSON")
+    opt("--result-tube", metavar="NAME",
         help="put a msgpack record (id, tube, exit status, duration, stdout tail) per "
-        "deleted job into this tube on the job's server (env TUBEWORKER_RESULT_TUBE)")
-    add("--failure-tube", metavar="NAME",
-        help="put a msgpack record with the stderr tail per buried job into this tube "
-        "(env TUBEWORKER_FAILURE_TUBE)")
-    add("--shell", action="store_const", const="1", default=None,
+        "deleted job into this tube on the job's server")
+    opt("--failure-tube", metavar="NAME",
+        help="put a msgpack record with the stderr tail per buried job into this tube")
+    opt("--shell", action="store_const", const="1", default=None,
         help="run COMMAND (its words joined by spaces) with /bin/sh -c; placeholders are "
-        "shell-quoted (env TUBEWORKER_SHELL)")
-    add("--call", metavar="MODULE:FUNCTION",
+        "shell-quoted")
+    opt("--call", metavar="MODULE:FUNCTION",
         help="instead of COMMAND, call this Python function with the body, in a fresh "
-        "interpreter per job; an exception is a failure (env TUBEWORKER_CALL)")
-    add("--msgpack", action="store_const", const="1", default=None,
-        help="with --call, decode the body with msgpack first (env TUBEWORKER_MSGPACK)")
+        "interpreter per job; an exception is a failure")
+    opt("--msgpack", action="store_const", const="1", default=None,
+        help="with --call, decode the body with msgpack first")
     add("command", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     return p
 
 
 def _get(ns: argparse.Namespace, env: Mapping[str, str], dest: str,
-         convert: Callable[[str], T], default: T) -> T:
+         convert: Callable[[str], T]) -> T | None:
+    """The flag's value, else TUBEWORKER_<DEST>, else DEFAULTS (None when it has none)."""
     raw = getattr(ns, dest)
     source = f"--{dest.replace('_', '-')}"
     if raw is None:
         raw = env.get(_env_name(dest))
         source = _env_name(dest)
     if raw is None:
-        return default
+        raw = DEFAULTS.get(dest)
+        source = "default"
+    if raw is None:
+        return None
     try:
         return convert(raw)
     except ValueError as e:
         raise UsageError(f"{source}: {e}") from None
 
 
+def _set(ns: argparse.Namespace, env: Mapping[str, str], dest: str,
+         convert: Callable[[str], T]) -> T:
+    """`_get` for an option that has a default."""
+    value = _get(ns, env, dest, convert)
+    assert value is not None, dest
+    return value
+
+
 def _list(ns: argparse.Namespace, env: Mapping[str, str], dest: str,
-          convert: Callable[[str], T], default: list[T]) -> list[T]:
+          convert: Callable[[str], T]) -> list[T]:
     values: list[str] | None = getattr(ns, dest)
     source = f"--{dest.rstrip('s')}"
     if values is None:
@@ -198,7 +226,7 @@ def _list(ns: argparse.Namespace, env: Mapping[str, str], dest: str,
         source = _env_name(dest)
         values = [v for v in raw.split(",") if v.strip()] if raw else None
     if not values:
-        return default
+        values, source = DEFAULTS[dest].split(","), "default"
     try:
         return [convert(v.strip()) for v in values]
     except ValueError as e:
@@ -216,8 +244,8 @@ def parse(argv: Sequence[str], env: Mapping[str, str] | None = None) -> Config:
     parser = build_parser()
     ns = parser.parse_args(args)
     command = list(ns.command) + command
-    call = _get(ns, env, "call", str, None)
-    use_msgpack = _get(ns, env, "msgpack", _bool, False)
+    call = _get(ns, env, "call", str)
+    use_msgpack = _set(ns, env, "msgpack", _bool)
     if call is not None:
         if command:
             raise UsageError("give either --call or a COMMAND, not both")
@@ -228,44 +256,44 @@ def parse(argv: Sequence[str], env: Mapping[str, str] | None = None) -> Config:
         raise UsageError("no COMMAND given (put it after --), and no --call")
     elif use_msgpack:
         raise UsageError("--msgpack only applies to --call")
-    touch = _get(ns, env, "touch", _bool, False)
-    timeout = _get(ns, env, "timeout", _seconds, None)
+    touch = _set(ns, env, "touch", _bool)
+    timeout = _get(ns, env, "timeout", _seconds)
     if touch and timeout is None:
         raise UsageError("--touch needs --timeout, so a stuck child cannot hold a job forever")
     if timeout is not None and timeout <= 0:
         raise UsageError("--timeout must be > 0")
-    log_format = _get(ns, env, "log_format", str, "text")
+    log_format = _set(ns, env, "log_format", str)
     if log_format not in ("text", "json"):
         raise UsageError(f"--log-format: expected text or json, got {log_format!r}")
-    cap = _get(ns, env, "backoff_cap", _seconds, 3600.0)
+    cap = _set(ns, env, "backoff_cap", _seconds)
     if cap > DELAY_MAX:
         raise UsageError(f"--backoff-cap: at most {DELAY_MAX}")
     policy = Policy(
-        max_attempts=_get(ns, env, "max_attempts", _positive_int, 5),
-        backoff_base=_get(ns, env, "backoff_base", _seconds, 15.0),
+        max_attempts=_set(ns, env, "max_attempts", _positive_int),
+        backoff_base=_set(ns, env, "backoff_base", _seconds),
         backoff_cap=cap,
-        jitter=_get(ns, env, "jitter", _bool, True),
-        bury_exit_codes=_get(ns, env, "bury_exit_codes", _exit_codes, frozenset()),
+        jitter=_set(ns, env, "jitter", _bool),
+        bury_exit_codes=_get(ns, env, "bury_exit_codes", _exit_codes) or frozenset(),
     )
     opt_tube: Callable[[str], str | None] = _tube
     return Config(
         command=tuple(command),
-        servers=tuple(_list(ns, env, "servers", _server, [("127.0.0.1", DEFAULT_PORT)])),
-        tubes=tuple(dict.fromkeys(_list(ns, env, "tubes", _tube, ["default"]))),
-        concurrency=_get(ns, env, "concurrency", _positive_int, 1),
-        shell=_get(ns, env, "shell", _bool, False),
+        servers=tuple(_list(ns, env, "servers", _server)),
+        tubes=tuple(dict.fromkeys(_list(ns, env, "tubes", _tube))),
+        concurrency=_set(ns, env, "concurrency", _positive_int),
+        shell=_set(ns, env, "shell", _bool),
         call=call,
         msgpack=use_msgpack,
         timeout=timeout,
         touch=touch,
-        kill_grace=_get(ns, env, "kill_grace", _seconds, 5.0),
+        kill_grace=_set(ns, env, "kill_grace", _seconds),
         policy=policy,
-        shutdown_grace=_get(ns, env, "shutdown_grace", _seconds, 25.0),
-        max_jobs=_get(ns, env, "max_jobs", _positive_int, None),
-        burst=_get(ns, env, "burst", _bool, False),
+        shutdown_grace=_set(ns, env, "shutdown_grace", _seconds),
+        max_jobs=_get(ns, env, "max_jobs", _positive_int),
+        burst=_set(ns, env, "burst", _bool),
         log_format="json" if log_format == "json" else "text",
-        result_tube=_get(ns, env, "result_tube", opt_tube, None),
-        failure_tube=_get(ns, env, "failure_tube", opt_tube, None),
+        result_tube=_get(ns, env, "result_tube", opt_tube),
+        failure_tube=_get(ns, env, "failure_tube", opt_tube),
     )
 
 
