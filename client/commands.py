@@ -101,6 +101,15 @@ class Command(Generic[R]):
         return cast(R, reply.value)
 
 
+class Bare(Command[R]):
+    """A command without arguments: its bytes are just its verb."""
+
+    __slots__ = ()
+
+    def encode(self) -> bytes:
+        return self.verb.encode("ascii") + b"\r\n"
+
+
 @attrs.frozen
 class Put(Command[int]):
     """`put <pri> <delay> <ttr> <bytes>` + body -> INSERTED <id>: the new job's id."""
@@ -276,39 +285,30 @@ class Peek(Command["RawJob"]):
 
 
 @attrs.frozen
-class PeekReady(Command["RawJob"]):
+class PeekReady(Bare["RawJob"]):
     """`peek-ready` -> FOUND: the next ready job of the used tube."""
 
     ok = b"FOUND"
     shape = Shape.JOB
     verb = "peek-ready"
 
-    def encode(self) -> bytes:
-        return b"peek-ready\r\n"
-
 
 @attrs.frozen
-class PeekDelayed(Command["RawJob"]):
+class PeekDelayed(Bare["RawJob"]):
     """`peek-delayed` -> FOUND: the delayed job of the used tube due first."""
 
     ok = b"FOUND"
     shape = Shape.JOB
     verb = "peek-delayed"
 
-    def encode(self) -> bytes:
-        return b"peek-delayed\r\n"
-
 
 @attrs.frozen
-class PeekBuried(Command["RawJob"]):
+class PeekBuried(Bare["RawJob"]):
     """`peek-buried` -> FOUND: the oldest buried job of the used tube."""
 
     ok = b"FOUND"
     shape = Shape.JOB
     verb = "peek-buried"
-
-    def encode(self) -> bytes:
-        return b"peek-buried\r\n"
 
 
 @attrs.frozen
@@ -363,51 +363,39 @@ class StatsTube(Command[s.StatsTube]):
 
 
 @attrs.frozen
-class Stats(Command[s.Stats]):
+class Stats(Bare[s.Stats]):
     """`stats` -> OK <bytes> + YAML mapping."""
 
     ok = b"OK"
     shape = Shape.MAPPING
     verb = "stats"
 
-    def encode(self) -> bytes:
-        return b"stats\r\n"
-
 
 @attrs.frozen
-class ListTubes(Command["list[str]"]):
+class ListTubes(Bare["list[str]"]):
     """`list-tubes` -> OK <bytes> + YAML sequence."""
 
     ok = b"OK"
     shape = Shape.LIST
     verb = "list-tubes"
 
-    def encode(self) -> bytes:
-        return b"list-tubes\r\n"
-
 
 @attrs.frozen
-class ListTubeUsed(Command[str]):
+class ListTubeUsed(Bare[str]):
     """`list-tube-used` -> USING <tube>."""
 
     ok = b"USING"
     shape = Shape.NAME
     verb = "list-tube-used"
 
-    def encode(self) -> bytes:
-        return b"list-tube-used\r\n"
-
 
 @attrs.frozen
-class ListTubesWatched(Command["list[str]"]):
+class ListTubesWatched(Bare["list[str]"]):
     """`list-tubes-watched` -> OK <bytes> + YAML sequence."""
 
     ok = b"OK"
     shape = Shape.LIST
     verb = "list-tubes-watched"
-
-    def encode(self) -> bytes:
-        return b"list-tubes-watched\r\n"
 
 
 @attrs.frozen
@@ -424,11 +412,8 @@ class PauseTube(Command[None]):
 
 
 @attrs.frozen
-class Quit(Command[None]):
+class Quit(Bare[None]):
     """`quit`: the server closes the connection and sends no reply."""
 
     shape = Shape.NO_REPLY
     verb = "quit"
-
-    def encode(self) -> bytes:
-        return b"quit\r\n"
