@@ -19,14 +19,15 @@ PACKAGES = {"tubeserver": "tubeserver", "client": "tubeclient"}
 # The sans-IO core: no trio, no I/O, no clock, no randomness.
 CORE = (
     "engine", "job", "tube", "session", "parser", "commands", "errors", "limits", "replies",
-    "stats", "dispatch",
+    "stats", "dispatch", "walrecords",
 )
 # Standard-library and third-party modules the core may use: pure computation only. A new
 # pure module may be added here; anything touching sockets, files, processes, threads, clocks
 # or randomness may not.
 PURE = frozenset({
     "__future__", "abc", "attrs", "bisect", "collections", "dataclasses", "enum", "functools",
-    "heapq", "itertools", "math", "operator", "re", "typing", "typing_extensions",
+    "heapq", "itertools", "math", "msgpack", "operator", "re", "struct", "typing",
+    "typing_extensions", "zlib",
 })
 # Named explicitly so that the failure message says why.
 IO_OR_TIME = frozenset({

@@ -1,7 +1,8 @@
 """Command line: argv and TUBESERVER_* variables -> Config -> serve.
 
-Flags follow beanstalkd's (-l -p -z -V -v -h) with long forms; every flag can also come from
-an environment variable, and the command line wins. Bad input prints usage and exits 2.
+Flags follow beanstalkd's (-l -p -z -b -f -F -s -V -v -h) with long forms; every flag but
+--wal-repair can also come from an environment variable, and the command line wins. Bad input
+prints usage and exits 2; a server that cannot listen or use its log exits 1.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import trio
 from . import __version__
 from .limits import DEFAULT_LISTEN, DEFAULT_MAX_JOB_SIZE, DEFAULT_PORT, JOB_SIZE_CAP
 from .server import Config, ListenError, serve
+from .wal import DEFAULT_FSYNC_MS, DEFAULT_SEGMENT_SIZE, MIN_SEGMENT_SIZE, WalError
 
 log = logging.getLogger("tubeserver")
 
@@ -40,6 +42,23 @@ def _bounded_int(what: str, low: int, high: int | None = None) -> Callable[[str]
 _port = _bounded_int("port", 0, 65535)
 _size = _bounded_int("size", 0)
 _count = _bounded_int("verbosity", 0)
+_fsync_ms = _bounded_int("fsync interval", 0, 3_600_000)
+_segment = _bounded_int("segment size", MIN_SEGMENT_SIZE, 1 << 40)
+
+
+def _path(text: str) -> str:
+    if not text:
+        raise argparse.ArgumentTypeError("empty directory name")
+    return text
+
+
+def _flag(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off", ""):
+        return False
+    raise argparse.ArgumentTypeError(f"expected 1/0, true/false, yes/no or on/off, got {text!r}")
 
 
 def _listen(text: str) -> str:
@@ -55,7 +74,13 @@ _SETTINGS: list[tuple[str, str, Callable[[str], object], object]] = [
     ("TUBESERVER_PORT", "port", _port, DEFAULT_PORT),
     ("TUBESERVER_MAX_JOB_SIZE", "max_job_size", _size, DEFAULT_MAX_JOB_SIZE),
     ("TUBESERVER_VERBOSE", "verbose", _count, 0),
+    ("TUBESERVER_WAL_DIR", "wal_dir", _path, None),
+    ("TUBESERVER_WAL_SEGMENT_SIZE", "segment_size", _segment, DEFAULT_SEGMENT_SIZE),
+    ("TUBESERVER_FSYNC_MS", "fsync_ms", _fsync_ms, None),
+    ("TUBESERVER_NO_FSYNC", "no_fsync", _flag, False),
 ]
+# Meaningless without a log directory: said so when given on the command line.
+_LOG_ONLY = ("segment_size", "fsync_ms", "no_fsync")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,6 +99,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-z", "--max-job-size", type=_size, metavar="BYTES",
                    help=f"largest job body accepted (default {DEFAULT_MAX_JOB_SIZE}, at most "
                    f"{JOB_SIZE_CAP}) [TUBESERVER_MAX_JOB_SIZE]")
+    log = p.add_argument_group(
+        "write-ahead log", "With -b, every change a client is told about is logged before the "
+        "reply, and a restart brings back every job (reserved ones as ready).")
+    log.add_argument("-b", "--wal-dir", type=_path, metavar="DIR",
+                     help="keep a write-ahead log in DIR, made if missing (default: none, "
+                     "jobs live in memory only) [TUBESERVER_WAL_DIR]")
+    log.add_argument("-f", "--fsync-ms", type=_fsync_ms, metavar="MS",
+                     help=f"fsync the log at most every MS milliseconds (default "
+                     f"{DEFAULT_FSYNC_MS}); 0: every change is on disk before its reply, one "
+                     "shared fsync for all connections [TUBESERVER_FSYNC_MS]")
+    log.add_argument("-F", "--no-fsync", action="store_const", const=True,
+                     help="never fsync: survive a process crash, not a power loss "
+                     "[TUBESERVER_NO_FSYNC=1]")
+    log.add_argument("-s", "--wal-segment-size", dest="segment_size", type=_segment,
+                     metavar="BYTES",
+                     help=f"size of each log file (default {DEFAULT_SEGMENT_SIZE}, at least "
+                     f"{MIN_SEGMENT_SIZE}) [TUBESERVER_WAL_SEGMENT_SIZE]")
+    log.add_argument("--wal-repair", action="store_true",
+                     help="start even if the log is damaged in the middle, skipping the "
+                     "damaged records (command line only: a repair is a decision, not a "
+                     "setting)")
     p.add_argument("-V", "--verbose", action="count",
                    help="log connections; twice also logs every command "
                    "[TUBESERVER_VERBOSE=N]")
@@ -85,11 +131,19 @@ def build_parser() -> argparse.ArgumentParser:
 def parse_config(argv: Sequence[str], environ: dict[str, str]) -> Config:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.fsync_ms is not None and args.no_fsync:
+        parser.error("-f/--fsync-ms and -F/--no-fsync contradict each other; give one")
+    given = {dest for dest in _LOG_ONLY if getattr(args, dest) is not None}
+    if given and args.wal_dir is None and "TUBESERVER_WAL_DIR" not in environ:
+        print("tubeserver: -f, -F and -s have no effect without -b/--wal-dir",
+              file=sys.stderr)
+    # -f and -F are one setting: either on the command line overrides both variables.
+    fsync_from_cli = args.fsync_ms is not None or args.no_fsync is not None
     for var, dest, convert, default in _SETTINGS:
         if getattr(args, dest) is not None:
             continue
         raw = environ.get(var)
-        if raw is None:
+        if raw is None or (fsync_from_cli and dest in ("fsync_ms", "no_fsync")):
             setattr(args, dest, default)
             continue
         try:
@@ -101,7 +155,14 @@ def parse_config(argv: Sequence[str], environ: dict[str, str]) -> Config:
         print(f"tubeserver: max job size {size} is above {JOB_SIZE_CAP}; using {JOB_SIZE_CAP}",
               file=sys.stderr)
         size = JOB_SIZE_CAP
-    return Config(listen=args.listen, port=args.port, max_job_size=size, verbose=args.verbose)
+    if args.no_fsync and args.fsync_ms is not None:
+        parser.error("TUBESERVER_FSYNC_MS and TUBESERVER_NO_FSYNC contradict each other; "
+                     "set one")
+    fsync_ms = None if args.no_fsync else (
+        DEFAULT_FSYNC_MS if args.fsync_ms is None else args.fsync_ms)
+    return Config(listen=args.listen, port=args.port, max_job_size=size, verbose=args.verbose,
+                  wal_dir=args.wal_dir, fsync_ms=fsync_ms, segment_size=args.segment_size,
+                  wal_repair=args.wal_repair)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -111,7 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=level, format="tubeserver: %(message)s", stream=sys.stderr)
     try:
         trio.run(serve, config)
-    except ListenError as e:
+    except (ListenError, WalError) as e:
         print(f"tubeserver: {e}", file=sys.stderr)
         return 1
     return 0

@@ -1,6 +1,8 @@
 """One trio task per client: read -> parse -> dispatch -> write, one send per batch.
 
-All replies produced by one received chunk go out in a single send. A blocked reserve parks
+All replies produced by one received chunk go out in a single send. With a write-ahead log,
+the records of those commands are committed first; if that fails, every reply that reported
+a logged change becomes INTERNAL_ERROR instead, never a success. A blocked reserve parks
 the task on an Event set by the server when the engine's Wakeup for this session arrives;
 meanwhile the task keeps reading so that a hang-up is noticed (beanstalkd then answers
 TIMED_OUT and closes) and pipelined input is buffered for later.
@@ -16,7 +18,7 @@ import trio
 from . import replies
 from .dispatch import Action
 from .engine import Wakeup
-from .errors import TimedOut
+from .errors import InternalError, TimedOut
 from .parser import Parser
 
 if TYPE_CHECKING:
@@ -41,6 +43,8 @@ class Connection:
         self.wakeup: Wakeup | None = None
         self.woken = trio.Event()
         self.hung_up = False
+        # Positions in the reply batch of replies that report a logged change.
+        self.logged: list[int] = []
 
     async def run(self) -> None:
         server = self.server
@@ -64,6 +68,8 @@ class Connection:
         parser, stream, session = self.parser, self.stream, self.session
         handle = self.server.dispatcher.handle
         trace = self.server.verbose >= 2
+        wal = self.server.wal
+        logged = self.logged
         out: list[bytes] = []
         pending = 0
         while True:
@@ -72,7 +78,13 @@ class Connection:
                 return
             parser.feed(data)
             while (event := parser.next_event()) is not None:
-                result = handle(session, event, trio.current_time())
+                if wal is None:
+                    result = handle(session, event, trio.current_time())
+                else:
+                    seq = wal.seq
+                    result = handle(session, event, trio.current_time())
+                    if wal.seq != seq:
+                        logged.append(len(out))
                 if trace:
                     log.debug("%s <- %s -> %s", self.peer, _short(event), _short(result))
                 if result is Action.WAIT:
@@ -96,8 +108,16 @@ class Connection:
 
     async def _flush(self, out: list[bytes]) -> None:
         """Send the piled-up replies. Wakeups for other sessions go out first: this send
-        may block on a slow reader, and a waiter's job must never wait on that."""
-        self.server.after_change()
+        may block on a slow reader, and a waiter's job must never wait on that. Replies that
+        report a logged change wait until it is committed."""
+        server = self.server
+        server.after_change()
+        if self.logged:
+            assert server.wal is not None
+            if not await server.commit(server.wal.seq):
+                for i in self.logged:
+                    out[i] = InternalError.reply
+            self.logged.clear()
         if out:
             await self.stream.send_all(b"".join(out))
             out.clear()

@@ -15,7 +15,15 @@ from . import replies
 from .engine import Engine
 from .errors import InternalError, NotFound, ProtocolError
 from .session import Session
-from .stats import COMMAND_KEYS, ProcessInfo, job_stats, server_stats, to_yaml, tube_stats
+from .stats import (
+    COMMAND_KEYS,
+    LogStats,
+    ProcessInfo,
+    job_stats,
+    server_stats,
+    to_yaml,
+    tube_stats,
+)
 
 
 class Action(enum.Enum):
@@ -36,6 +44,8 @@ class Dispatcher:
         self.engine = engine
         self.info = info
         self.on_bug = on_bug
+        # The write-ahead log's figures for `stats`, when there is a log.
+        self.log_stats: Callable[[], LogStats] = LogStats
         self.counts: dict[str, int] = dict.fromkeys(COMMAND_KEYS, 0)
         self._handlers: dict[type, Callable[[Any, Session, float], Result]] = {
             c.Put: self._put, c.Use: self._use, c.Reserve: self._reserve,
@@ -158,7 +168,8 @@ class Dispatcher:
 
     def _stats(self, cmd: c.Stats, s: Session, now: float) -> Result:
         self.counts["cmd-stats"] += 1
-        return replies.ok(to_yaml(server_stats(self.engine, self.counts, self.info, now)))
+        return replies.ok(to_yaml(server_stats(self.engine, self.counts, self.info, now,
+                                                 self.log_stats())))
 
     def _list_tubes(self, cmd: c.ListTubes, s: Session, now: float) -> Result:
         self.counts["cmd-list-tubes"] += 1

@@ -11,6 +11,7 @@ its condition was re-checked, so a TTR expiry cannot be lost (beanstalkd #262, #
 from __future__ import annotations
 
 import heapq
+from typing import Protocol
 
 import attrs
 
@@ -30,6 +31,22 @@ _DELAY, _TTR, _PAUSE, _WAIT, _SOON = range(5)
 Timer = tuple[float, int, int, object, float]
 
 _TIMER_SWEEP_MIN = 4096
+
+
+class Journal(Protocol):
+    """Where the engine reports the changes that must outlive the process (the write-ahead
+    log). Each `admit_*` is asked before a change and may refuse it by raising a
+    ProtocolError (the log is full or broken); the other methods are told after the change,
+    before any waiter can take the job, so they see the state the client was told about."""
+
+    def admit_put(self, tube: str, size: int) -> None: ...
+    def admit_updates(self, count: int) -> None: ...
+    def admit_delete(self) -> None: ...
+    def admit_pause(self, tube: str) -> None: ...
+    def put(self, job: Job) -> None: ...
+    def update(self, job: Job) -> None: ...
+    def delete(self, job: Job) -> None: ...
+    def pause(self, tube: Tube) -> None: ...
 
 
 @attrs.frozen(slots=True)
@@ -60,6 +77,7 @@ class Engine:
         self._dirty: dict[Tube, None] = {}  # tubes that may now match a waiter to a job
         self._wakeups: list[Wakeup] = []
         self._batch_waiters = 0  # waiting reserve-batch sessions: only they can hold out
+        self.journal: Journal | None = None
         self._tube(DEFAULT_TUBE)
 
     # --- sessions --------------------------------------------------------------------
@@ -103,6 +121,9 @@ class Engine:
             raise Draining()
         s.producer = True
         tube = s.used
+        journal = self.journal
+        if journal is not None:
+            journal.admit_put(tube.name, len(body))
         job = Job(self._next_id, tube, pri, delay, max(ttr, 1), body, now, READY)
         self._next_id += 1
         self.jobs[job.id] = job
@@ -111,9 +132,13 @@ class Engine:
         if delay:
             job.state = DELAYED
             self._start_delay(job, now)
+            if journal is not None:
+                journal.put(job)
         else:
             tube.push_ready(job)
             self._dirty[tube] = None
+            if journal is not None:
+                journal.put(job)
             self._match(now)
         return job
 
@@ -205,14 +230,20 @@ class Engine:
         job = self.jobs.get(job_id)
         if job is None or (job.state is RESERVED and job.reserver is not s):
             raise NotFound()
+        if self.journal is not None:
+            self.journal.admit_delete()
         self._detach(job)
         job.move(DELETED)
         del self.jobs[job_id]
+        if self.journal is not None:
+            self.journal.delete(job)
         job.tube.cmd_delete += 1
         self._maybe_drop(job.tube)
 
     def release(self, s: Session, job_id: int, pri: int, delay: int, now: float) -> None:
         job = self._own(s, job_id)
+        if self.journal is not None:
+            self.journal.admit_updates(1)
         self._detach(job)
         job.pri = pri
         job.delay = delay
@@ -222,15 +253,21 @@ class Engine:
             self._start_delay(job, now)
         else:
             self._make_ready(job)
-            self._match(now)
+        if self.journal is not None:
+            self.journal.update(job)
+        self._match(now)
 
     def bury(self, s: Session, job_id: int, pri: int) -> None:
         job = self._own(s, job_id)
+        if self.journal is not None:
+            self.journal.admit_updates(1)
         self._detach(job)
         job.pri = pri
         job.buries += 1
         job.move(BURIED)
         job.tube.buried[job.id] = job
+        if self.journal is not None:
+            self.journal.update(job)
 
     def touch(self, s: Session, job_id: int, now: float) -> None:
         job = self._own(s, job_id)
@@ -277,6 +314,9 @@ class Engine:
         """Kick up to `bound` jobs of the used tube: buried ones if it has any, else delayed."""
         tube = s.used
         from_buried = bool(tube.buried)  # decided once: never both kinds in one kick
+        if self.journal is not None:
+            kickable = len(tube.buried) if from_buried else tube.delayed_count
+            self.journal.admit_updates(min(bound, kickable))
         kicked = 0
         while kicked < bound:
             if from_buried:
@@ -296,6 +336,8 @@ class Engine:
         job = self.jobs.get(job_id)
         if job is None or job.state not in (BURIED, DELAYED):
             raise NotFound()
+        if self.journal is not None:
+            self.journal.admit_updates(1)
         self._kick(job)
         self._match(now)
 
@@ -303,6 +345,8 @@ class Engine:
         tube = self.tubes.get(name)
         if tube is None:
             raise NotFound()
+        if self.journal is not None:
+            self.journal.admit_pause(name)
         tube.pause = delay
         tube.cmd_pause += 1
         tube.pause_token += 1
@@ -313,7 +357,53 @@ class Engine:
             # beanstalkd pauses for 1 ns, which has passed by the next command: unpause now.
             tube.paused_until = 0.0
             self._dirty[tube] = None
-            self._match(now)
+        if self.journal is not None:
+            self.journal.pause(tube)
+        self._match(now)
+
+    # --- restoring from the log ---------------------------------------------------------
+
+    def restore_job(self, job_id: int, tube_name: str, state: JobState, pri: int, delay: int,
+                    ttr: int, body: bytes, created: float, deadline: float,
+                    counts: tuple[int, int, int, int, int]) -> Job:
+        """Put back a job read from the log, in `state` (ready, delayed or buried). Buried
+        jobs must come in their FIFO order. Call before any session connects."""
+        tube = self._tube(tube_name)
+        job = Job(job_id, tube, pri, delay, ttr, body, created, state, deadline)
+        job.reserves, job.timeouts, job.releases, job.buries, job.kicks = counts
+        self.jobs[job_id] = job
+        if state is READY:
+            tube.push_ready(job)
+        elif state is DELAYED:
+            tube.push_delayed(job)
+            self._push_timer(deadline, _DELAY, job, deadline)
+        elif state is BURIED:
+            tube.buried[job_id] = job
+        else:
+            raise ValueError(f"job {job_id} cannot be restored as {state.value}")
+        if job_id >= self._next_id:
+            self._next_id = job_id + 1
+        return job
+
+    def restore_pause(self, name: str, delay: int, until: float | None) -> None:
+        """Put back a tube's pause: `delay` as last set, paused until `until` (None: not)."""
+        tube = self._tube(name)
+        tube.pause = delay
+        tube.pause_token += 1
+        tube.paused_until = 0.0
+        if until is not None:
+            tube.paused_until = until
+            self._push_timer(until, _PAUSE, tube, tube.pause_token)
+
+    def finish_restore(self, next_id: int) -> None:
+        """Ids below `next_id` were used before: never again. Tubes left empty go away."""
+        self._next_id = max(self._next_id, next_id)
+        for tube in list(self.tube_list):
+            self._maybe_drop(tube)
+
+    @property
+    def next_id(self) -> int:
+        return self._next_id
 
     # --- time --------------------------------------------------------------------------
 
@@ -391,8 +481,12 @@ class Engine:
             return
         del self.tubes[tube.name]
         # Its pause goes with it, so the pause timer reads as stale and can be swept.
+        was_paused = tube.paused
         tube.paused_until = 0.0
         tube.pause_token += 1
+        if was_paused and self.journal is not None:
+            # A tube made again later starts unpaused; the log must say so too.
+            self.journal.pause(tube)
         last = self.tube_list.pop()
         if last is not tube:
             self.tube_list[tube.index] = last
@@ -459,6 +553,8 @@ class Engine:
         self._detach(job)
         job.kicks += 1
         self._make_ready(job)
+        if self.journal is not None:
+            self.journal.update(job)
 
     def _match(self, now: float) -> None:
         """Hand ready jobs to waiters: the globally best job among tubes that have both."""

@@ -62,6 +62,10 @@ class Job:
     releases: int = 0
     buries: int = 0
     kicks: int = 0
+    # Write-ahead log bookkeeping, 0 without a log: the segment holding the job's whole
+    # record (stats-job reports it as `file`) and the log order of its last logged change.
+    file: int = 0
+    seq: int = 0
 
     def move(self, to: JobState) -> None:
         if to not in TRANSITIONS[self.state]:

@@ -2,8 +2,10 @@
 
 The ticker sleeps until the engine's next deadline; any connection that moves that deadline
 earlier shortens the sleep (`after_change`). Wakeups the engine queues for waiting sessions
-are handed to their connection tasks here. SIGTERM/SIGINT stop everything and return
-normally; SIGUSR1 turns on drain mode.
+are handed to their connection tasks here. With a write-ahead log, `commit` writes what the
+engine logged before a connection sends its replies, and the syncer task runs fsync in a
+thread, one round for everything written meanwhile (group commit). SIGTERM/SIGINT stop
+everything and return normally; SIGUSR1 turns on drain mode.
 """
 
 from __future__ import annotations
@@ -15,16 +17,20 @@ import os
 import signal
 import socket as _socket
 import stat
+import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import attrs
 import trio
 
+from . import recovery
 from .connection import Connection
 from .dispatch import Dispatcher
 from .engine import Engine
 from .session import Session
 from .stats import ProcessInfo
+from .wal import DEFAULT_FSYNC_MS, DEFAULT_SEGMENT_SIZE, DirLock, Wal, WalError
 
 log = logging.getLogger("tubeserver")
 
@@ -35,6 +41,10 @@ class Config:
     port: int
     max_job_size: int
     verbose: int = 0
+    wal_dir: str | None = None
+    fsync_ms: int | None = DEFAULT_FSYNC_MS  # None: never fsync
+    segment_size: int = DEFAULT_SEGMENT_SIZE
+    wal_repair: bool = False
 
 
 class ListenError(Exception):
@@ -53,9 +63,89 @@ class Server:
         )
         self.conns: dict[Session, Connection] = {}
         self._tick_scope: trio.CancelScope | None = None
+        self.wal: Wal | None = None
+        self._lock: DirLock | None = None
+        self._sync_wanted = trio.Event()
+        self._synced = trio.Event()
+
+    def open_wal(self, config: Config) -> None:
+        """Lock the log directory, rebuild the engine from it and start logging."""
+        assert config.wal_dir is not None
+        directory = Path(config.wal_dir)
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise WalError(f"cannot make log directory {directory}: {e.strerror}") from None
+        if not directory.is_dir():
+            raise WalError(f"log directory {directory} is not a directory")
+        self._lock = DirLock(directory)
+        started = time.monotonic()
+        try:
+            found = recovery.read(directory, config.wal_repair)
+            read_segments = len(found.segments)
+            now, wall = trio.current_time(), time.time()
+            pauses = recovery.restore(found, self.engine, now, wall)
+            self.wal = Wal(directory, self.engine, segment_size=config.segment_size,
+                           fsync_ms=config.fsync_ms, offset=wall - now,
+                           segments=found.segments, next_seq=found.next_seq, pauses=pauses)
+        except (OSError, WalError):
+            self.close_wal()
+            raise
+        self.engine.journal = self.wal
+        self.dispatcher.log_stats = self.wal.stats
+        if read_segments:
+            log.warning("log: %d jobs restored from %d records in %d segments of %s in %.2f s",
+                        len(self.engine.jobs), found.records, read_segments, directory,
+                        time.monotonic() - started)
+
+    def close_wal(self) -> None:
+        if self.wal is not None:
+            self.wal.close()
+            self.wal = None
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    async def commit(self, seq: int) -> bool:
+        """Write what the engine logged; True once records up to `seq` are as durable as the
+        fsync policy promises (with -f 0 that waits for a shared fsync round)."""
+        wal = self.wal
+        assert wal is not None
+        wal.write()
+        if wal.fsync_ms is not None:
+            self._sync_wanted.set()
+        while not wal.acknowledged(seq) and wal.failed is None and wal.fsync_ms == 0:
+            await self._synced.wait()
+        return wal.acknowledged(seq)
+
+    async def run_syncer(self) -> None:
+        """fsync rounds: each covers everything written before it began, for all connections;
+        with -f MS, rounds start at most every MS milliseconds."""
+        wal = self.wal
+        assert wal is not None and wal.fsync_ms is not None
+        while True:
+            await self._sync_wanted.wait()
+            self._sync_wanted = trio.Event()
+            plan = wal.sync_plan()
+            if plan is not None:
+                error: OSError | None = None
+                try:
+                    await trio.to_thread.run_sync(wal.run_sync, plan)
+                except OSError as e:
+                    error = e
+                wal.sync_done(plan, error)
+                synced, self._synced = self._synced, trio.Event()
+                synced.set()
+            if wal.fsync_ms:
+                await trio.sleep(wal.fsync_ms / 1000)
 
     def after_change(self) -> None:
         """Deliver wakeups and pull the ticker's alarm forward if needed."""
+        if self.wal is not None and self.wal.dirty:
+            # Records no reply waits on (a tube that went away with its pause).
+            self.wal.write()
+            if self.wal.fsync_ms is not None:
+                self._sync_wanted.set()
         for w in self.engine.drain_wakeups():
             conn = self.conns.get(w.session)
             if conn is not None:
@@ -138,12 +228,34 @@ def describe(listeners: Sequence[trio.SocketListener]) -> str:
 
 async def serve(config: Config, *, task_status: trio.TaskStatus[list[trio.SocketListener]]
                 = trio.TASK_STATUS_IGNORED) -> None:
-    """Run until SIGTERM or SIGINT. Raises ListenError when it cannot listen."""
+    """Run until SIGTERM or SIGINT. Raises ListenError when it cannot listen and WalError when
+    the log cannot be used. The log is read before listening: connections find every job."""
     server = Server(config.max_job_size, config.verbose)
-    listeners = await open_listeners(config)
+    if config.wal_dir is not None:
+        server.open_wal(config)
+    try:
+        listeners = await open_listeners(config)
+        try:
+            await _run(server, listeners, task_status)
+        finally:
+            for listener in listeners:
+                await trio.aclose_forcefully(listener)
+    finally:
+        server.close_wal()
+    if config.listen.startswith("unix:"):
+        try:
+            os.unlink(config.listen[5:])
+        except OSError:
+            pass
+
+
+async def _run(server: Server, listeners: list[trio.SocketListener],
+               task_status: trio.TaskStatus[list[trio.SocketListener]]) -> None:
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGUSR1) as signals:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(server.run_ticker)
+            if server.wal is not None and server.wal.fsync_ms is not None:
+                nursery.start_soon(server.run_syncer)
             nursery.start_soon(trio.serve_listeners, server._handle_socket, listeners)
             log.warning("listening on %s (pid %d)", describe(listeners), os.getpid())
             task_status.started(listeners)
@@ -155,8 +267,3 @@ async def serve(config: Config, *, task_status: trio.TaskStatus[list[trio.Socket
                 log.warning("%s: shutting down", signal.Signals(signum).name)
                 nursery.cancel_scope.cancel()
                 break
-    if config.listen.startswith("unix:"):
-        try:
-            os.unlink(config.listen[5:])
-        except OSError:
-            pass

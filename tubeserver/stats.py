@@ -64,8 +64,19 @@ def to_yaml(pairs: list[tuple[str, Value]]) -> bytes:
     return "".join(lines).encode("utf-8")
 
 
+@attrs.frozen
+class LogStats:
+    """The write-ahead log's figures, reported under beanstalkd's binlog-* keys."""
+
+    oldest_index: int = 0
+    current_index: int = 0
+    records_migrated: int = 0
+    records_written: int = 0
+    max_size: int = 0
+
+
 def server_stats(engine: Engine, counts: dict[str, int], info: ProcessInfo,
-                 now: float) -> list[tuple[str, Value]]:
+                 now: float, log: LogStats = LogStats()) -> list[tuple[str, Value]]:
     tubes = engine.tube_list
     sessions = engine.sessions
     usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -90,11 +101,11 @@ def server_stats(engine: Engine, counts: dict[str, int], info: ProcessInfo,
         ("rusage-utime", usage.ru_utime),
         ("rusage-stime", usage.ru_stime),
         ("uptime", int(now - info.started)),
-        ("binlog-oldest-index", 0),
-        ("binlog-current-index", 0),
-        ("binlog-records-migrated", 0),
-        ("binlog-records-written", 0),
-        ("binlog-max-size", 0),
+        ("binlog-oldest-index", log.oldest_index),
+        ("binlog-current-index", log.current_index),
+        ("binlog-records-migrated", log.records_migrated),
+        ("binlog-records-written", log.records_written),
+        ("binlog-max-size", log.max_size),
         ("draining", engine.draining),
         ("id", info.id),
         ("hostname", info.hostname),
@@ -134,7 +145,7 @@ def job_stats(job: Job, now: float) -> list[tuple[str, Value]]:
         ("delay", job.delay),
         ("ttr", job.ttr),
         ("time-left", int(job.deadline - now) if timed else 0),
-        ("file", 0),
+        ("file", job.file),
         ("reserves", job.reserves),
         ("timeouts", job.timeouts),
         ("releases", job.releases),

@@ -1,0 +1,210 @@
+"""The write-ahead log's bytes: segment prefix, checksummed frames, msgpack records.
+
+A segment file is `MAGIC`, a little-endian u32 format version, then frames. A frame is one
+write: `<u32 length><u32 crc32>` and `length` bytes of concatenated msgpack records, the crc
+covering the length bytes and the payload, so a torn or flipped frame never parses as data.
+The first frame of a segment holds only its header. Preallocated space after the last frame
+is zeros, and a zero length reads as "end". Pure: bytes in, values out; files are elsewhere.
+
+Records are msgpack arrays whose first item is a tag; the field order is the NamedTuple's.
+Times are wall-clock seconds (UTC epoch) so that delays and pauses keep running while the
+server is down; the engine's monotonic times are converted at the edge.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, NamedTuple
+
+import msgpack  # type: ignore[import-untyped]
+
+MAGIC = b"TUBEWAL\n"
+VERSION = 1
+PREFIX = MAGIC + struct.pack("<I", VERSION)
+FRAME_HEAD = struct.Struct("<II")
+# A frame this large is damage, not data: the biggest record is one 1 GiB job plus fields.
+FRAME_MAX = (1 << 30) + (1 << 20)
+
+# Record tags.
+HEADER, JOB, UPDATE, DELETE, PAUSE = range(5)
+# Job states as logged. Reserved jobs are never logged: after a restart they are ready.
+READY, DELAYED, BURIED = 1, 3, 4
+
+# Upper bounds of encoded sizes, used to reserve log space before a change is made.
+FIELDS_MAX = 128  # a job record without its tube name and body
+UPDATE_MAX = 80
+DELETE_MAX = 24
+PAUSE_MAX = 40  # plus the tube name
+
+
+class Header(NamedTuple):
+    """Opens every segment. `next_id` and `next_seq` keep ids and sequence numbers growing
+    even when every record that used them has been compacted away."""
+
+    segment: int
+    next_id: int
+    next_seq: int
+    created: float
+
+
+class JobRec(NamedTuple):
+    """A whole job: written by put, and again when compaction carries a job forward."""
+
+    id: int
+    seq: int  # log order of the job's last change; orders the buried FIFO on replay
+    tube: str
+    state: int
+    pri: int
+    delay: int
+    ttr: int
+    deadline: float  # wall clock; meaningful when delayed
+    created: float
+    reserves: int
+    timeouts: int
+    releases: int
+    buries: int
+    kicks: int
+    body: bytes
+
+
+class UpdateRec(NamedTuple):
+    """A job's new state after release, bury, kick or kick-job."""
+
+    id: int
+    seq: int
+    state: int
+    pri: int
+    delay: int
+    deadline: float
+    reserves: int
+    timeouts: int
+    releases: int
+    buries: int
+    kicks: int
+
+
+class DeleteRec(NamedTuple):
+    id: int
+
+
+class PauseRec(NamedTuple):
+    """pause-tube; `until` 0 means not paused (pause-tube 0, or the tube went away)."""
+
+    tube: str
+    delay: int
+    until: float
+
+
+Record = Header | JobRec | UpdateRec | DeleteRec | PauseRec
+_TAGS: dict[type, int] = {Header: HEADER, JobRec: JOB, UpdateRec: UPDATE, DeleteRec: DELETE,
+                          PauseRec: PAUSE}
+_MAKE: dict[int, Callable[[Iterable[Any]], Record]] = {
+    HEADER: Header._make, JOB: JobRec._make, UPDATE: UpdateRec._make,
+    DELETE: DeleteRec._make, PAUSE: PauseRec._make,
+}
+
+_packb = msgpack.Packer(use_bin_type=True).pack
+
+
+def encode(record: Record) -> bytes:
+    data: bytes = _packb((_TAGS[type(record)], *record))
+    return data
+
+
+def frame(payload: bytes) -> bytes:
+    """One frame around `payload` (one or more encoded records)."""
+    head = struct.pack("<I", len(payload))
+    return head + struct.pack("<I", zlib.crc32(payload, zlib.crc32(head))) + payload
+
+
+def decode(payload: bytes) -> Iterator[Record]:
+    """The records of one frame's payload. Raises ValueError on anything malformed."""
+    unpacker = msgpack.Unpacker(raw=False, use_list=False, max_buffer_size=len(payload) + 1)
+    unpacker.feed(payload)
+    try:
+        for item in unpacker:
+            if not isinstance(item, tuple) or not item:
+                raise ValueError(f"record is not an array: {item!r:.60}")
+            make = _MAKE.get(item[0])
+            if make is None:
+                raise ValueError(f"unknown record tag {item[0]!r}")
+            try:
+                yield make(item[1:])
+            except TypeError:
+                raise ValueError(f"record tag {item[0]} with {len(item) - 1} fields") from None
+    except msgpack.UnpackException as e:
+        raise ValueError(f"undecodable record: {e}") from None
+
+
+class Damage(NamedTuple):
+    offset: int
+    reason: str
+
+
+def check_prefix(data: bytes) -> str | None:
+    """Why `data` does not start like a segment of this version, or None if it does."""
+    if len(data) < len(PREFIX) or data[: len(MAGIC)] != MAGIC:
+        return "not a tubeserver log segment (bad magic)"
+    (version,) = struct.unpack_from("<I", data, len(MAGIC))
+    if version != VERSION:
+        return f"log format version {version} is not supported (this server reads {VERSION})"
+    return None
+
+
+class Scan(NamedTuple):
+    """What one segment holds: its frames' payloads with their offsets, where the data ends
+    (the first zero or missing byte, or the damaged frame), and the damage if any."""
+
+    frames: list[tuple[int, bytes]]
+    end: int
+    damage: Damage | None
+
+
+def scan(data: bytes, start: int = len(PREFIX)) -> Scan:
+    """Read frames from `start` until the zero tail, the end of `data`, or damage."""
+    frames: list[tuple[int, bytes]] = []
+    offset = start
+    size = len(data)
+    unpack_from = FRAME_HEAD.unpack_from
+    crc32 = zlib.crc32
+    while offset < size:
+        if offset + FRAME_HEAD.size > size:
+            if data[offset:].strip(b"\0"):
+                return Scan(frames, offset, Damage(offset, "truncated frame header"))
+            return Scan(frames, offset, None)
+        length, crc = unpack_from(data, offset)
+        if length == 0:
+            if data[offset:].strip(b"\0"):
+                return Scan(frames, offset, Damage(offset, "data after the end marker"))
+            return Scan(frames, offset, None)
+        body = offset + FRAME_HEAD.size
+        if length > FRAME_MAX or body + length > size:
+            return Scan(frames, offset, Damage(offset, f"frame of {length} bytes runs past "
+                                                       f"the end of the file"))
+        payload = data[body: body + length]
+        if crc32(payload, crc32(data[offset: offset + 4])) != crc:
+            return Scan(frames, offset, Damage(offset, "checksum mismatch"))
+        frames.append((offset, payload))
+        offset = body + length
+    return Scan(frames, offset, None)
+
+
+def next_frame(data: bytes, after: int) -> int | None:
+    """The offset of the first intact frame that starts after `after`, if any. Used to tell
+    a torn tail (nothing intact follows) from damage in the middle, and by repair."""
+    size = len(data)
+    offset = after + 1
+    crc32 = zlib.crc32
+    while offset + FRAME_HEAD.size < size:
+        # Every payload starts with a msgpack array of 2-16 items (fixarray or array16):
+        # a cheap filter before the checksum.
+        nxt = offset + FRAME_HEAD.size
+        if 0x92 <= data[nxt] <= 0x9F or data[nxt] == 0xDC:
+            length, crc = FRAME_HEAD.unpack_from(data, offset)
+            if 0 < length <= size - nxt and crc32(
+                    data[nxt: nxt + length], crc32(data[offset: offset + 4])) == crc:
+                return offset
+        offset += 1
+    return None
