@@ -384,6 +384,14 @@ def test_corruption_in_the_middle_stops_start_up_unless_repaired(logdir: Path) -
     lost = set(ids) - set(repaired.jobs)
     assert len(lost) == 1  # the one job in the damaged frame
     assert repaired.next_id == ids[-1] + 1
+    # What the server does after a repair: the log is rewritten, the damage gone for good.
+    found = recovery.read(logdir, repair=True)
+    assert found.repaired
+    _, wal = open_log(logdir, 0.0, repair=True)
+    wal.rebase()
+    wal.close()
+    assert min(index for index, _ in recovery.list_segments(logdir)) == len(segments) + 1
+    assert sorted(rebuild(logdir, 0.0).jobs) == sorted(set(ids) - lost)
 
 
 def test_damage_in_the_newest_segment_with_data_after_it_is_not_a_torn_tail(

@@ -18,23 +18,28 @@ import os
 import re
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import attrs
 
 from .engine import Engine
-from .job import JobState
+from .job import Job, JobState
 from .wal import Segment, WalError, segment_name, weight
 from .walrecords import (
     BURIED,
     DELAYED,
+    DELETE,
+    HEADER,
+    JOB,
+    JOB_AT,
+    PAUSE,
+    UPDATE,
+    UPDATE_AT,
     Damage,
-    DeleteRec,
     Header,
-    JobRec,
     PauseRec,
-    UpdateRec,
+    Reader,
     check_prefix,
-    decode,
     next_frame,
     scan,
 )
@@ -49,12 +54,16 @@ _STATES = {BURIED: JobState.BURIED, DELAYED: JobState.DELAYED}
 class Recovered:
     """Everything the log holds, before it is put into an engine."""
 
-    jobs: dict[int, list[object]] = attrs.Factory(dict)  # id -> JobRec fields + [file]
+    # id -> the job's latest whole record as a raw tuple (JobRec fields after the tag), with
+    # later updates merged in; and the segment holding that whole record.
+    jobs: dict[int, tuple[Any, ...]] = attrs.Factory(dict)
+    files: dict[int, int] = attrs.Factory(dict)
     pauses: dict[str, tuple[PauseRec, int]] = attrs.Factory(dict)  # tube -> (record, file)
     segments: list[Segment] = attrs.Factory(list)
     next_id: int = 1
     next_seq: int = 1
     records: int = 0
+    repaired: bool = False  # damage was skipped: the log must be rewritten without it
     # Tidying done only once the whole log has read well: (file, new size or -1 to delete).
     trims: list[tuple[Path, int]] = attrs.Factory(list)
 
@@ -77,8 +86,8 @@ def read(directory: Path, repair: bool = False) -> Recovered:
         if previous is not None and index != previous + 1:
             missing = (segment_name(previous + 1) if index == previous + 2
                        else f"{segment_name(previous + 1)} to {segment_name(index - 1)}")
-            _damaged(repair, f"{missing} missing from {directory} (between "
-                             f"{segment_name(previous)} and {path.name})")
+            _damaged(out, repair, f"{missing} missing from {directory} (between "
+                                  f"{segment_name(previous)} and {path.name})")
         previous = index
         _read_segment(out, index, path, last=position == len(files) - 1, repair=repair)
     for path, size in out.trims:
@@ -89,7 +98,8 @@ def read(directory: Path, repair: bool = False) -> Recovered:
     return out
 
 
-def _damaged(repair: bool, what: str, skipped: str = "") -> None:
+def _damaged(out: Recovered, repair: bool, what: str, skipped: str = "") -> None:
+    out.repaired = True
     if not repair:
         raise WalError(f"the log is damaged: {what}. Nothing was changed. Start with "
                        f"--wal-repair to skip the damaged part and keep every intact record "
@@ -106,30 +116,29 @@ def _read_segment(out: Recovered, index: int, path: Path, last: bool, repair: bo
             log.warning("log: %s is empty (a crash as it was made); removed", path.name)
             out.trims.append((path, -1))
             return
-        _damaged(repair, f"{path}: {problem}", "file ignored")
+        _damaged(out, repair, f"{path}: {problem}", "file ignored")
         return
     segment = Segment(index, path, -1, 0, 0)
-    apply = _applier(out, index, segment)
+    reader = Reader()
     result = scan(data)
     first = True
     while True:
         for offset, payload in result.frames:
             try:
-                records = list(decode(payload))
+                records = reader.read(payload)
             except ValueError as e:
-                _damaged(repair, f"{path} at offset {offset}: {e}", "frame skipped")
+                _damaged(out, repair, f"{path} at offset {offset}: {e}", "frame skipped")
                 continue
             if first:
                 first = False
-                head = records[0] if records else None
-                if not isinstance(head, Header) or head.segment != index:
-                    _damaged(repair, f"{path}: bad segment header", "header ignored")
+                if not records or records[0][0] != HEADER or records[0][1] != index:
+                    _damaged(out, repair, f"{path}: bad segment header", "header ignored")
                 else:
+                    head = Header._make(records[0][1:])
                     out.next_id = max(out.next_id, head.next_id)
                     out.next_seq = max(out.next_seq, head.next_seq)
                     records = records[1:]
-            for record in records:
-                apply(record)
+            _apply(out, index, records)
         segment.used = result.end
         if result.damage is None:
             if result.end < len(data):
@@ -142,10 +151,10 @@ def _read_segment(out: Recovered, index: int, path: Path, last: bool, repair: bo
             break
         where = f"{path} at offset {result.damage.offset}: {result.damage.reason}"
         if resume is None:
-            _damaged(repair, where, f"the rest of the file ({len(data) - result.damage.offset} "
-                                    f"bytes) skipped")
+            rest = len(data) - result.damage.offset
+            _damaged(out, repair, where, f"the rest of the file ({rest} bytes) skipped")
             break
-        _damaged(repair, where, f"bytes {result.damage.offset}-{resume} skipped")
+        _damaged(out, repair, where, f"bytes {result.damage.offset}-{resume} skipped")
         result = scan(data, resume)
     out.segments.append(segment)
 
@@ -156,31 +165,45 @@ def _cut(path: Path, damage: Damage, size: int) -> None:
                 damage.reason)
 
 
-def _applier(out: Recovered, index: int, segment: Segment) -> Callable[[object], None]:
-    jobs = out.jobs
-    pauses = out.pauses
+_ID, _SEQ, _STATE = JOB_AT["id"], JOB_AT["seq"], JOB_AT["state"]
+# Where each field of an update goes in a job record.
+_MERGE = [(JOB_AT[name], at) for name, at in UPDATE_AT.items() if name != "id"]
 
-    def apply(record: object) -> None:
-        out.records += 1
-        if isinstance(record, JobRec):
-            jobs[record.id] = [*record, index]
-            out.next_id = max(out.next_id, record.id + 1)
-            out.next_seq = max(out.next_seq, record.seq + 1)
-        elif isinstance(record, UpdateRec):
-            job = jobs.get(record.id)
-            if job is not None:
-                # Fields 1, 3-7 and 9-13 of a JobRec, in UpdateRec's order.
-                (_, job[1], job[3], job[4], job[5], job[7], job[9], job[10], job[11],
-                 job[12], job[13]) = record
-            out.next_seq = max(out.next_seq, record.seq + 1)
-        elif isinstance(record, DeleteRec):
-            jobs.pop(record.id, None)
-        elif isinstance(record, PauseRec):
-            pauses[record.tube] = (record, index)
+
+def _apply(out: Recovered, index: int, records: list[tuple[Any, ...]]) -> None:
+    """Fold one frame's records into what is known so far. Hot: one call per frame."""
+    jobs, files = out.jobs, out.files
+    max_id = out.next_id - 1
+    max_seq = out.next_seq - 1
+    for rec in records:
+        tag = rec[0]
+        if tag == JOB:
+            job_id = rec[1]
+            jobs[job_id] = rec
+            files[job_id] = index
+            if job_id > max_id:
+                max_id = job_id
+            if rec[2] > max_seq:
+                max_seq = rec[2]
+        elif tag == DELETE:
+            if jobs.pop(rec[1], None) is not None:
+                del files[rec[1]]
+        elif tag == UPDATE:
+            old = jobs.get(rec[1])
+            if old is not None:
+                merged = list(old)
+                for to, at in _MERGE:
+                    merged[to] = rec[at]
+                jobs[rec[1]] = tuple(merged)
+            if rec[2] > max_seq:
+                max_seq = rec[2]
+        elif tag == PAUSE:
+            out.pauses[rec[1]] = (PauseRec._make(rec[1:]), index)
         else:
-            raise WalError(f"{segment.path}: a segment header inside the segment")
-
-    return apply
+            raise WalError(f"segment {index}: a segment header inside the segment")
+    out.records += len(records)
+    out.next_id = max_id + 1
+    out.next_seq = max_seq + 1
 
 
 def restore(out: Recovered, engine: Engine, now: float, wall: float) -> dict[str, int]:
@@ -188,21 +211,18 @@ def restore(out: Recovered, engine: Engine, now: float, wall: float) -> dict[str
     reads `wall`. Returns the segment of each still-paused tube's pause record."""
     by_index = {s.index: s for s in out.segments}
     shift = now - wall
-    # In log order, so that buried jobs keep their FIFO order.
-    for fields in sorted(out.jobs.values(), key=lambda f: f[1]):  # type: ignore[arg-type,return-value]
-        rec = JobRec._make(fields[:15])
-        file = fields[15]
-        assert isinstance(file, int)
-        state = _STATES.get(rec.state, JobState.READY)
-        deadline = rec.deadline + shift if state is JobState.DELAYED else 0.0
-        job = engine.restore_job(
-            rec.id, rec.tube, state, rec.pri, rec.delay, rec.ttr, rec.body, rec.created + shift,
-            deadline, (rec.reserves, rec.timeouts, rec.releases, rec.buries, rec.kicks))
-        job.seq = rec.seq
-        job.file = file
-        segment = by_index[file]
-        segment.jobs.append(job.id)
-        segment.live += weight(job)
+    files = out.files
+    buried = []
+    restore_job = engine.restore_job
+    for rec in out.jobs.values():
+        if rec[_STATE] == BURIED:
+            buried.append(rec)
+            continue
+        _restore(restore_job, rec, files[rec[_ID]], by_index, shift)
+    # Buried jobs in log order of their burial: their FIFO order.
+    buried.sort(key=lambda rec: rec[_SEQ])
+    for rec in buried:
+        _restore(restore_job, rec, files[rec[_ID]], by_index, shift)
     pause_file = {}
     for name, (pause, file) in out.pauses.items():
         paused = pause.until > wall
@@ -211,3 +231,18 @@ def restore(out: Recovered, engine: Engine, now: float, wall: float) -> dict[str
             pause_file[name] = file
     engine.finish_restore(out.next_id)
     return {name: file for name, file in pause_file.items() if name in engine.tubes}
+
+
+def _restore(restore_job: Callable[..., Job], rec: tuple[Any, ...], file: int,
+             by_index: dict[int, Segment], shift: float) -> None:
+    (_, job_id, seq, tube, state, pri, delay, ttr, deadline, created, reserves, timeouts,
+     releases, buries, kicks, body) = rec
+    st = _STATES.get(state, JobState.READY)
+    job = restore_job(job_id, tube, st, pri, delay, ttr, body, created + shift,
+                      deadline + shift if st is JobState.DELAYED else 0.0,
+                      (reserves, timeouts, releases, buries, kicks))
+    job.seq = seq
+    job.file = file
+    segment = by_index[file]
+    segment.jobs.append(job_id)
+    segment.live += weight(job)

@@ -157,9 +157,14 @@ class Wal:
         self._create_error: str | None = None
         self._dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         first = (segments[-1].index + 1) if segments else 1
+        self._create_error = ""  # at start-up a failure is fatal: said by WalError, not logged
         if not self._start_segment(first, 0):
             os.close(self._dir_fd)
-            raise WalError(str(self._create_error))
+            raise WalError(self._create_error)
+        self._create_error = None
+        # Every start begins a segment: check the ratio after the first write, or a server
+        # that keeps crashing would gather small segments.
+        self._compact_due = True
 
     # --- the Journal protocol ------------------------------------------------------------
 
@@ -364,7 +369,7 @@ class Wal:
             except OSError:
                 pass
             return self._create_failed(path, e)
-        if self._create_error is not None:
+        if self._create_error:
             log.warning("log segments can be made again (%s)", path.name)
             self._create_error = None
         self.segments.append(Segment(index, path, fd, len(head), size))
@@ -373,7 +378,9 @@ class Wal:
 
     def _create_failed(self, path: Path, error: OSError) -> bool:
         message = f"cannot make log segment {path}: {error.strerror or error}"
-        if message != self._create_error:
+        if self._create_error == "":
+            self._create_error = message
+        elif message != self._create_error:
             # Said once per distinct cause, not once per refused command.
             log.error("%s; changes that need log space are refused (OUT_OF_MEMORY) "
                       "until there is room", message)
@@ -415,6 +422,26 @@ class Wal:
                     self._release_doomed()
         finally:
             self._compacting = False
+
+    def rebase(self) -> None:
+        """Carry every live job and pause into new segments and delete all the older ones:
+        after a repair, so that the skipped damage is gone for good and a later start needs
+        no repair flag."""
+        newest = self.segments[-1].index
+        self._compacting = True
+        try:
+            while self.segments[0].index < newest:
+                if not self._carry_forward(self.segments[0]):
+                    raise WalError(f"cannot rewrite the repaired log: "
+                                   f"{self.failed or self._create_error or 'no room'}")
+                self._doomed.append((self.seq, self.segments.pop(0)))
+        finally:
+            self._compacting = False
+        self.sync_now()
+        if self.fsync_ms is None:
+            self._release_doomed()
+        if self._doomed or self.failed is not None:
+            raise WalError(f"cannot rewrite the repaired log: {self.failed or 'sync failed'}")
 
     def _carry_forward(self, head: Segment) -> bool:
         jobs = self.engine.jobs

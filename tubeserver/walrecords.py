@@ -105,6 +105,15 @@ _MAKE: dict[int, Callable[[Iterable[Any]], Record]] = {
     DELETE: DeleteRec._make, PAUSE: PauseRec._make,
 }
 
+# Record arrays as tuples, for readers that skip building NamedTuples (start-up speed): the
+# position of each field in a record's array, the tag being at 0.
+JOB_AT = {name: i + 1 for i, name in enumerate(JobRec._fields)}
+UPDATE_AT = {name: i + 1 for i, name in enumerate(UpdateRec._fields)}
+PAUSE_AT = {name: i + 1 for i, name in enumerate(PauseRec._fields)}
+_LENGTHS = {HEADER: len(Header._fields) + 1, JOB: len(JobRec._fields) + 1,
+            UPDATE: len(UpdateRec._fields) + 1, DELETE: len(DeleteRec._fields) + 1,
+            PAUSE: len(PauseRec._fields) + 1}
+
 _packb = msgpack.Packer(use_bin_type=True).pack
 
 
@@ -121,21 +130,41 @@ def frame(payload: bytes) -> bytes:
 
 def decode(payload: bytes) -> Iterator[Record]:
     """The records of one frame's payload. Raises ValueError on anything malformed."""
-    unpacker = msgpack.Unpacker(raw=False, use_list=False, max_buffer_size=len(payload) + 1)
-    unpacker.feed(payload)
-    try:
-        for item in unpacker:
-            if not isinstance(item, tuple) or not item:
-                raise ValueError(f"record is not an array: {item!r:.60}")
-            make = _MAKE.get(item[0])
-            if make is None:
-                raise ValueError(f"unknown record tag {item[0]!r}")
-            try:
-                yield make(item[1:])
-            except TypeError:
-                raise ValueError(f"record tag {item[0]} with {len(item) - 1} fields") from None
-    except msgpack.UnpackException as e:
-        raise ValueError(f"undecodable record: {e}") from None
+    for item in Reader().read(payload):
+        yield _MAKE[item[0]](item[1:])
+
+
+class Reader:
+    """Records of successive frames as raw tuples `(tag, field, ...)`, checked for a known tag
+    and field count; one msgpack unpacker for a whole segment, which is what makes start-up
+    fast. Raises ValueError on anything malformed, naming no offset (the caller knows it)."""
+
+    def __init__(self) -> None:
+        self._reset()
+
+    def _reset(self) -> None:
+        self._unpacker = msgpack.Unpacker(raw=False, use_list=False,
+                                          max_buffer_size=FRAME_MAX)
+        self._fed = 0
+
+    def read(self, payload: bytes) -> list[tuple[Any, ...]]:
+        unpacker = self._unpacker
+        unpacker.feed(payload)
+        self._fed += len(payload)
+        lengths = _LENGTHS
+        try:
+            items = list(unpacker)
+        except (msgpack.UnpackException, ValueError) as e:
+            self._reset()  # the next frame starts afresh
+            raise ValueError(f"undecodable record: {e}") from None
+        if unpacker.tell() != self._fed:
+            self._reset()
+            raise ValueError("frame ends inside a record")
+        for item in items:
+            if (type(item) is not tuple or not item or type(item[0]) is not int
+                    or lengths.get(item[0]) != len(item)):
+                raise ValueError(f"not a record: {item!r:.80}")
+        return items
 
 
 class Damage(NamedTuple):
