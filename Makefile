@@ -34,3 +34,18 @@ test: lint typecheck unit
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .pytest_cache .ruff_cache
+
+# tubebench: tubeserver next to beanstalkd (apt-get install beanstalkd); JSON + PNG land in
+# bench/results/. BENCH_ARGS passes more flags, e.g. BENCH_ARGS='--only put,drain'.
+.PHONY: bench bench-quick
+BENCH_ARGS ?=
+
+$(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e '.[bench]'
+	touch $@ $(VENV)/.installed
+
+bench: $(VENV)/.installed-bench
+	$(BIN)/tubebench --out bench/results $(BENCH_ARGS)
+
+bench-quick: $(VENV)/.installed-bench
+	$(BIN)/tubebench --quick --out bench/results $(BENCH_ARGS)

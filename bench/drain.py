@@ -14,7 +14,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from quick import HOST, free_port, start
+from tubebench.quick import HOST, free_port, start
 from tubeclient import Client, TimedOut
 
 BODY = b"x" * 100
