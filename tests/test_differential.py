@@ -602,6 +602,13 @@ def run_session(
     return sides
 
 
+# Sessions in which beanstalkd 1.12 itself is unreliable under CPU load: a waiting worker
+# sometimes never gets the job whose TTR ran out (reproduced 12 of 25 times with three busy
+# loops on this 2-core machine, never when idle). Only that outcome is excused, and only on
+# beanstalkd's side: a TIMED_OUT in beanstalkd's transcript.
+LOSES_TTR_UNDER_LOAD = frozenset({"ttr_expiry_returns_job"})
+
+
 @pytest.mark.parametrize("session", SESSIONS, ids=[s.name for s in SESSIONS])
 def test_session_matches_beanstalkd(session: Session, pair_pool: ServerPool) -> None:
     with pair_pool.take(session.server_args) as servers:
@@ -609,6 +616,10 @@ def test_session_matches_beanstalkd(session: Session, pair_pool: ServerPool) -> 
     problems = compare(
         session.name, session.steps, candidate, reference.transcript, reference.label
     )
+    if problems and session.name in LOSES_TTR_UNDER_LOAD and any(
+            e.reply.startswith("TIMED_OUT") for e in reference.transcript):
+        pytest.xfail("beanstalkd lost a TTR expiry under CPU load (beanstalkd #262/#380): "
+                     + "; ".join(problems))
     if problems:
         pytest.fail("\n".join(problems), pytrace=False)
 

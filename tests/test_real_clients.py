@@ -869,6 +869,13 @@ def test_greenstalk_job_too_big(tiny_server: procs.RunningServer) -> None:
         assert c.stats()["current-jobs-ready"] == 0
 
 
+# beanstalkd bug, not the client's: under CPU load beanstalkd 1.12 sometimes never expires the
+# TTR of a job whose holder got DEADLINE_SOON, so a waiting worker times out (12 of 25 tries
+# with three busy loops on this 2-core machine, 0 of 10 idle; beanstalkd #262/#380 report
+# lost TTR expiries). tubeserver never does this: its side of the test stays strict.
+BEANSTALKD_LOST_TTR = "beanstalkd lost a TTR expiry under CPU load (beanstalkd #262/#380)"
+
+
 def test_greenstalk_deadline_soon_and_ttr_timeout(clients: Clients, tube: str) -> None:
     holder = clients.greenstalk(use=tube, watch=tube)
     rescuer = clients.greenstalk(watch=tube)
@@ -880,7 +887,12 @@ def test_greenstalk_deadline_soon_and_ttr_timeout(clients: Clients, tube: str) -
     with pytest.raises(greenstalk.DeadlineSoonError):
         holder.reserve(timeout=2)
     # The TTR runs out, the job goes back to ready and another worker gets it.
-    job = rescuer.reserve(timeout=5)
+    try:
+        job = rescuer.reserve(timeout=5)
+    except greenstalk.TimedOutError:
+        if "beanstalkd" not in str(clients.srv.proc.args):
+            raise
+        pytest.xfail(BEANSTALKD_LOST_TTR)
     assert job.id == job_id
     stats = rescuer.stats_job(job)
     assert (stats["state"], stats["reserves"], stats["timeouts"]) == ("reserved", 2, 1)
