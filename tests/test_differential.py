@@ -605,7 +605,7 @@ def run_session(
 # Sessions in which beanstalkd 1.12 itself is unreliable under CPU load: a waiting worker
 # sometimes never gets the job whose TTR ran out (reproduced 12 of 25 times with three busy
 # loops on this 2-core machine, never when idle). Only that outcome is excused, and only on
-# beanstalkd's side: a TIMED_OUT in beanstalkd's transcript.
+# beanstalkd's side: its reserve answered TIMED_OUT, or not before the harness's read timeout.
 LOSES_TTR_UNDER_LOAD = frozenset({"ttr_expiry_returns_job"})
 
 
@@ -617,7 +617,7 @@ def test_session_matches_beanstalkd(session: Session, pair_pool: ServerPool) -> 
         session.name, session.steps, candidate, reference.transcript, reference.label
     )
     if problems and session.name in LOSES_TTR_UNDER_LOAD and any(
-            e.reply.startswith("TIMED_OUT") for e in reference.transcript):
+            e.reply.startswith(("TIMED_OUT", "<TIMEOUT")) for e in reference.transcript):
         pytest.xfail("beanstalkd lost a TTR expiry under CPU load (beanstalkd #262/#380): "
                      + "; ".join(problems))
     if problems:
