@@ -1,7 +1,7 @@
 """Layering rules, checked by reading the import statements of every module (nothing is imported).
 
 The protocol core stays sans-IO and clock-free, the engine knows nothing of the layers above it,
-trio lives only in the server/connection/CLI layer, and the client never imports the server.
+trio lives only in the server/connection/hub/CLI layer, and the client never imports the server.
 """
 
 from __future__ import annotations
@@ -42,8 +42,8 @@ STATS_EXTRA = frozenset({"os", "resource", "secrets"})
 EXTRA_ALLOWED: dict[str, frozenset[str]] = {"stats": STATS_EXTRA}
 # The engine side must not know about the layers that feed it.
 LOWER = ("engine", "job", "tube", "session")
-UPPER = ("parser", "dispatch", "connection", "server", "__main__")
-TRIO_ALLOWED = frozenset({"server", "connection", "__main__"})
+UPPER = ("parser", "dispatch", "connection", "hub", "server", "__main__")
+TRIO_ALLOWED = frozenset({"server", "connection", "hub", "__main__"})
 
 
 @attrs.frozen
@@ -143,7 +143,7 @@ def external(module: Module) -> list[Import]:
 
 
 def test_walker_sees_every_module_and_resolves_relative_imports() -> None:
-    for short in (*CORE, "server", "connection", "__main__"):
+    for short in (*CORE, "server", "connection", "hub", "__main__"):
         server_module(short)
     assert "tubeclient" in MODULES
     parser = {i.module for i in server_module("parser").imports}

@@ -1,8 +1,9 @@
-"""The trio server: listeners, one task per connection, the ticker, and signals.
+"""The trio server: listeners and their hub, the ticker, and signals.
 
-The ticker sleeps until the engine's next deadline; any connection that moves that deadline
-earlier shortens the sleep (`after_change`). Wakeups the engine queues for waiting sessions
-are handed to their connection tasks here. With a write-ahead log, `commit` writes what the
+Real sockets are served by one hub task (`hub.py`); in-memory streams by a Connection task each
+(`handle`). The ticker sleeps until the engine's next deadline; any connection that moves that
+deadline earlier shortens the sleep (`after_change`). Wakeups the engine queues for waiting
+sessions are handed to their connections here. With a write-ahead log, `commit` writes what the
 engine logged before a connection sends its replies, and the syncer task runs fsync in a
 thread, one round for everything written meanwhile (group commit). SIGTERM/SIGINT stop
 everything and return normally; SIGUSR1 turns on drain mode.
@@ -15,12 +16,14 @@ import gc
 import logging
 import math
 import os
+import select
 import signal
 import socket as _socket
 import stat
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Protocol
 
 import attrs
 import trio
@@ -28,7 +31,8 @@ import trio
 from . import recovery
 from .connection import Connection
 from .dispatch import Dispatcher
-from .engine import Engine
+from .engine import Engine, Wakeup
+from .hub import Hub, format_peer
 from .session import Session
 from .stats import ProcessInfo
 from .wal import DEFAULT_FSYNC_MS, DEFAULT_SEGMENT_SIZE, DirLock, Wal, WalError
@@ -51,12 +55,18 @@ class Config:
     wal_repair: bool = False
 
 
+class Peer(Protocol):
+    """A connection as the server sees it: a Connection task or a hub client."""
+
+    def wake(self, wakeup: Wakeup) -> None: ...
+
+
 class ListenError(Exception):
     """The server cannot listen where it was asked to; the message says why."""
 
 
 class Server:
-    """Engine plus dispatcher plus the glue that ties connection tasks to them."""
+    """Engine plus dispatcher plus the glue that ties connections to them."""
 
     def __init__(self, max_job_size: int, verbose: int = 0) -> None:
         self.max_job_size = max_job_size
@@ -65,7 +75,7 @@ class Server:
         self.dispatcher = Dispatcher(
             self.engine, ProcessInfo.gather(max_job_size, trio.current_time()), _log_bug
         )
-        self.conns: dict[Session, Connection] = {}
+        self.conns: dict[Session, Peer] = {}
         self._tick_scope: trio.CancelScope | None = None
         self.wal: Wal | None = None
         self._lock: DirLock | None = None
@@ -189,11 +199,13 @@ class Server:
             self.after_change()
 
     async def handle(self, stream: trio.abc.Stream, peer: str = "-") -> None:
+        """Serve one client on `stream` in a task of its own (in-memory streams; real
+        sockets go through the hub)."""
         await Connection(self, stream, peer).run()
 
-    async def _handle_socket(self, stream: trio.SocketStream) -> None:
+    async def handle_socket(self, stream: trio.SocketStream) -> None:
         try:
-            peer = _format_peer(stream.socket.getpeername())
+            peer = format_peer(stream.socket.getpeername())
         except OSError:
             peer = "?"
         await self.handle(stream, peer)
@@ -201,12 +213,6 @@ class Server:
 
 def _log_bug(event: object, error: Exception) -> None:
     log.error("internal error handling %r", event, exc_info=error)
-
-
-def _format_peer(addr: object) -> str:
-    if isinstance(addr, tuple) and len(addr) >= 2:
-        return f"{addr[0]}:{addr[1]}"
-    return str(addr) or "unix"
 
 
 async def open_listeners(config: Config) -> list[trio.SocketListener]:
@@ -245,7 +251,7 @@ def describe(listeners: Sequence[trio.SocketListener]) -> str:
     names = []
     for listener in listeners:
         addr = listener.socket.getsockname()
-        names.append(f"unix:{addr}" if isinstance(addr, str) else _format_peer(addr))
+        names.append(f"unix:{addr}" if isinstance(addr, str) else format_peer(addr))
     return ", ".join(names)
 
 
@@ -279,7 +285,10 @@ async def _run(server: Server, listeners: list[trio.SocketListener],
             nursery.start_soon(server.run_ticker)
             if server.wal is not None and server.wal.fsync_ms is not None:
                 nursery.start_soon(server.run_syncer)
-            nursery.start_soon(trio.serve_listeners, server._handle_socket, listeners)
+            if hasattr(select, "epoll"):
+                nursery.start_soon(Hub(server, listeners).run)
+            else:  # not Linux: a task per connection, the shape the in-memory tests use
+                nursery.start_soon(trio.serve_listeners, server.handle_socket, listeners)
             log.warning("listening on %s (pid %d)", describe(listeners), os.getpid())
             task_status.started(listeners)
             async for signum in signals:
