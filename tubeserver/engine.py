@@ -136,10 +136,11 @@ class Engine:
                 journal.put(job)
         else:
             tube.push_ready(job)
-            self._dirty[tube] = None
             if journal is not None:
                 journal.put(job)
-            self._match(now)
+            if tube.waiters:  # else nobody to match: a later reserve finds the job itself
+                self._dirty[tube] = None
+                self._match(now)
         return job
 
     def use(self, s: Session, name: str) -> Tube:
@@ -533,7 +534,8 @@ class Engine:
     def _make_ready(self, job: Job) -> None:
         job.move(READY)
         job.tube.push_ready(job)
-        self._dirty[job.tube] = None
+        if job.tube.waiters:
+            self._dirty[job.tube] = None
 
     def _start_delay(self, job: Job, now: float) -> None:
         job.deadline = now + job.delay
