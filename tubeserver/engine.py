@@ -17,7 +17,7 @@ import attrs
 
 from .errors import DeadlineSoon, Draining, NotFound, NotIgnored, ProtocolError, TimedOut
 from .job import Job, JobState
-from .limits import DEADLINE_MARGIN, DEFAULT_TUBE
+from .limits import DEADLINE_MARGIN, DEFAULT_TUBE, URGENT_PRIORITY
 from .session import Session, Waiter
 from .tube import Tube
 
@@ -364,27 +364,32 @@ class Engine:
 
     # --- restoring from the log ---------------------------------------------------------
 
-    def restore_job(self, job_id: int, tube_name: str, state: JobState, pri: int, delay: int,
-                    ttr: int, body: bytes, created: float, deadline: float,
-                    counts: tuple[int, int, int, int, int]) -> Job:
-        """Put back a job read from the log, in `state` (ready, delayed or buried). Buried
-        jobs must come in their FIFO order. Call before any session connects."""
-        tube = self._tube(tube_name)
-        job = Job(job_id, tube, pri, delay, ttr, body, created, state, deadline)
-        job.reserves, job.timeouts, job.releases, job.buries, job.kicks = counts
-        self.jobs[job_id] = job
+    def tube(self, name: str) -> Tube:
+        """The tube called `name`, made if needed (for restoring; a tube left empty goes
+        away again in `finish_restore`)."""
+        return self._tube(name)
+
+    def restore_job(self, job: Job) -> None:
+        """Put back a job read from the log, ready, delayed or buried, in a tube from
+        `tube()`. Buried jobs must come in their FIFO order. Heaps are put in order once, by
+        `finish_restore`, which must come before anything else."""
+        tube = job.tube
+        state = job.state
+        self.jobs[job.id] = job
         if state is READY:
-            tube.push_ready(job)
+            tube.ready.add(job.pri, job)
+            if job.pri < URGENT_PRIORITY:
+                tube.urgent_count += 1
         elif state is DELAYED:
-            tube.push_delayed(job)
-            self._push_timer(deadline, _DELAY, job, deadline)
+            tube.delayed.add(job.deadline, job)
+            self._seq += 1
+            self._timers.append((job.deadline, self._seq, _DELAY, job, job.deadline))
         elif state is BURIED:
-            tube.buried[job_id] = job
+            tube.buried[job.id] = job
         else:
-            raise ValueError(f"job {job_id} cannot be restored as {state.value}")
-        if job_id >= self._next_id:
-            self._next_id = job_id + 1
-        return job
+            raise ValueError(f"job {job.id} cannot be restored as {state.value}")
+        if job.id >= self._next_id:
+            self._next_id = job.id + 1
 
     def restore_pause(self, name: str, delay: int, until: float | None) -> None:
         """Put back a tube's pause: `delay` as last set, paused until `until` (None: not)."""
@@ -397,8 +402,13 @@ class Engine:
             self._push_timer(until, _PAUSE, tube, tube.pause_token)
 
     def finish_restore(self, next_id: int) -> None:
-        """Ids below `next_id` were used before: never again. Tubes left empty go away."""
+        """Ids below `next_id` were used before: never again. Heaps get their order, and
+        tubes left empty go away."""
         self._next_id = max(self._next_id, next_id)
+        heapq.heapify(self._timers)
+        for tube in self.tube_list:
+            tube.ready.reorder()
+            tube.delayed.reorder()
         for tube in list(self.tube_list):
             self._maybe_drop(tube)
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ import attrs
 
 from .engine import Engine
 from .job import Job, JobState
+from .tube import Tube
 from .wal import Segment, WalError, segment_name, weight
 from .walrecords import (
     BURIED,
@@ -213,16 +213,20 @@ def restore(out: Recovered, engine: Engine, now: float, wall: float) -> dict[str
     shift = now - wall
     files = out.files
     buried = []
-    restore_job = engine.restore_job
+    tubes: dict[str, Tube] = {}
     for rec in out.jobs.values():
         if rec[_STATE] == BURIED:
             buried.append(rec)
             continue
-        _restore(restore_job, rec, files[rec[_ID]], by_index, shift)
+        _restore(engine, tubes, rec, files[rec[_ID]], shift)
     # Buried jobs in log order of their burial: their FIFO order.
     buried.sort(key=lambda rec: rec[_SEQ])
     for rec in buried:
-        _restore(restore_job, rec, files[rec[_ID]], by_index, shift)
+        _restore(engine, tubes, rec, files[rec[_ID]], shift)
+    for job in engine.jobs.values():
+        segment = by_index[job.file]
+        segment.jobs.append(job.id)
+        segment.live += weight(job)
     pause_file = {}
     for name, (pause, file) in out.pauses.items():
         paused = pause.until > wall
@@ -233,16 +237,15 @@ def restore(out: Recovered, engine: Engine, now: float, wall: float) -> dict[str
     return {name: file for name, file in pause_file.items() if name in engine.tubes}
 
 
-def _restore(restore_job: Callable[..., Job], rec: tuple[Any, ...], file: int,
-             by_index: dict[int, Segment], shift: float) -> None:
-    (_, job_id, seq, tube, state, pri, delay, ttr, deadline, created, reserves, timeouts,
+def _restore(engine: Engine, tubes: dict[str, Tube], rec: tuple[Any, ...], file: int,
+             shift: float) -> None:
+    (_, job_id, seq, name, state, pri, delay, ttr, deadline, created, reserves, timeouts,
      releases, buries, kicks, body) = rec
+    tube = tubes.get(name)
+    if tube is None:
+        tube = tubes[name] = engine.tube(name)
     st = _STATES.get(state, JobState.READY)
-    job = restore_job(job_id, tube, st, pri, delay, ttr, body, created + shift,
-                      deadline + shift if st is JobState.DELAYED else 0.0,
-                      (reserves, timeouts, releases, buries, kicks))
-    job.seq = seq
-    job.file = file
-    segment = by_index[file]
-    segment.jobs.append(job_id)
-    segment.live += weight(job)
+    engine.restore_job(Job(
+        job_id, tube, pri, delay, ttr, body, created + shift, st,
+        deadline + shift if st is JobState.DELAYED else 0.0, 0, None,
+        reserves, timeouts, releases, buries, kicks, file, seq))

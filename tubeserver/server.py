@@ -112,6 +112,9 @@ class Server:
             self.close_wal()
             raise
         finally:
+            # What was restored lives on: out of the collector's sight for good, or its
+            # first passes would walk every job again.
+            gc.freeze()
             gc.enable()
         self.engine.journal = self.wal
         self.dispatcher.log_stats = self.wal.stats

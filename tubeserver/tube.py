@@ -47,6 +47,15 @@ class LazyHeap:
         heapq.heappush(self.entries, (key, job.id, job.token, job))
         self.live += 1
 
+    def add(self, key: float, job: Job) -> None:
+        """`push` without keeping the heap order, for bulk loading; `reorder` after."""
+        job.token += 1
+        self.entries.append((key, job.id, job.token, job))
+        self.live += 1
+
+    def reorder(self) -> None:
+        heapq.heapify(self.entries)
+
     def peek(self) -> Job | None:
         entries = self.entries
         while entries:
