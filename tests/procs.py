@@ -177,3 +177,86 @@ def server(kind: str, *extra: str) -> contextlib.AbstractContextManager[RunningS
     if kind == "beanstalkd":
         return beanstalkd(*extra)
     raise ValueError(f"unknown server kind {kind!r}")
+
+
+IO_TIMEOUT = 5.0  # seconds any socket operation of a Conn may block
+
+
+def yaml_of(frame: bytes) -> dict[str, str]:
+    """The flat `key: value` map of an OK stats reply (string quotes stripped)."""
+    assert frame.startswith(b"OK "), frame[:80]
+    pairs = (ln.split(": ", 1) for ln in frame.decode().splitlines()[2:] if ln)
+    return {k: v.strip('"') for k, v in pairs}
+
+
+class Conn:
+    """A blocking protocol client on a real socket: `send` commands (several may be
+    pipelined), then `reply` reads exactly one framed reply each; every read has a timeout."""
+
+    def __init__(self, sock: socket.socket, timeout: float = IO_TIMEOUT) -> None:
+        sock.settimeout(timeout)
+        self.sock = sock
+        self._buf = bytearray()
+
+    @classmethod
+    def tcp(cls, port: int) -> Conn:
+        return cls(socket.create_connection((HOST, port), timeout=IO_TIMEOUT))
+
+    @classmethod
+    def unix(cls, path: str) -> Conn:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(IO_TIMEOUT)
+        sock.connect(path)
+        return cls(sock)
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def __enter__(self) -> Conn:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def send(self, line: bytes) -> None:
+        self.sock.sendall(line + b"\r\n")
+
+    def raw(self, data: bytes) -> None:
+        """Send bytes as they are: several commands pipelined by hand, bodies included."""
+        self.sock.sendall(data)
+
+    def _fill(self) -> None:
+        data = self.sock.recv(1 << 16)
+        if not data:
+            raise EOFError(bytes(self._buf))
+        self._buf += data
+
+    def reply(self) -> bytes:
+        while (end := self._buf.find(b"\r\n")) < 0:
+            self._fill()
+        word, *args = bytes(self._buf[:end]).split(b" ")
+        total = end + 2
+        if word in (b"OK", b"RESERVED", b"FOUND"):
+            total += int(args[-1]) + 2
+        while len(self._buf) < total:
+            self._fill()
+        frame = bytes(self._buf[:total])
+        del self._buf[:total]
+        return frame
+
+    def cmd(self, line: bytes) -> bytes:
+        self.send(line)
+        return self.reply()
+
+    def yaml(self, line: bytes) -> dict[str, str]:
+        return yaml_of(self.cmd(line))
+
+    def stats(self) -> dict[str, str]:
+        return self.yaml(b"stats")
+
+    def at_eof(self) -> bool:
+        """True once the server has closed this connection (within IO_TIMEOUT)."""
+        try:
+            return self.sock.recv(1 << 16) == b""
+        except ConnectionResetError:
+            return True

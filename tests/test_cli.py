@@ -24,6 +24,7 @@ from pathlib import Path
 import attrs
 import procs
 import pytest
+from procs import Conn
 
 from tubeserver import __version__
 
@@ -110,65 +111,6 @@ def server(*args: str, env: dict[str, str] | None = None, exe: list[str] | None 
             except subprocess.TimeoutExpired:
                 popen.kill()
                 popen.wait(timeout=EXIT_LIMIT)
-
-
-class Conn:
-    """A blocking protocol client: send a command, read exactly one framed reply."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        sock.settimeout(IO_TIMEOUT)
-        self.sock = sock
-        self._buf = bytearray()
-
-    @classmethod
-    def tcp(cls, port: int) -> Conn:
-        return cls(socket.create_connection((HOST, port), timeout=IO_TIMEOUT))
-
-    @classmethod
-    def unix(cls, path: str) -> Conn:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(IO_TIMEOUT)
-        sock.connect(path)
-        return cls(sock)
-
-    def close(self) -> None:
-        self.sock.close()
-
-    def _fill(self) -> None:
-        data = self.sock.recv(1 << 16)
-        if not data:
-            raise EOFError(bytes(self._buf))
-        self._buf += data
-
-    def reply(self) -> bytes:
-        while (end := self._buf.find(b"\r\n")) < 0:
-            self._fill()
-        word, *args = bytes(self._buf[:end]).split(b" ")
-        total = end + 2
-        if word in (b"OK", b"RESERVED", b"FOUND"):
-            total += int(args[-1]) + 2
-        while len(self._buf) < total:
-            self._fill()
-        frame = bytes(self._buf[:total])
-        del self._buf[:total]
-        return frame
-
-    def cmd(self, line: bytes) -> bytes:
-        self.sock.sendall(line + b"\r\n")
-        return self.reply()
-
-    def stats(self) -> dict[str, str]:
-        frame = self.cmd(b"stats")
-        assert frame.startswith(b"OK "), frame
-        pairs = (line.split(": ", 1) for line in frame.decode().splitlines()[2:] if line)
-        return {k: v.strip('"') for k, v in pairs}
-
-    def at_eof(self) -> bool:
-        """True once the server has closed this connection (within IO_TIMEOUT)."""
-        try:
-            return self.sock.recv(1 << 16) == b""
-        except ConnectionResetError:
-            return True
 
 
 def round_trip(conn: Conn, body: bytes = b"hello") -> None:

@@ -789,39 +789,11 @@ def tcp_server() -> Iterator[procs.RunningServer]:
         yield srv
 
 
-class SyncClient:
+class SyncClient(procs.Conn):
     """A blocking socket client for the real-TCP tests; every read is bounded."""
 
     def __init__(self, addr: tuple[str, int]) -> None:
-        self.sock = socket.create_connection(addr, timeout=10)
-        self._buf = bytearray()
-
-    def close(self) -> None:
-        self.sock.close()
-
-    def send(self, data: bytes) -> None:
-        self.sock.sendall(data)
-
-    def _fill(self) -> None:
-        data = self.sock.recv(1 << 16)
-        if not data:
-            raise EOFError(bytes(self._buf))
-        self._buf += data
-
-    def reply(self) -> bytes:
-        while (end := self._buf.find(b"\r\n")) < 0:
-            self._fill()
-        word, *args = bytes(self._buf[:end]).split(b" ")
-        total = end + 2 + (int(args[-1]) + 2 if word in FRAMED else 0)
-        while len(self._buf) < total:
-            self._fill()
-        frame = bytes(self._buf[:total])
-        del self._buf[:total]
-        return frame
-
-    def cmd(self, line: bytes) -> bytes:
-        self.send(line + b"\r\n")
-        return self.reply()
+        super().__init__(socket.create_connection(addr, timeout=10), timeout=10)
 
 
 @pytest.fixture
@@ -850,10 +822,10 @@ def test_tcp_waiters_each_get_one_distinct_job(
 ) -> None:
     *workers, producer = _open(tcp_server, tcp, 20, "tcp-fanout")
     for w in workers:
-        w.send(b"reserve-with-timeout 10\r\n")
+        w.raw(b"reserve-with-timeout 10\r\n")
     # Every wait is registered before the jobs arrive (or the test would still pass: the
     # claim is one job per worker, each job once).
-    producer.send(b"".join(b"put 0 0 60 2\r\n%02d\r\n" % i for i in range(len(workers))))
+    producer.raw(b"".join(b"put 0 0 60 2\r\n%02d\r\n" % i for i in range(len(workers))))
     inserted = [int(producer.reply().split()[1]) for _ in workers]
     got = [reserved(w.reply()) for w in workers]
     assert sorted(job_id for job_id, _ in got) == sorted(inserted)
@@ -864,7 +836,7 @@ def test_tcp_half_close_while_waiting(
     tcp_server: procs.RunningServer, tcp: list[SyncClient]
 ) -> None:
     (waiter,) = _open(tcp_server, tcp, 1, "tcp-halfclose")
-    waiter.send(b"reserve\r\n")
+    waiter.raw(b"reserve\r\n")
     waiter.sock.shutdown(socket.SHUT_WR)
     assert waiter.reply() == b"TIMED_OUT\r\n"
     assert waiter.sock.recv(100) == b""
@@ -875,10 +847,10 @@ def test_tcp_one_mebibyte_body_and_pipelining(
 ) -> None:
     producer, worker = _open(tcp_server, tcp, 2, "tcp-big")
     body = os.urandom(MIB)
-    producer.send(b"put 0 0 60 %d\r\n%b\r\n" % (len(body), body) * 3 + b"list-tube-used\r\n")
+    producer.raw(b"put 0 0 60 %d\r\n%b\r\n" % (len(body), body) * 3 + b"list-tube-used\r\n")
     ids = [int(producer.reply().split()[1]) for _ in range(3)]
     assert producer.reply() == b"USING tcp-big\r\n"
-    worker.send(b"".join(b"reserve-with-timeout 0\r\ndelete %d\r\n" % i for i in ids))
+    worker.raw(b"".join(b"reserve-with-timeout 0\r\ndelete %d\r\n" % i for i in ids))
     for job_id in ids:
         assert reserved(worker.reply()) == (job_id, body)
         assert worker.reply() == b"DELETED\r\n"
@@ -890,6 +862,6 @@ def test_tcp_disconnect_returns_the_job(
     holder, waiter = _open(tcp_server, tcp, 2, "tcp-disconnect")
     job_id = int(holder.cmd(b"put 0 0 60 1\r\nx").split()[1])
     assert reserved(holder.cmd(b"reserve-with-timeout 0"))[0] == job_id
-    waiter.send(b"reserve-with-timeout 10\r\n")
+    waiter.raw(b"reserve-with-timeout 10\r\n")
     holder.close()
     assert reserved(waiter.reply()) == (job_id, b"x")

@@ -141,49 +141,11 @@ def tubeserver(*args: str, log_dir: Path, env: dict[str, str] | None = None,
             _end(popen)
 
 
-class Conn:
-    """A blocking protocol client: commands may be pipelined (`send` several, then `reply`
-    for each), and every read has a timeout."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        sock.settimeout(IO_TIMEOUT)
-        self.sock = sock
-        self._buf = bytearray()
-
-    def close(self) -> None:
-        self.sock.close()
+class Conn(procs.Conn):
+    """procs.Conn with the job helpers these tests use."""
 
     def __enter__(self) -> Conn:
         return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def send(self, line: bytes) -> None:
-        self.sock.sendall(line + b"\r\n")
-
-    def _fill(self) -> None:
-        data = self.sock.recv(1 << 16)
-        if not data:
-            raise EOFError(bytes(self._buf))
-        self._buf += data
-
-    def reply(self) -> bytes:
-        while (end := self._buf.find(b"\r\n")) < 0:
-            self._fill()
-        word, *args = bytes(self._buf[:end]).split(b" ")
-        total = end + 2
-        if word in (b"OK", b"RESERVED", b"FOUND"):
-            total += int(args[-1]) + 2
-        while len(self._buf) < total:
-            self._fill()
-        frame = bytes(self._buf[:total])
-        del self._buf[:total]
-        return frame
-
-    def cmd(self, line: bytes) -> bytes:
-        self.send(line)
-        return self.reply()
 
     def put(self, body: bytes, pri: int = 0, delay: int = 0, ttr: int = 60) -> bytes:
         return self.cmd(b"put %d %d %d %d\r\n%b" % (pri, delay, ttr, len(body), body))
@@ -192,12 +154,6 @@ class Conn:
         reply = self.put(body, pri, delay, ttr)
         assert reply.startswith(b"INSERTED "), reply
         return int(reply.split()[1])
-
-    def yaml(self, line: bytes) -> dict[str, str]:
-        return _yaml_of(self.cmd(line))
-
-    def stats(self) -> dict[str, str]:
-        return self.yaml(b"stats")
 
     def body(self, job_id: int) -> bytes | None:
         """The body `peek` finds, or None for NOT_FOUND."""
@@ -210,12 +166,6 @@ def _peeked(reply: bytes, job_id: int) -> bytes | None:
     head, _, rest = reply.partition(b"\r\n")
     assert head.startswith(b"FOUND %d " % job_id), reply[:80]
     return rest[:-2]
-
-
-def _yaml_of(frame: bytes) -> dict[str, str]:
-    assert frame.startswith(b"OK "), frame[:80]
-    pairs = (ln.split(": ", 1) for ln in frame.decode().splitlines()[2:] if ln)
-    return {k: v.strip('"') for k, v in pairs}
 
 
 def total_jobs(stats: dict[str, str]) -> int:
@@ -537,7 +487,7 @@ def verify(conn: Conn, ledger: Ledger, what: str) -> None:
     for job_id in present:
         assert _peeked(conn.reply(), job_id) == ledger.bodies[job_id], (
             f"{what}: job {job_id} (INSERTED, never DELETED) lost or changed after restart")
-        js = _yaml_of(conn.reply())
+        js = procs.yaml_of(conn.reply())
         assert js["tube"] == ledger.tubes[job_id].decode(), (what, job_id, js)
         assert int(js["file"]) >= 1, (what, job_id, js)
         allowed = ledger.allowed(job_id)
