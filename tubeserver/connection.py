@@ -15,8 +15,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from . import replies
-from .dispatch import Action
+from .dispatch import Action, answer
 from .engine import Wakeup
 from .errors import InternalError, TimedOut
 from .parser import Parser
@@ -131,12 +130,7 @@ class Connection:
         wakeup, self.wakeup = self.wakeup, None
         self.woken = trio.Event()
         assert wakeup is not None
-        if wakeup.job is not None:
-            return replies.reserved(wakeup.job)
-        if wakeup.batch is not None:
-            return replies.reserved_batch(wakeup.batch)
-        assert wakeup.error is not None
-        return wakeup.error.reply
+        return answer(wakeup)
 
     async def _watch_hangup(self) -> None:
         while self.parser.buffered() < WAIT_BUFFER_LIMIT:

@@ -12,7 +12,7 @@ from typing import Any
 
 from . import commands as c
 from . import replies
-from .engine import Engine
+from .engine import Engine, Wakeup
 from .errors import InternalError, NotFound, ProtocolError
 from .session import Session
 from .stats import (
@@ -32,6 +32,16 @@ class Action(enum.Enum):
 
 
 Result = bytes | Action
+
+
+def answer(wakeup: Wakeup) -> bytes:
+    """The reply a waiting reserve gets when the engine answers it."""
+    if wakeup.job is not None:
+        return replies.reserved(wakeup.job)
+    if wakeup.batch is not None:
+        return replies.reserved_batch(wakeup.batch)
+    assert wakeup.error is not None
+    return wakeup.error.reply
 
 
 def _reraise(event: c.Event, error: Exception) -> None:

@@ -25,9 +25,8 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from . import replies
 from .connection import RECV_SIZE, SEND_HIGH_WATER, WAIT_BUFFER_LIMIT, _short
-from .dispatch import Action
+from .dispatch import Action, answer
 from .engine import Wakeup
 from .errors import InternalError, TimedOut
 from .parser import Parser
@@ -291,13 +290,7 @@ class Hub:
             return False
         client.wakeup = None
         client.waiting = False
-        if wakeup.job is not None:
-            reply = replies.reserved(wakeup.job)
-        elif wakeup.batch is not None:
-            reply = replies.reserved_batch(wakeup.batch)
-        else:
-            assert wakeup.error is not None
-            reply = wakeup.error.reply
+        reply = answer(wakeup)
         if self.server.verbose >= 2:
             log.debug("%s <- (reserve answered) -> %s", client.peer, _short(reply))
         client.out.append(reply)
