@@ -100,14 +100,15 @@ def _stderr_of(proc: subprocess.Popen[bytes]) -> str:
 
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
+def stop(proc: subprocess.Popen[bytes], limit: float = 5.0) -> None:
+    """End `proc` if it still runs: SIGTERM, then SIGKILL after `limit` seconds."""
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         try:
-            proc.wait(timeout=5)
+            proc.wait(timeout=limit)
         except subprocess.TimeoutExpired:
             proc.kill()
-            proc.wait(timeout=5)
+            proc.wait(timeout=limit)
 
 
 @contextlib.contextmanager
@@ -132,7 +133,7 @@ def _running(make_argv: Callable[[int], list[str]]) -> Iterator[RunningServer]:
             yield RunningServer(HOST, port, proc)
             return
         finally:
-            _stop(proc)
+            stop(proc)
             _STDERR.pop(proc.pid, None)
             err.close()
 

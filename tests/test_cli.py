@@ -104,13 +104,7 @@ def server(*args: str, env: dict[str, str] | None = None, exe: list[str] | None 
         proc.wait_for_log(r"listening on ")
         yield proc
     finally:
-        if popen.poll() is None:
-            popen.send_signal(signal.SIGTERM)
-            try:
-                popen.wait(timeout=EXIT_LIMIT)
-            except subprocess.TimeoutExpired:
-                popen.kill()
-                popen.wait(timeout=EXIT_LIMIT)
+        procs.stop(popen, EXIT_LIMIT)
 
 
 def round_trip(conn: Conn, body: bytes = b"hello") -> None:

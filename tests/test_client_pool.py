@@ -74,12 +74,7 @@ def tubeserver_on(port: int) -> Iterator[procs.RunningServer]:
         procs.wait_listening(procs.HOST, port, proc)
         yield procs.RunningServer(procs.HOST, port, proc)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+        procs.stop(proc)
 
 
 def ready_in(srv: procs.RunningServer, tube: str) -> int:

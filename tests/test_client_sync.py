@@ -96,12 +96,7 @@ def unix_server(kind: str, path: Path) -> Iterator[subprocess.Popen[bytes]]:
             raise RuntimeError(f"{kind} did not listen on {path}")
         yield proc
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+        procs.stop(proc)
 
 
 @contextlib.contextmanager

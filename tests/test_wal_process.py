@@ -102,16 +102,6 @@ class Server:
         return self.popen.wait(timeout=EXIT_LIMIT)
 
 
-def _end(popen: subprocess.Popen[bytes]) -> None:
-    if popen.poll() is None:
-        popen.send_signal(signal.SIGTERM)
-        try:
-            popen.wait(timeout=EXIT_LIMIT)
-        except subprocess.TimeoutExpired:
-            popen.kill()
-            popen.wait(timeout=EXIT_LIMIT)
-
-
 @contextlib.contextmanager
 def tubeserver(*args: str, log_dir: Path, env: dict[str, str] | None = None,
                preexec: Callable[[], None] | None = None) -> Iterator[Server]:
@@ -138,7 +128,7 @@ def tubeserver(*args: str, log_dir: Path, env: dict[str, str] | None = None,
             yield server
             return
         finally:
-            _end(popen)
+            procs.stop(popen, EXIT_LIMIT)
 
 
 class Conn(procs.Conn):
