@@ -157,11 +157,10 @@ class Wal:
         self._create_error: str | None = None
         self._dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         first = (segments[-1].index + 1) if segments else 1
-        self._create_error = ""  # at start-up a failure is fatal: said by WalError, not logged
-        if not self._start_segment(first, 0):
+        problem = self._start_segment(first, 0)
+        if problem is not None:  # fatal at start-up: said by WalError, not logged
             os.close(self._dir_fd)
-            raise WalError(self._create_error)
-        self._create_error = None
+            raise WalError(problem)
         # Every start begins a segment: check the ratio after the first write, or a server
         # that keeps crashing would gather small segments.
         self._compact_due = True
@@ -342,15 +341,25 @@ class Wal:
         if self._pending and not self.write():
             raise InternalError()
         old = self.segments[-1]
-        if not self._start_segment(old.index + 1, need):
+        problem = self._start_segment(old.index + 1, need)
+        if problem is not None:
+            if problem != self._create_error:
+                # Said once per distinct cause, not once per refused command.
+                log.error("%s; changes that need log space are refused (OUT_OF_MEMORY) "
+                          "until there is room", problem)
+                self._create_error = problem
             raise OutOfMemory()
+        if self._create_error is not None:
+            log.warning("log segments can be made again (%s)", self.segments[-1].path.name)
+            self._create_error = None
         self._retire(old)
         # Not now: this change was promised the new segment's room. After the next write.
         self._compact_due = True
 
-    def _start_segment(self, index: int, need: int) -> bool:
+    def _start_segment(self, index: int, need: int) -> str | None:
         """Make segment `index` the current one: a segment's worth of records (at least
-        `need` bytes) plus the delete reserve, which moves here from the old one."""
+        `need` bytes) plus the delete reserve, which moves here from the old one. Returns
+        why it could not be made, or None."""
         path = self.directory / segment_name(index)
         header = encode(Header(index, self.engine.next_id, self.seq + 1, time.time()))
         head = PREFIX + frame(header)
@@ -358,7 +367,7 @@ class Wal:
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         except OSError as e:
-            return self._create_failed(path, e)
+            return _cannot_make(path, e)
         try:
             _preallocate(fd, size)
             self._write_all(fd, head)
@@ -368,24 +377,10 @@ class Wal:
                 os.unlink(path)
             except OSError:
                 pass
-            return self._create_failed(path, e)
-        if self._create_error:
-            log.warning("log segments can be made again (%s)", path.name)
-            self._create_error = None
+            return _cannot_make(path, e)
         self.segments.append(Segment(index, path, fd, len(head), size))
         self._dir_dirty = True
-        return True
-
-    def _create_failed(self, path: Path, error: OSError) -> bool:
-        message = f"cannot make log segment {path}: {error.strerror or error}"
-        if self._create_error == "":
-            self._create_error = message
-        elif message != self._create_error:
-            # Said once per distinct cause, not once per refused command.
-            log.error("%s; changes that need log space are refused (OUT_OF_MEMORY) "
-                      "until there is room", message)
-            self._create_error = message
-        return False
+        return None
 
     def _retire(self, segment: Segment) -> None:
         """`segment` is no longer written to: trim its preallocated tail, close it."""
@@ -523,6 +518,10 @@ def _preallocate(fd: int, size: int) -> None:
         if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
             raise
         os.ftruncate(fd, size)  # a file system without fallocate: no space promise
+
+
+def _cannot_make(path: Path, error: OSError) -> str:
+    return f"cannot make log segment {path}: {error.strerror or error}"
 
 
 def _close(segment: Segment) -> None:
