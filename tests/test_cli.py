@@ -26,7 +26,7 @@ import procs
 import pytest
 from procs import Conn
 
-from tubeserver import __version__
+from tubeserver import BUILD, __version__
 
 HOST = "127.0.0.1"
 EXIT_LIMIT = 5.0  # seconds a server may take to exit after a signal
@@ -148,7 +148,7 @@ def test_help_lists_every_flag_and_its_variable(flag: str) -> None:
 def test_version(flag: str) -> None:
     result = run(flag)
     assert (result.returncode, result.stdout, result.stderr) == (
-        0, f"tubeserver {__version__}\n", "")
+        0, f"tubeserver {__version__}, {BUILD}\n", "")
 
 
 @pytest.mark.parametrize(
@@ -353,7 +353,7 @@ def test_console_script_serves(tmp_path: Path) -> None:
     assert CONSOLE_SCRIPT.exists(), "the tubeserver console script is not installed"
     version = subprocess.run([str(CONSOLE_SCRIPT), "--version"], capture_output=True,
                              text=True, timeout=START_LIMIT, env=clean_env())
-    assert (version.returncode, version.stdout) == (0, f"tubeserver {__version__}\n")
+    assert (version.returncode, version.stdout) == (0, f"tubeserver {__version__}, {BUILD}\n")
     port = procs.free_port()
     with server("-p", str(port), exe=[str(CONSOLE_SCRIPT)], log_dir=tmp_path) as proc:
         conn = Conn.tcp(port)

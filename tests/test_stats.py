@@ -53,7 +53,10 @@ def test_stats_keys_in_order_and_typed(d: Dispatcher) -> None:
     assert keys[:5] == ["current-jobs-urgent", "current-jobs-ready", "current-jobs-reserved",
                         "current-jobs-delayed", "current-jobs-buried"]
     assert keys[5:5 + len(COMMAND_KEYS)] == list(COMMAND_KEYS)
-    assert keys[-6:] == ["binlog-max-size", "draining", "id", "hostname", "os", "platform"]
+    assert keys[-7:] == ["binlog-max-size", "draining", "id", "hostname", "os", "platform",
+                         "build"]  # tubeserver's own keys come after all of beanstalkd's
+    assert stats["build"] in ("compiled (mypyc)", "interpreted") or stats["build"].startswith(
+        "interpreted (")
     assert stats["hostname"] == "host: #1"
     assert stats["os"] == '#22-Ubuntu SMP Fri Nov 5 13:21:36 UTC 2021: "x"'
     assert stats["id"] == "1234567890" and stats["draining"] is False

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 
 import trio
 
-from . import __version__
+from . import BUILD, __version__
 from .limits import DEFAULT_LISTEN, DEFAULT_MAX_JOB_SIZE, DEFAULT_PORT, JOB_SIZE_CAP
 from .server import Config, ListenError, serve
 from .wal import DEFAULT_FSYNC_MS, DEFAULT_SEGMENT_SIZE, MIN_SEGMENT_SIZE, WalError
@@ -123,8 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-V", "--verbose", action="count",
                    help="log connections; twice also logs every command "
                    "[TUBESERVER_VERBOSE=N]")
-    p.add_argument("-v", "--version", action="version", version=f"tubeserver {__version__}",
-                   help="print the version and exit")
+    p.add_argument("-v", "--version", action="version",
+                   version=f"tubeserver {__version__}, {BUILD}",
+                   help="print the version and whether its core is compiled, and exit")
     return p
 
 

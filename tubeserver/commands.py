@@ -1,160 +1,221 @@
-"""Command values: one frozen record per protocol verb, produced by the parser.
+"""Command values: one record per protocol verb, produced by the parser.
 
+They are plain slotted classes rather than attrs records because the parser builds one per
+command on the hot path, where mypyc turns them into native classes (attrs ones crash there).
+Treat them as immutable; equality and repr come from their slots, for tests and traces.
 `Rejected` stands for input the parser refused; it keeps the verb (when one was recognised)
 so that the `cmd-*` counters still count it, as beanstalkd does for a put that fails.
 """
 
 from __future__ import annotations
 
-import attrs
+# ruff: noqa: RUF023 -- each __slots__ lists the fields in order: repr and astuple follow it
+from typing import Any
 
 from .errors import ProtocolError
 
 
-@attrs.frozen(slots=True)
-class Put:
-    pri: int
-    delay: int
-    ttr: int
-    body: bytes
+class _Record:
+    """Value semantics over `__slots__`: equal when of one class with equal fields."""
+
+    __slots__ = ()
+
+    def astuple(self) -> tuple[Any, ...]:
+        """The fields in declaration order (as attrs.astuple gives them)."""
+        return tuple(getattr(self, name) for name in _fields(type(self)))
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        assert isinstance(other, _Record)
+        return self.astuple() == other.astuple()
+
+    def __hash__(self) -> int:
+        return hash((type(self), self.astuple()))
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{n}={getattr(self, n)!r}" for n in _fields(type(self)))
+        return f"{type(self).__name__}({fields})"
 
 
-@attrs.frozen(slots=True)
-class Use:
-    tube: str
+def _fields(cls: type) -> tuple[str, ...]:
+    # Interpreted, the class has its __slots__; compiled by mypyc, its __mypyc_attrs__.
+    names: tuple[str, ...] = cls.__dict__.get("__slots__") or cls.__dict__.get(
+        "__mypyc_attrs__", ())
+    return names
 
 
-@attrs.frozen(slots=True)
-class Reserve:
+class Put(_Record):
+    __slots__ = ("pri", "delay", "ttr", "body")
+
+    def __init__(self, pri: int, delay: int, ttr: int, body: bytes) -> None:
+        self.pri = pri
+        self.delay = delay
+        self.ttr = ttr
+        self.body = body
+
+
+class Use(_Record):
+    __slots__ = ("tube",)
+
+    def __init__(self, tube: str) -> None:
+        self.tube = tube
+
+
+class Reserve(_Record):
     """`reserve` (timeout None) and `reserve-with-timeout <seconds>`."""
 
-    timeout: int | None
+    __slots__ = ("timeout",)
+
+    def __init__(self, timeout: int | None) -> None:
+        self.timeout = timeout
 
 
-@attrs.frozen(slots=True)
-class ReserveBatch:
+class ReserveBatch(_Record):
     """`reserve-batch <count> <timeout>`: a tubeserver extension."""
 
-    count: int
-    timeout: int
+    __slots__ = ("count", "timeout")
+
+    def __init__(self, count: int, timeout: int) -> None:
+        self.count = count
+        self.timeout = timeout
 
 
-@attrs.frozen(slots=True)
-class ReserveJob:
-    id: int
+class ReserveJob(_Record):
+    __slots__ = ("id",)
+
+    def __init__(self, id: int) -> None:
+        self.id = id
 
 
-@attrs.frozen(slots=True)
-class Delete:
-    id: int
+class Delete(_Record):
+    __slots__ = ("id",)
+
+    def __init__(self, id: int) -> None:
+        self.id = id
 
 
-@attrs.frozen(slots=True)
-class Release:
-    id: int
-    pri: int
-    delay: int
+class Release(_Record):
+    __slots__ = ("id", "pri", "delay")
+
+    def __init__(self, id: int, pri: int, delay: int) -> None:
+        self.id = id
+        self.pri = pri
+        self.delay = delay
 
 
-@attrs.frozen(slots=True)
-class Bury:
-    id: int
-    pri: int
+class Bury(_Record):
+    __slots__ = ("id", "pri")
+
+    def __init__(self, id: int, pri: int) -> None:
+        self.id = id
+        self.pri = pri
 
 
-@attrs.frozen(slots=True)
-class Touch:
-    id: int
+class Touch(_Record):
+    __slots__ = ("id",)
+
+    def __init__(self, id: int) -> None:
+        self.id = id
 
 
-@attrs.frozen(slots=True)
-class Watch:
-    tube: str
+class Watch(_Record):
+    __slots__ = ("tube",)
+
+    def __init__(self, tube: str) -> None:
+        self.tube = tube
 
 
-@attrs.frozen(slots=True)
-class Ignore:
-    tube: str
+class Ignore(_Record):
+    __slots__ = ("tube",)
+
+    def __init__(self, tube: str) -> None:
+        self.tube = tube
 
 
-@attrs.frozen(slots=True)
-class Peek:
-    id: int
+class Peek(_Record):
+    __slots__ = ("id",)
+
+    def __init__(self, id: int) -> None:
+        self.id = id
 
 
-@attrs.frozen(slots=True)
-class PeekReady:
-    pass
+class PeekReady(_Record):
+    __slots__ = ()
 
 
-@attrs.frozen(slots=True)
-class PeekDelayed:
-    pass
+class PeekDelayed(_Record):
+    __slots__ = ()
 
 
-@attrs.frozen(slots=True)
-class PeekBuried:
-    pass
+class PeekBuried(_Record):
+    __slots__ = ()
 
 
-@attrs.frozen(slots=True)
-class Kick:
-    bound: int
+class Kick(_Record):
+    __slots__ = ("bound",)
+
+    def __init__(self, bound: int) -> None:
+        self.bound = bound
 
 
-@attrs.frozen(slots=True)
-class KickJob:
-    id: int
+class KickJob(_Record):
+    __slots__ = ("id",)
+
+    def __init__(self, id: int) -> None:
+        self.id = id
 
 
-@attrs.frozen(slots=True)
-class StatsJob:
-    id: int
+class StatsJob(_Record):
+    __slots__ = ("id",)
+
+    def __init__(self, id: int) -> None:
+        self.id = id
 
 
-@attrs.frozen(slots=True)
-class StatsTube:
-    tube: str
+class StatsTube(_Record):
+    __slots__ = ("tube",)
+
+    def __init__(self, tube: str) -> None:
+        self.tube = tube
 
 
-@attrs.frozen(slots=True)
-class Stats:
-    pass
+class Stats(_Record):
+    __slots__ = ()
 
 
-@attrs.frozen(slots=True)
-class ListTubes:
-    pass
+class ListTubes(_Record):
+    __slots__ = ()
 
 
-@attrs.frozen(slots=True)
-class ListTubeUsed:
-    pass
+class ListTubeUsed(_Record):
+    __slots__ = ()
 
 
-@attrs.frozen(slots=True)
-class ListTubesWatched:
-    pass
+class ListTubesWatched(_Record):
+    __slots__ = ()
 
 
-@attrs.frozen(slots=True)
-class PauseTube:
-    tube: str
-    delay: int
+class PauseTube(_Record):
+    __slots__ = ("tube", "delay")
+
+    def __init__(self, tube: str, delay: int) -> None:
+        self.tube = tube
+        self.delay = delay
 
 
-@attrs.frozen(slots=True)
-class Quit:
-    pass
+class Quit(_Record):
+    __slots__ = ()
 
 
-@attrs.frozen(slots=True)
-class Rejected:
+class Rejected(_Record):
     """Input that is not a valid command; `verb` is set when the verb itself was recognised."""
 
-    error: ProtocolError
-    verb: str | None = None
+    __slots__ = ("error", "verb")
 
+    def __init__(self, error: ProtocolError, verb: str | None = None) -> None:
+        self.error = error
+        self.verb = verb
 
 Command = (
     Put | Use | Reserve | ReserveBatch | ReserveJob | Delete | Release | Bury | Touch | Watch

@@ -80,11 +80,11 @@ class Dispatcher:
             return self._handlers[type(event)](event, s, now)
         except ProtocolError as e:
             return e.reply
-        except Exception as e:
+        except Exception as bug:  # not `e`: compiled, a name keeps the type it first had
             # A server bug. The server's handler logs it and this client is told, rather
             # than every connection (and every job held in memory) going down with the
             # process; without a handler the exception propagates.
-            self.on_bug(event, e)
+            self.on_bug(event, bug)
             return InternalError.reply
 
     # Each handler counts its command (as beanstalkd: once the arguments parsed) and acts.

@@ -13,8 +13,6 @@ from __future__ import annotations
 import heapq
 from typing import Protocol
 
-import attrs
-
 from .errors import DeadlineSoon, Draining, NotFound, NotIgnored, ProtocolError, TimedOut
 from .job import Job, JobState
 from .limits import DEADLINE_MARGIN, DEFAULT_TUBE, URGENT_PRIORITY
@@ -49,15 +47,21 @@ class Journal(Protocol):
     def pause(self, tube: Tube) -> None: ...
 
 
-@attrs.frozen(slots=True)
 class Wakeup:
     """A waiting session's reserve is answered: with `job`, with `error`, or (for
-    reserve-batch) with the jobs in `batch`."""
+    reserve-batch) with the jobs in `batch`. Read-only once made."""
 
-    session: Session
-    job: Job | None
-    error: ProtocolError | None
-    batch: tuple[Job, ...] | None = None
+    __slots__ = ("batch", "error", "job", "session")
+
+    def __init__(self, session: Session, job: Job | None, error: ProtocolError | None,
+                 batch: tuple[Job, ...] | None = None) -> None:
+        self.session = session
+        self.job = job
+        self.error = error
+        self.batch = batch
+
+    def __repr__(self) -> str:
+        return f"Wakeup({self.session!r}, {self.job!r}, {self.error!r}, {self.batch!r})"
 
 
 class Engine:

@@ -5,11 +5,13 @@ The engine and parser raise these; the dispatcher turns any of them into bytes i
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 
 class ProtocolError(Exception):
     """Base of every error a client can be told about; `reply` is the wire line."""
 
-    reply: bytes = b"INTERNAL_ERROR\r\n"
+    reply: ClassVar[bytes] = b"INTERNAL_ERROR\r\n"
 
     # Errors are values on the wire: two of the same kind are the same error.
     def __eq__(self, other: object) -> bool:

@@ -9,8 +9,6 @@ from __future__ import annotations
 import enum
 from typing import TYPE_CHECKING
 
-import attrs
-
 if TYPE_CHECKING:
     from .session import Session
     from .tube import Tube
@@ -42,34 +40,49 @@ TRANSITIONS: dict[JobState, frozenset[JobState]] = {
 _NEXT: dict[int, tuple[JobState, ...]] = {id(s): tuple(TRANSITIONS[s]) for s in JobState}
 
 
-class IllegalTransition(AssertionError):
+class IllegalTransition(Exception):
     """An engine bug: a job was asked to make a move the table forbids."""
 
 
-@attrs.define(slots=True, eq=False)
 class Job:
-    id: int
-    tube: Tube
-    pri: int
-    delay: int  # seconds: the delay last set by put or release
-    ttr: int  # seconds, at least 1
-    body: bytes
-    created: float
-    state: JobState
-    # When the state's timer fires: delayed -> ready time, reserved -> TTR expiry.
-    deadline: float = 0.0
-    # Bumped each time the job enters a heap, so older heap entries for it read as stale.
-    token: int = 0
-    reserver: Session | None = None
-    reserves: int = 0
-    timeouts: int = 0
-    releases: int = 0
-    buries: int = 0
-    kicks: int = 0
-    # Write-ahead log bookkeeping, 0 without a log: the segment holding the job's whole
-    # record (stats-job reports it as `file`) and the log order of its last logged change.
-    file: int = 0
-    seq: int = 0
+    """One job. A plain slotted class: mypyc compiles it to a native class, and one is built
+    per put and restored record."""
+
+    __slots__ = (
+        "body", "buries", "created", "deadline", "delay", "file", "id", "kicks", "pri",
+        "releases", "reserver", "reserves", "seq", "state", "timeouts", "token", "ttr", "tube",
+    )
+
+    def __init__(self, id: int, tube: Tube, pri: int, delay: int, ttr: int, body: bytes,
+                 created: float, state: JobState, deadline: float = 0.0, token: int = 0,
+                 reserver: Session | None = None, reserves: int = 0, timeouts: int = 0,
+                 releases: int = 0, buries: int = 0, kicks: int = 0, file: int = 0,
+                 seq: int = 0) -> None:
+        self.id = id
+        self.tube = tube
+        self.pri = pri
+        self.delay = delay  # seconds: the delay last set by put or release
+        self.ttr = ttr  # seconds, at least 1
+        self.body = body
+        self.created = created
+        self.state = state
+        # When the state's timer fires: delayed -> ready time, reserved -> TTR expiry.
+        self.deadline = deadline
+        # Bumped each time the job enters a heap, so older heap entries for it read as stale.
+        self.token = token
+        self.reserver = reserver
+        self.reserves = reserves
+        self.timeouts = timeouts
+        self.releases = releases
+        self.buries = buries
+        self.kicks = kicks
+        # Write-ahead log bookkeeping, 0 without a log: the segment holding the job's whole
+        # record (stats-job reports it as `file`) and the log order of its last logged change.
+        self.file = file
+        self.seq = seq
+
+    def __repr__(self) -> str:
+        return f"Job(id={self.id}, tube={self.tube.name!r}, state={self.state.value})"
 
     def move(self, to: JobState) -> None:
         if to not in _NEXT[id(self.state)]:

@@ -7,31 +7,38 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import attrs
-
 if TYPE_CHECKING:
     from .job import Job
     from .tube import Tube
 
 
-@attrs.define(slots=True, eq=False)
 class Waiter:
     """A blocked reserve: `seq` orders waiters (oldest first) and tags its timers."""
 
-    seq: int
-    timeout_at: float | None  # None: wait forever
-    count: int | None = None  # reserve-batch: jobs wanted; None for a plain reserve
+    __slots__ = ("count", "seq", "timeout_at")
+
+    def __init__(self, seq: int, timeout_at: float | None, count: int | None = None) -> None:
+        self.seq = seq
+        self.timeout_at = timeout_at  # None: wait forever
+        self.count = count  # reserve-batch: jobs wanted; None for a plain reserve
 
 
-@attrs.define(slots=True, eq=False)
 class Session:
-    id: int
-    used: Tube
-    # Ordered as beanstalkd reports list-tubes-watched: appended, removed by swapping in the
-    # last entry.
-    watched: list[Tube]
-    reserved: dict[int, Job] = attrs.Factory(dict)
-    producer: bool = False  # ever issued a put
-    worker: bool = False  # ever issued a reserve
-    waiter: Waiter | None = None
-    closed: bool = False
+    """One connection's state; hashed by identity (the engine keys dicts by sessions)."""
+
+    __slots__ = ("closed", "id", "producer", "reserved", "used", "waiter", "watched", "worker")
+
+    def __init__(self, id: int, used: Tube, watched: list[Tube]) -> None:
+        self.id = id
+        self.used = used
+        # Ordered as beanstalkd reports list-tubes-watched: appended, removed by swapping in
+        # the last entry.
+        self.watched = watched
+        self.reserved: dict[int, Job] = {}
+        self.producer = False  # ever issued a put
+        self.worker = False  # ever issued a reserve
+        self.waiter: Waiter | None = None
+        self.closed = False
+
+    def __repr__(self) -> str:
+        return f"Session(id={self.id})"

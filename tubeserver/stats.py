@@ -12,7 +12,7 @@ import secrets
 
 import attrs
 
-from . import __version__
+from . import BUILD, __version__
 from .engine import Engine
 from .job import Job, JobState
 from .tube import Tube
@@ -41,6 +41,7 @@ class ProcessInfo:
     platform: str
     max_job_size: int
     started: float  # on the engine's clock
+    build: str = BUILD  # compiled (mypyc) or interpreted, and why
 
     @classmethod
     def gather(cls, max_job_size: int, started: float) -> ProcessInfo:
@@ -111,6 +112,8 @@ def server_stats(engine: Engine, counts: dict[str, int], info: ProcessInfo,
         ("hostname", info.hostname),
         ("os", info.os),
         ("platform", info.platform),
+        # tubeserver's own keys, after all of beanstalkd's.
+        ("build", info.build),
     ]
 
 

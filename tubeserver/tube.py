@@ -10,8 +10,6 @@ from __future__ import annotations
 import heapq
 from typing import TYPE_CHECKING
 
-import attrs
-
 from .job import Job, JobState
 from .limits import URGENT_PRIORITY
 
@@ -88,24 +86,35 @@ class LazyHeap:
         return job.token == entry[2] and job.state is self.state
 
 
-@attrs.define(slots=True, eq=False)
 class Tube:
-    name: str
-    ready: LazyHeap = attrs.Factory(lambda: LazyHeap(JobState.READY))
-    delayed: LazyHeap = attrs.Factory(lambda: LazyHeap(JobState.DELAYED))
-    buried: dict[int, Job] = attrs.Factory(dict)  # insertion order is the FIFO order
-    urgent_count: int = 0
-    reserved_count: int = 0
-    total_jobs: int = 0
-    cmd_delete: int = 0
-    cmd_pause: int = 0
-    pause: int = 0  # seconds of the last pause-tube
-    paused_until: float = 0.0  # 0.0: not paused
-    pause_token: int = 0
-    using: int = 0  # sessions whose used tube this is
-    watching: int = 0  # sessions watching it
-    waiters: dict[Session, None] = attrs.Factory(dict)  # insertion order = arrival order
-    index: int = 0  # position in the engine's tube list
+    """One tube; hashed by identity (the engine keys dicts by tubes)."""
+
+    __slots__ = (
+        "buried", "cmd_delete", "cmd_pause", "delayed", "index", "name", "pause",
+        "pause_token", "paused_until", "ready", "reserved_count", "total_jobs",
+        "urgent_count", "using", "waiters", "watching",
+    )
+
+    def __init__(self, name: str, index: int = 0) -> None:
+        self.name = name
+        self.ready = LazyHeap(JobState.READY)
+        self.delayed = LazyHeap(JobState.DELAYED)
+        self.buried: dict[int, Job] = {}  # insertion order is the FIFO order
+        self.urgent_count = 0
+        self.reserved_count = 0
+        self.total_jobs = 0
+        self.cmd_delete = 0
+        self.cmd_pause = 0
+        self.pause = 0  # seconds of the last pause-tube
+        self.paused_until = 0.0  # 0.0: not paused
+        self.pause_token = 0
+        self.using = 0  # sessions whose used tube this is
+        self.watching = 0  # sessions watching it
+        self.waiters: dict[Session, None] = {}  # insertion order = arrival order
+        self.index = index  # position in the engine's tube list
+
+    def __repr__(self) -> str:
+        return f"Tube({self.name!r})"
 
     @property
     def paused(self) -> bool:
