@@ -11,7 +11,7 @@ its condition was re-checked, so a TTR expiry cannot be lost (beanstalkd #262, #
 from __future__ import annotations
 
 import heapq
-from typing import Protocol
+from typing import Final, Protocol
 
 from .errors import DeadlineSoon, Draining, NotFound, NotIgnored, ProtocolError, TimedOut
 from .job import Job, JobState
@@ -19,16 +19,23 @@ from .limits import DEADLINE_MARGIN, DEFAULT_TUBE, URGENT_PRIORITY
 from .session import Session, Waiter
 from .tube import Tube
 
-READY, RESERVED, DELAYED, BURIED, DELETED = (
-    JobState.READY, JobState.RESERVED, JobState.DELAYED, JobState.BURIED, JobState.DELETED,
-)
+# Final: compiled, these are static reads rather than lookups in the module's globals.
+READY: Final = JobState.READY
+RESERVED: Final = JobState.RESERVED
+DELAYED: Final = JobState.DELAYED
+BURIED: Final = JobState.BURIED
+DELETED: Final = JobState.DELETED
 
 # Timer kinds. An entry is (at, seq, kind, target, check); `check` must still match the
 # target when the entry fires, otherwise the entry is stale and is skipped.
-_DELAY, _TTR, _PAUSE, _WAIT, _SOON = range(5)
+_DELAY: Final = 0
+_TTR: Final = 1
+_PAUSE: Final = 2
+_WAIT: Final = 3
+_SOON: Final = 4
 Timer = tuple[float, int, int, object, float]
 
-_TIMER_SWEEP_MIN = 4096
+_TIMER_SWEEP_MIN: Final = 4096
 
 
 class Journal(Protocol):
@@ -381,11 +388,11 @@ class Engine:
         state = job.state
         self.jobs[job.id] = job
         if state is READY:
-            tube.ready.add(job.pri, job)
+            tube.ready.add(job)
             if job.pri < URGENT_PRIORITY:
                 tube.urgent_count += 1
         elif state is DELAYED:
-            tube.delayed.add(job.deadline, job)
+            tube.delayed.add(job)
             self._seq += 1
             self._timers.append((job.deadline, self._seq, _DELAY, job, job.deadline))
         elif state is BURIED:
@@ -727,10 +734,10 @@ def check_invariants(engine: Engine) -> None:
         assert len(ready) == len({j.id for j in ready}) == t.ready_count == counts[t][0]
         assert all(e.jobs.get(j.id) is j for j in ready)
         assert t.urgent_count == sum(1 for j in ready if j.pri < 1024)
-        assert t.ready.stale == len(t.ready) - t.ready_count
+        t.ready.check()
         delayed = t.delayed.jobs()
         assert len(delayed) == len({j.id for j in delayed}) == t.delayed_count == counts[t][1]
-        assert t.delayed.stale == len(t.delayed) - t.delayed_count
+        t.delayed.check()
         assert len(t.buried) == counts[t][2]
         assert all(j.state is BURIED and e.jobs.get(i) is j for i, j in t.buried.items())
         assert t.reserved_count == counts[t][3]

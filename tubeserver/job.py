@@ -7,7 +7,7 @@ transition table below, so an engine bug shows up as an assertion rather than a 
 from __future__ import annotations
 
 import enum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
     from .session import Session
@@ -37,7 +37,7 @@ TRANSITIONS: dict[JobState, frozenset[JobState]] = {
 # The same table keyed by the members' ids, with tuples: `move` runs on every reserve and
 # delete, and Enum's Python-level __hash__ cost about 5% of a drain; `in` on a tuple finds a
 # member by identity without hashing it. Members are singletons, so their ids never change.
-_NEXT: dict[int, tuple[JobState, ...]] = {id(s): tuple(TRANSITIONS[s]) for s in JobState}
+_NEXT: Final[dict[int, tuple[JobState, ...]]] = {id(s): tuple(TRANSITIONS[s]) for s in JobState}
 
 
 class IllegalTransition(Exception):
@@ -49,12 +49,12 @@ class Job:
     per put and restored record."""
 
     __slots__ = (
-        "body", "buries", "created", "deadline", "delay", "file", "id", "kicks", "pri",
-        "releases", "reserver", "reserves", "seq", "state", "timeouts", "token", "ttr", "tube",
+        "body", "buries", "created", "deadline", "delay", "file", "id", "kicks", "pos",
+        "pri", "releases", "reserver", "reserves", "seq", "state", "timeouts", "ttr", "tube",
     )
 
     def __init__(self, id: int, tube: Tube, pri: int, delay: int, ttr: int, body: bytes,
-                 created: float, state: JobState, deadline: float = 0.0, token: int = 0,
+                 created: float, state: JobState, deadline: float = 0.0, pos: int = -1,
                  reserver: Session | None = None, reserves: int = 0, timeouts: int = 0,
                  releases: int = 0, buries: int = 0, kicks: int = 0, file: int = 0,
                  seq: int = 0) -> None:
@@ -68,8 +68,8 @@ class Job:
         self.state = state
         # When the state's timer fires: delayed -> ready time, reserved -> TTR expiry.
         self.deadline = deadline
-        # Bumped each time the job enters a heap, so older heap entries for it read as stale.
-        self.token = token
+        # Its index in the tube's heap of its state (ready or delayed), else -1.
+        self.pos = pos
         self.reserver = reserver
         self.reserves = reserves
         self.timeouts = timeouts

@@ -5,32 +5,34 @@ The numbers are beanstalkd's, so that every client's assumptions about limits st
 
 from __future__ import annotations
 
-DEFAULT_PORT = 11300
-DEFAULT_LISTEN = "127.0.0.1"
+from typing import Final
+
+DEFAULT_PORT: Final = 11300
+DEFAULT_LISTEN: Final = "127.0.0.1"
 
 # A command line including its CRLF; sized by beanstalkd for the longest legal command,
 # `pause-tube <200-char name> 4294967295\r\n`.
-LINE_MAX = 224
+LINE_MAX: Final = 224
 
-NAME_MAX = 200
-NAME_CHARS = frozenset(
+NAME_MAX: Final = 200
+NAME_CHARS: Final = frozenset(
     b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-+/;.$_()"
 )
 
-DEFAULT_MAX_JOB_SIZE = 65535
-JOB_SIZE_CAP = 1 << 30  # 1 GiB: larger -z values are clamped
+DEFAULT_MAX_JOB_SIZE: Final = 65535
+JOB_SIZE_CAP: Final = 1 << 30  # 1 GiB: larger -z values are clamped
 
 U32_MAX = 0xFFFFFFFF
 U64_MAX = 0xFFFFFFFFFFFFFFFF
 # reserve-with-timeout is a u32 no larger than INT_MAX since beanstalkd 1.13.
-RESERVE_TIMEOUT_MAX = 0x7FFFFFFF
+RESERVE_TIMEOUT_MAX: Final = 0x7FFFFFFF
 
 # reserve-batch (a tubeserver extension) hands out at most this many jobs per reply.
-BATCH_MAX = 1000
+BATCH_MAX: Final = 1000
 
-URGENT_PRIORITY = 1024  # ready jobs with a priority below this count as urgent
-DEADLINE_MARGIN = 1.0  # seconds before a TTR deadline when reserve answers DEADLINE_SOON
+URGENT_PRIORITY: Final = 1024  # ready jobs with a priority below this count as urgent
+DEADLINE_MARGIN: Final = 1.0  # seconds before a TTR deadline when reserve answers DEADLINE_SOON
 # pause-tube 0 pauses for one nanosecond in beanstalkd: effectively an immediate unpause.
-MIN_PAUSE = 1e-9
+MIN_PAUSE: Final = 1e-9
 
-DEFAULT_TUBE = "default"
+DEFAULT_TUBE: Final = "default"

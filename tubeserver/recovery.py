@@ -247,5 +247,5 @@ def _restore(engine: Engine, tubes: dict[str, Tube], rec: tuple[Any, ...], file:
     st = _STATES.get(state, JobState.READY)
     engine.restore_job(Job(
         job_id, tube, pri, delay, ttr, body, created + shift, st,
-        deadline + shift if st is JobState.DELAYED else 0.0, 0, None,
+        deadline + shift if st is JobState.DELAYED else 0.0, -1, None,
         reserves, timeouts, releases, buries, kicks, file, seq))

@@ -7,15 +7,16 @@ module is the only place that knows their spelling. Errors spell themselves (err
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Final
 
 from .job import Job
 
-DELETED = b"DELETED\r\n"
-RELEASED = b"RELEASED\r\n"
-BURIED = b"BURIED\r\n"
-TOUCHED = b"TOUCHED\r\n"
-KICKED = b"KICKED\r\n"
-PAUSED = b"PAUSED\r\n"
+DELETED: Final = b"DELETED\r\n"
+RELEASED: Final = b"RELEASED\r\n"
+BURIED: Final = b"BURIED\r\n"
+TOUCHED: Final = b"TOUCHED\r\n"
+KICKED: Final = b"KICKED\r\n"
+PAUSED: Final = b"PAUSED\r\n"
 
 
 def inserted(job_id: int) -> bytes:
