@@ -42,7 +42,7 @@ unit-interpreted: $(VENV)/.installed-test
 	TUBESERVER_PURE=1 $(BIN)/tubeserver --version
 	TUBESERVER_PURE=1 $(BIN)/pytest -q tests/test_engine.py tests/test_engine_state.py \
 		tests/test_parser.py tests/test_dispatch.py tests/test_walrecords.py tests/test_wal.py \
-		tests/test_differential.py tests/test_build.py
+		tests/test_differential.py tests/test_build.py tests/test_tube.py
 
 test: lint typecheck unit
 

@@ -17,8 +17,9 @@ from pathlib import Path
 
 from setuptools import setup
 
-# The modules with no I/O that run per command or per job, and stay mypyc-compilable: plain
-# slotted classes, no attrs, no monkeypatching of their functions.
+# The modules that run per command or per job, and stay mypyc-compilable: plain slotted
+# classes, no attrs, no monkeypatching of their functions. All are pure but rounds.py, the
+# hub's per-round socket work (no trio, no clock).
 COMPILED = [
     "tubeserver/commands.py",
     "tubeserver/dispatch.py",
@@ -28,6 +29,7 @@ COMPILED = [
     "tubeserver/limits.py",
     "tubeserver/parser.py",
     "tubeserver/replies.py",
+    "tubeserver/rounds.py",
     "tubeserver/session.py",
     "tubeserver/tube.py",
 ]

@@ -42,11 +42,12 @@ def built() -> bool:
         json.loads((PACKAGE / tubeserver.MANIFEST).read_text()))
 
 
-def test_compiled_modules_are_pure_core_modules() -> None:
+def test_compiled_modules_are_core_modules_or_the_hubs_rounds() -> None:
     from test_architecture import CORE
 
     names = compiled_list()
-    assert names and set(names) <= set(CORE)
+    # rounds.py does socket I/O for the hub, but imports neither trio nor a clock.
+    assert names and set(names) <= {*CORE, "rounds"}
     assert "engine" in names and "parser" in names
 
 

@@ -25,7 +25,7 @@ import trio.testing
 from tubeserver.connection import SEND_HIGH_WATER
 from tubeserver.engine import check_invariants
 from tubeserver.hub import ACCEPT_RETRY, Hub
-from tubeserver.hub import Client as HubClient
+from tubeserver.rounds import Client as HubClient
 from tubeserver.server import Config, Server, serve
 
 MIB = 1 << 20

@@ -19,17 +19,15 @@ from .dispatch import Action, answer
 from .engine import Wakeup
 from .errors import InternalError, TimedOut
 from .parser import Parser
+from .rounds import RECV_SIZE, SEND_HIGH_WATER, WAIT_BUFFER_LIMIT
+from .rounds import short as _short
 
 if TYPE_CHECKING:
     from .server import Server
 
 log = logging.getLogger("tubeserver.connection")
 
-RECV_SIZE = 65536
-# Replies are sent once this much has piled up, even mid-batch, to bound memory.
-SEND_HIGH_WATER = 256 * 1024
-# While a reserve waits, stop reading once this much pipelined input is buffered.
-WAIT_BUFFER_LIMIT = 1 << 20
+__all__ = ["RECV_SIZE", "SEND_HIGH_WATER", "WAIT_BUFFER_LIMIT", "Connection"]
 
 
 class Connection:
@@ -147,9 +145,3 @@ class Connection:
     def wake(self, wakeup: Wakeup) -> None:
         self.wakeup = wakeup
         self.woken.set()
-
-
-def _short(value: object, limit: int = 200) -> str:
-    """A repr for the -VV trace, cut so that large job bodies do not flood the log."""
-    text = repr(value)
-    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} chars)"

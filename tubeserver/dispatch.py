@@ -77,6 +77,16 @@ class Dispatcher:
             # Bring time-driven state up to date first, whatever the ticker's lag.
             engine.tick(now)
         try:
+            # The commands of the hot path by a type test each: compiled, these are direct
+            # native calls, where the table's bound methods go through Python's call protocol.
+            if isinstance(event, c.Put):
+                return self._put(event, s, now)
+            if isinstance(event, c.Delete):
+                return self._delete(event, s, now)
+            if isinstance(event, c.Reserve):
+                return self._reserve(event, s, now)
+            if isinstance(event, c.ReserveBatch):
+                return self._reserve_batch(event, s, now)
             return self._handlers[type(event)](event, s, now)
         except ProtocolError as e:
             return e.reply

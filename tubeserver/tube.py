@@ -78,10 +78,11 @@ class JobHeap:
         """The jobs, in no particular order."""
         return list(self.items)
 
-    def _up(self, i: int) -> None:
+    def _up(self, i: int, top: int = 0) -> None:
+        """Move the job at `i` up to its place, not above position `top`."""
         items = self.items
         job = items[i]
-        while i:
+        while i > top:
             parent = (i - 1) >> 1
             above = items[parent]
             if not self._less(job, above):
@@ -93,26 +94,26 @@ class JobHeap:
         job.pos = i
 
     def _down(self, i: int) -> None:
+        """Move the job at `i` down to its place. As heapq: the smaller child rises into the
+        hole down to a leaf (one comparison a level), then the job sifts up from there; a
+        job taken from the end usually belongs near the bottom, so that is the cheap way."""
         items = self.items
         n = len(items)
         job = items[i]
-        while True:
-            child = 2 * i + 1
-            if child >= n:
-                break
+        top = i
+        child = 2 * i + 1
+        while child < n:
+            right = child + 1
+            if right < n and not self._less(items[child], items[right]):
+                child = right
             below = items[child]
-            if child + 1 < n:
-                right = items[child + 1]
-                if self._less(right, below):
-                    child += 1
-                    below = right
-            if not self._less(below, job):
-                break
             items[i] = below
             below.pos = i
             i = child
+            child = 2 * i + 1
         items[i] = job
         job.pos = i
+        self._up(i, top)
 
     def check(self) -> None:
         """Assert the heap order and that every job knows its place (for invariant checks)."""

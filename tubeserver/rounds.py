@@ -1,0 +1,310 @@
+"""The epoll hub's per-round work on its clients, with no trio and no clock: `now` comes in.
+
+A round (see hub.py) reads every ready client socket once, runs what arrived through the
+parser and the dispatcher, delivers the engine's wakeups, and then, after the hub has
+committed the log, gives each touched client its replies in one non-blocking send. This
+module is that work, split from the trio loop in hub.py so that mypyc compiles it with the
+core: the parser, dispatcher and engine are then called natively, once per command. It also
+holds the network layer's constants, so hub.py and connection.py share them without
+importing each other.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import socket
+from typing import TYPE_CHECKING, Final
+
+from .dispatch import Action, Dispatcher, answer
+from .engine import Engine, Wakeup
+from .errors import InternalError, TimedOut
+from .parser import Parser
+
+if TYPE_CHECKING:
+    from .server import Server
+
+log = logging.getLogger("tubeserver.connection")  # the same lines as connection.py logs
+
+RECV_SIZE: Final = 65536
+# Replies are sent once this much has piled up, even mid-batch, to bound memory.
+SEND_HIGH_WATER: Final = 256 * 1024
+# While a reserve waits, stop reading once this much pipelined input is buffered.
+WAIT_BUFFER_LIMIT: Final = 1 << 20
+
+IN: Final = select.EPOLLIN
+OUT: Final = select.EPOLLOUT
+GONE: Final = select.EPOLLHUP | select.EPOLLERR
+
+
+def short(value: object, limit: int = 200) -> str:
+    """A repr for the -VV trace, cut so that large job bodies do not flood the log."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} chars)"
+
+
+class Client:
+    """One connection as the hub keeps it; the server hands it wakeups through `wake`."""
+
+    __slots__ = (
+        "closed", "closing", "fd", "hung_up", "logged", "mask", "out", "parser", "peer",
+        "rounds", "session", "sock", "stalled", "touched", "unsent", "waiting", "wakeup",
+    )
+
+    def __init__(self, rounds: Rounds, sock: socket.socket, peer: str) -> None:
+        self.rounds = rounds
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.peer = peer
+        self.session = rounds.engine.connect()
+        self.parser = Parser(rounds.server.max_job_size)
+        self.out: list[bytes] = []  # replies of this round, sent together once it commits
+        self.logged: list[int] = []  # positions in `out` of replies that report logged changes
+        self.unsent = bytearray()  # earlier rounds' replies the socket did not take yet
+        self.mask = IN  # the events registered in the epoll
+        self.waiting = False  # a blocked reserve: parse nothing more until `wakeup`
+        self.wakeup: Wakeup | None = None
+        self.stalled = False  # parsing stopped at SEND_HIGH_WATER with input left
+        self.hung_up = False  # read EOF
+        self.closing = False  # close once `unsent` is out (quit, or hung up)
+        self.touched = False  # in the list of clients to settle this round
+        self.closed = False
+
+    def wake(self, wakeup: Wakeup) -> None:
+        self.wakeup = wakeup
+        self.rounds.resume(self)
+
+
+class Rounds:
+    """The clients of one hub and what a round does to them."""
+
+    def __init__(self, server: Server, epoll: select.epoll, kick: int) -> None:
+        self.server = server
+        self.engine: Engine = server.engine
+        self.dispatcher: Dispatcher = server.dispatcher
+        self.epoll = epoll
+        self.kick = kick  # eventfd: how a wake from another task rouses a parked hub
+        self.clients: dict[int, Client] = {}
+        self.runnable: list[Client] = []  # woken, or room again below the high-water mark
+        self.touched: list[Client] = []  # clients whose output or state changed this round
+        self.logged = False  # some reply of this round waits for a commit
+        self.parked = False  # the hub sleeps in trio: a resume must write to `kick`
+        self.now = 0.0  # the time of the current round
+
+    def add(self, sock: socket.socket, peer: str) -> Client:
+        client = Client(self, sock, peer)
+        self.clients[client.fd] = client
+        self.server.conns[client.session] = client
+        self.epoll.register(client.fd, IN)
+        return client
+
+    def resume(self, client: Client) -> None:
+        """Run `client` in the next round (its wakeup came, or its backlog drained)."""
+        self.runnable.append(client)
+        if self.parked:  # called from another task (the ticker) while the hub sleeps
+            self.parked = False
+            os.eventfd_write(self.kick, 1)
+
+    def gather(self, events: list[tuple[int, int]], now: float) -> list[int]:
+        """The first half of a round: read and run every client with events, and every
+        runnable one. Returns the descriptors that are not clients (listeners, the kick);
+        `logged` then says whether a commit must come before `settle`."""
+        self.now = now
+        clients = self.clients
+        others: list[int] = []
+        for fd, mask in events:
+            client = clients.get(fd)
+            if client is None:
+                others.append(fd)
+                continue
+            if mask & OUT or (mask & GONE and client.unsent):
+                self._send_unsent(client)
+                if client.closed:
+                    continue
+            if mask & IN or mask & GONE:
+                if client.closing:  # nothing more to read; the peer is gone or going
+                    if mask & GONE:
+                        self.drop(client)
+                    continue
+                self._read(client)
+        server = self.server
+        server.after_change()
+        runnable = self.runnable
+        while runnable:
+            self.runnable = []
+            for client in runnable:
+                if not client.closed:
+                    self._advance(client)
+            server.after_change()
+            runnable = self.runnable
+        return others
+
+    def settle(self, failed: bool) -> None:
+        """The second half: each touched client gets its replies (INTERNAL_ERROR for those
+        whose change was not committed, when `failed`)."""
+        touched, self.touched = self.touched, []
+        self.logged = False
+        for client in touched:
+            client.touched = False
+            if client.closed:
+                continue
+            if client.logged:
+                if failed:
+                    for i in client.logged:
+                        client.out[i] = InternalError.reply
+                client.logged.clear()
+            if client.out:
+                self._send(client)
+                if client.closed:
+                    continue
+            if client.closing and not client.unsent:
+                self.drop(client)
+                continue
+            if client.stalled and len(client.unsent) < SEND_HIGH_WATER:
+                self.resume(client)
+            self._rearm(client)
+
+    # --- one client ----------------------------------------------------------------------
+
+    def _touch(self, client: Client) -> None:
+        if not client.touched:
+            client.touched = True
+            self.touched.append(client)
+
+    def _read(self, client: Client) -> None:
+        try:
+            data = client.sock.recv(RECV_SIZE)
+        except BlockingIOError:
+            return
+        except OSError as error:
+            self._lost(client, error)
+            return
+        if data:
+            client.parser.feed(data)
+        else:
+            client.hung_up = True
+            if client.waiting and client.wakeup is None:
+                # As beanstalkd: a waiter that hangs up is answered TIMED_OUT, then closed.
+                self.engine.cancel_wait(client.session)
+                client.wakeup = Wakeup(client.session, None, TimedOut())
+        self._advance(client)
+
+    def _advance(self, client: Client) -> None:
+        """Run the client's buffered commands until it waits, quits, runs out of complete
+        commands, or has SEND_HIGH_WATER bytes of replies pending."""
+        self._touch(client)
+        if client.closing or (client.waiting and not self._answer(client)):
+            return
+        server = self.server
+        dispatcher = self.dispatcher
+        wal = server.wal
+        trace = server.verbose >= 2
+        now = self.now
+        parser, session, out = client.parser, client.session, client.out
+        room = SEND_HIGH_WATER - len(client.unsent)
+        for reply in out:
+            room -= len(reply)
+        client.stalled = False
+        while room > 0:
+            event = parser.next_event()
+            if event is None:
+                if client.hung_up:
+                    client.closing = True
+                return
+            if wal is None:
+                result = dispatcher.handle(session, event, now)
+            else:
+                seq = wal.seq
+                result = dispatcher.handle(session, event, now)
+                if wal.seq != seq and isinstance(result, bytes):
+                    client.logged.append(len(out))
+                    self.logged = True
+            if trace:
+                log.debug("%s <- %s -> %s", client.peer, short(event), short(result))
+            if isinstance(result, bytes):
+                out.append(result)
+                room -= len(result)
+            elif result is Action.WAIT:
+                client.waiting = True
+                if client.hung_up:
+                    self.engine.cancel_wait(session)
+                    client.wakeup = Wakeup(session, None, TimedOut())
+                if not self._answer(client):
+                    return
+                room -= len(out[-1])
+            else:  # Action.CLOSE
+                client.closing = True
+                return
+        client.stalled = True
+
+    def _answer(self, client: Client) -> bool:
+        """Put the waiting client's reserve answer in its output, if it came. True when
+        parsing may go on."""
+        wakeup = client.wakeup
+        if wakeup is None:
+            return False
+        client.wakeup = None
+        client.waiting = False
+        reply = answer(wakeup)
+        if self.server.verbose >= 2:
+            log.debug("%s <- (reserve answered) -> %s", client.peer, short(reply))
+        client.out.append(reply)
+        if client.hung_up:
+            client.closing = True
+            return False
+        return True
+
+    def _send(self, client: Client) -> None:
+        out = client.out
+        data = out[0] if len(out) == 1 else b"".join(out)
+        out.clear()
+        if client.unsent:
+            client.unsent += data
+            return
+        try:
+            sent = client.sock.send(data)
+        except BlockingIOError:
+            sent = 0
+        except OSError as error:
+            self._lost(client, error)
+            return
+        if sent < len(data):
+            client.unsent += memoryview(data)[sent:]
+
+    def _send_unsent(self, client: Client) -> None:
+        try:
+            sent = client.sock.send(client.unsent)
+        except BlockingIOError:
+            return
+        except OSError as error:
+            self._lost(client, error)
+            return
+        del client.unsent[:sent]
+        self._touch(client)
+
+    def _rearm(self, client: Client) -> None:
+        want = OUT if client.unsent else 0
+        if not (client.closing or client.hung_up or client.stalled) \
+                and len(client.unsent) < SEND_HIGH_WATER \
+                and (not client.waiting or client.parser.buffered() < WAIT_BUFFER_LIMIT):
+            want |= IN
+        if want != client.mask:
+            self.epoll.modify(client.fd, want)
+            client.mask = want
+
+    def _lost(self, client: Client, error: OSError) -> None:
+        if self.server.verbose:
+            log.info("connection %s lost: %s", client.peer, error)
+        self.drop(client)
+
+    def drop(self, client: Client) -> None:
+        server = self.server
+        client.closed = True
+        del self.clients[client.fd]
+        del server.conns[client.session]
+        self.engine.disconnect(client.session, self.now)
+        server.after_change()
+        client.sock.close()  # which also takes it out of the epoll
+        if server.verbose:
+            log.info("close %s (session %d)", client.peer, client.session.id)
