@@ -28,10 +28,12 @@ COMPILED = [
     "tubeserver/job.py",
     "tubeserver/limits.py",
     "tubeserver/parser.py",
+    "tubeserver/replay.py",
     "tubeserver/replies.py",
     "tubeserver/rounds.py",
     "tubeserver/session.py",
     "tubeserver/tube.py",
+    "tubeserver/walrecords.py",
 ]
 
 

@@ -19,7 +19,7 @@ PACKAGES = {"tubeserver": "tubeserver", "client": "tubeclient"}
 # The sans-IO core: no trio, no I/O, no clock, no randomness.
 CORE = (
     "engine", "job", "tube", "session", "parser", "commands", "errors", "limits", "replies",
-    "stats", "dispatch", "walrecords",
+    "stats", "dispatch", "walrecords", "replay",
 )
 # Standard-library and third-party modules the core may use: pure computation only. A new
 # pure module may be added here; anything touching sockets, files, processes, threads, clocks

@@ -36,9 +36,10 @@ from tubeserver import recovery
 from tubeserver.engine import Engine, check_invariants
 from tubeserver.errors import InternalError, OutOfMemory, ProtocolError
 from tubeserver.job import JobState
+from tubeserver.replay import weight
 from tubeserver.server import Config, Server
 from tubeserver.session import Session
-from tubeserver.wal import SLACK, DirLock, Wal, WalError, weight
+from tubeserver.wal import SLACK, DirLock, Wal, WalError
 from tubeserver.walrecords import DELETE_MAX
 
 OFFSET = 1_000_000.0  # wall clock minus engine clock, in every test

@@ -22,22 +22,12 @@ from typing import Any
 import attrs
 
 from .engine import Engine
-from .job import Job, JobState
-from .tube import Tube
-from .wal import Segment, WalError, segment_name, weight
+from .replay import Folded
+from .wal import Segment, WalError, segment_name
 from .walrecords import (
-    BURIED,
-    DELAYED,
-    DELETE,
     HEADER,
-    JOB,
-    JOB_AT,
-    PAUSE,
-    UPDATE,
-    UPDATE_AT,
     Damage,
     Header,
-    PauseRec,
     Reader,
     check_prefix,
     next_frame,
@@ -47,18 +37,16 @@ from .walrecords import (
 log = logging.getLogger("tubeserver.wal")
 
 _SEGMENT = re.compile(r"wal-(\d{8})\.log")
-_STATES = {BURIED: JobState.BURIED, DELAYED: JobState.DELAYED}
 
 
 @attrs.define
 class Recovered:
     """Everything the log holds, before it is put into an engine."""
 
-    # id -> the job's latest whole record as a raw tuple (JobRec fields after the tag), with
-    # later updates merged in; and the segment holding that whole record.
-    jobs: dict[int, tuple[Any, ...]] = attrs.Factory(dict)
-    files: dict[int, int] = attrs.Factory(dict)
-    pauses: dict[str, tuple[PauseRec, int]] = attrs.Factory(dict)  # tube -> (record, file)
+    # The jobs as their latest whole record and later updates leave them, built as the
+    # records are read (a record tuple per job kept until the end doubled start-up's memory,
+    # and its freed blocks, interleaved with the jobs', stayed in the process for good).
+    folded: Folded = attrs.Factory(Folded)
     segments: list[Segment] = attrs.Factory(list)
     next_id: int = 1
     next_seq: int = 1
@@ -165,45 +153,14 @@ def _cut(path: Path, damage: Damage, size: int) -> None:
                 damage.reason)
 
 
-_ID, _SEQ, _STATE = JOB_AT["id"], JOB_AT["seq"], JOB_AT["state"]
-# Where each field of an update goes in a job record.
-_MERGE = [(JOB_AT[name], at) for name, at in UPDATE_AT.items() if name != "id"]
-
-
 def _apply(out: Recovered, index: int, records: list[tuple[Any, ...]]) -> None:
-    """Fold one frame's records into what is known so far. Hot: one call per frame."""
-    jobs, files = out.jobs, out.files
-    max_id = out.next_id - 1
-    max_seq = out.next_seq - 1
-    for rec in records:
-        tag = rec[0]
-        if tag == JOB:
-            job_id = rec[1]
-            jobs[job_id] = rec
-            files[job_id] = index
-            if job_id > max_id:
-                max_id = job_id
-            if rec[2] > max_seq:
-                max_seq = rec[2]
-        elif tag == DELETE:
-            if jobs.pop(rec[1], None) is not None:
-                del files[rec[1]]
-        elif tag == UPDATE:
-            old = jobs.get(rec[1])
-            if old is not None:
-                merged = list(old)
-                for to, at in _MERGE:
-                    merged[to] = rec[at]
-                jobs[rec[1]] = tuple(merged)
-            if rec[2] > max_seq:
-                max_seq = rec[2]
-        elif tag == PAUSE:
-            out.pauses[rec[1]] = (PauseRec._make(rec[1:]), index)
-        else:
-            raise WalError(f"segment {index}: a segment header inside the segment")
-    out.records += len(records)
-    out.next_id = max_id + 1
-    out.next_seq = max_seq + 1
+    """Fold one frame's records into what is known so far."""
+    folded = out.folded
+    if not folded.apply(index, records):
+        raise WalError(f"segment {index}: a segment header inside the segment")
+    out.records = folded.records
+    out.next_id = max(out.next_id, folded.max_id + 1)
+    out.next_seq = max(out.next_seq, folded.max_seq + 1)
 
 
 def restore(out: Recovered, engine: Engine, now: float, wall: float) -> dict[str, int]:
@@ -211,41 +168,15 @@ def restore(out: Recovered, engine: Engine, now: float, wall: float) -> dict[str
     reads `wall`. Returns the segment of each still-paused tube's pause record."""
     by_index = {s.index: s for s in out.segments}
     shift = now - wall
-    files = out.files
-    buried = []
-    tubes: dict[str, Tube] = {}
-    for rec in out.jobs.values():
-        if rec[_STATE] == BURIED:
-            buried.append(rec)
-            continue
-        _restore(engine, tubes, rec, files[rec[_ID]], shift)
-    # Buried jobs in log order of their burial: their FIFO order.
-    buried.sort(key=lambda rec: rec[_SEQ])
-    for rec in buried:
-        _restore(engine, tubes, rec, files[rec[_ID]], shift)
-    for job in engine.jobs.values():
-        segment = by_index[job.file]
-        segment.jobs.append(job.id)
-        segment.live += weight(job)
+    for index, (ids, live) in out.folded.place(engine, shift).items():
+        segment = by_index[index]
+        segment.jobs.extend(ids)
+        segment.live += live
     pause_file = {}
-    for name, (pause, file) in out.pauses.items():
+    for name, (pause, file) in out.folded.pauses.items():
         paused = pause.until > wall
         engine.restore_pause(name, pause.delay, pause.until + shift if paused else None)
         if paused:
             pause_file[name] = file
     engine.finish_restore(out.next_id)
     return {name: file for name, file in pause_file.items() if name in engine.tubes}
-
-
-def _restore(engine: Engine, tubes: dict[str, Tube], rec: tuple[Any, ...], file: int,
-             shift: float) -> None:
-    (_, job_id, seq, name, state, pri, delay, ttr, deadline, created, reserves, timeouts,
-     releases, buries, kicks, body) = rec
-    tube = tubes.get(name)
-    if tube is None:
-        tube = tubes[name] = engine.tube(name)
-    st = _STATES.get(state, JobState.READY)
-    engine.restore_job(Job(
-        job_id, tube, pri, delay, ttr, body, created + shift, st,
-        deadline + shift if st is JobState.DELAYED else 0.0, -1, None,
-        reserves, timeouts, releases, buries, kicks, file, seq))

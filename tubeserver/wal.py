@@ -32,6 +32,7 @@ import attrs
 from .engine import Engine
 from .errors import InternalError, OutOfMemory
 from .job import Job, JobState
+from .replay import weight
 from .stats import LogStats
 from .tube import Tube
 from .walrecords import (
@@ -74,11 +75,6 @@ class WalError(Exception):
 
 def segment_name(index: int) -> str:
     return f"wal-{index:08d}.log"
-
-
-def weight(job: Job) -> int:
-    """What a job's whole record costs on disk, near enough for compaction's accounting."""
-    return 64 + len(job.tube.name) + len(job.body)
 
 
 @attrs.define(slots=True, eq=False)

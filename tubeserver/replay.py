@@ -1,0 +1,128 @@
+"""Start-up's per-record and per-job loops, pure, so that mypyc compiles them with the core.
+
+`apply` folds one frame's records into the jobs read so far, building each job as its whole
+record comes (no record tuple outlives its frame); `place` puts the jobs read into a fresh
+engine. recovery.py does the reading, the damage rules and the files; these loops run a
+million times on a large log, which is why they live apart.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from .engine import Engine
+from .job import Job, JobState
+from .tube import Tube
+from .walrecords import BURIED, DELAYED, DELETE, JOB, PAUSE, UPDATE, PauseRec
+
+_READY: Final = JobState.READY
+_DELAYED: Final = JobState.DELAYED
+_BURIED: Final = JobState.BURIED
+
+
+def state_of(code: int) -> JobState:
+    """A logged state: buried and delayed as such; anything else was last ready."""
+    if code == BURIED:
+        return _BURIED
+    if code == DELAYED:
+        return _DELAYED
+    return _READY
+
+
+def weight(job: Job) -> int:
+    """What a job's whole record costs on disk, near enough for compaction's accounting."""
+    return 64 + len(job.tube.name) + len(job.body)
+
+
+class Folded:
+    """What the records read so far say: live jobs (wall-clock times, stand-in tubes from
+    `tubes`; `job.file` is the segment of its whole record), pauses, the highest id and seq."""
+
+    def __init__(self) -> None:
+        self.jobs: dict[int, Job] = {}
+        self.tubes: dict[str, Tube] = {}
+        self.pauses: dict[str, tuple[PauseRec, int]] = {}  # tube -> (record, segment)
+        self.max_id = 0
+        self.max_seq = 0
+        self.records = 0
+
+    def apply(self, index: int, records: list[tuple[Any, ...]]) -> bool:
+        """Fold one frame of segment `index`. False when a record cannot be in a segment's
+        body (a segment header), which the caller reports as damage."""
+        jobs, tubes = self.jobs, self.tubes
+        for rec in records:
+            tag: int = rec[0]
+            if tag == JOB:
+                job_id: int = rec[1]
+                seq: int = rec[2]
+                name: str = rec[3]
+                tube = tubes.get(name)
+                if tube is None:
+                    tube = Tube(name)
+                    tubes[name] = tube
+                jobs[job_id] = Job(job_id, tube, rec[5], rec[6], rec[7], rec[15], rec[9],
+                                   state_of(rec[4]), rec[8], -1, None, rec[10], rec[11],
+                                   rec[12], rec[13], rec[14], index, seq)
+                if job_id > self.max_id:
+                    self.max_id = job_id
+                if seq > self.max_seq:
+                    self.max_seq = seq
+            elif tag == DELETE:
+                jobs.pop(rec[1], None)
+            elif tag == UPDATE:
+                seq = rec[2]
+                job = jobs.get(rec[1])
+                if job is not None:
+                    job.seq = seq
+                    job.state = state_of(rec[3])
+                    job.pri = rec[4]
+                    job.delay = rec[5]
+                    job.deadline = rec[6]
+                    job.reserves = rec[7]
+                    job.timeouts = rec[8]
+                    job.releases = rec[9]
+                    job.buries = rec[10]
+                    job.kicks = rec[11]
+                if seq > self.max_seq:
+                    self.max_seq = seq
+            elif tag == PAUSE:
+                self.pauses[rec[1]] = (PauseRec._make(rec[1:]), index)
+            else:
+                return False
+        self.records += len(records)
+        return True
+
+    def place(self, engine: Engine, shift: float) -> dict[int, tuple[list[int], int]]:
+        """Move the jobs into `engine` (times shifted from the wall clock by `shift`), buried
+        ones last in the order of their burial. Returns, per segment, the ids of the jobs
+        whose whole record it holds and their weight."""
+        tubes = {name: engine.tube(name) for name in self.tubes}
+        buried: list[Job] = []
+        files: dict[int, tuple[list[int], int]] = {}
+        for job in self.jobs.values():
+            job.tube = tubes[job.tube.name]
+            job.created += shift
+            if job.state is _DELAYED:
+                job.deadline += shift
+            else:
+                job.deadline = 0.0
+            held = files.get(job.file)
+            if held is None:
+                files[job.file] = ([job.id], weight(job))
+            else:
+                held[0].append(job.id)
+                files[job.file] = (held[0], held[1] + weight(job))
+            if job.state is _BURIED:
+                buried.append(job)
+            else:
+                engine.restore_job(job)
+        # Buried jobs in log order of their burial: their FIFO order.
+        buried.sort(key=_seq)
+        for job in buried:
+            engine.restore_job(job)
+        self.jobs = {}
+        return files
+
+
+def _seq(job: Job) -> int:
+    return job.seq
