@@ -44,13 +44,25 @@ class IllegalTransition(Exception):
     """An engine bug: a job was asked to make a move the table forbids."""
 
 
+class JobCounts:
+    """The counters of stats-job that most jobs never move off zero."""
+
+    __slots__ = ("buries", "kicks", "releases", "timeouts")
+
+    def __init__(self, timeouts: int, releases: int, buries: int, kicks: int) -> None:
+        self.timeouts = timeouts
+        self.releases = releases
+        self.buries = buries
+        self.kicks = kicks
+
+
 class Job:
     """One job. A plain slotted class: mypyc compiles it to a native class, and one is built
     per put and restored record."""
 
     __slots__ = (
-        "body", "buries", "created", "deadline", "delay", "file", "id", "kicks", "pos",
-        "pri", "releases", "reserver", "reserves", "seq", "state", "timeouts", "ttr", "tube",
+        "body", "counts", "created", "deadline", "delay", "file", "id", "pos", "pri",
+        "reserver", "reserves", "seq", "state", "ttr", "tube",
     )
 
     def __init__(self, id: int, tube: Tube, pri: int, delay: int, ttr: int, body: bytes,
@@ -72,14 +84,53 @@ class Job:
         self.pos = pos
         self.reserver = reserver
         self.reserves = reserves
-        self.timeouts = timeouts
-        self.releases = releases
-        self.buries = buries
-        self.kicks = kicks
+        # timeouts, releases, buries and kicks: zero for most jobs, so kept apart until one
+        # is not (a job is 32 bytes smaller for it: three fields fewer, in 16-byte steps).
+        self.counts: JobCounts | None = None
+        if timeouts or releases or buries or kicks:
+            self.counts = JobCounts(timeouts, releases, buries, kicks)
         # Write-ahead log bookkeeping, 0 without a log: the segment holding the job's whole
         # record (stats-job reports it as `file`) and the log order of its last logged change.
         self.file = file
         self.seq = seq
+
+    def _counts(self) -> JobCounts:
+        counts = self.counts
+        if counts is None:
+            counts = self.counts = JobCounts(0, 0, 0, 0)
+        return counts
+
+    @property
+    def timeouts(self) -> int:
+        return 0 if self.counts is None else self.counts.timeouts
+
+    @timeouts.setter
+    def timeouts(self, value: int) -> None:
+        self._counts().timeouts = value
+
+    @property
+    def releases(self) -> int:
+        return 0 if self.counts is None else self.counts.releases
+
+    @releases.setter
+    def releases(self, value: int) -> None:
+        self._counts().releases = value
+
+    @property
+    def buries(self) -> int:
+        return 0 if self.counts is None else self.counts.buries
+
+    @buries.setter
+    def buries(self, value: int) -> None:
+        self._counts().buries = value
+
+    @property
+    def kicks(self) -> int:
+        return 0 if self.counts is None else self.counts.kicks
+
+    @kicks.setter
+    def kicks(self, value: int) -> None:
+        self._counts().kicks = value
 
     def __repr__(self) -> str:
         return f"Job(id={self.id}, tube={self.tube.name!r}, state={self.state.value})"
