@@ -50,7 +50,8 @@ clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .pytest_cache .ruff_cache *__mypyc*.so \
 		tubeserver/*.so tubeserver/_build.json
 
-# tubebench: tubeserver next to beanstalkd (apt-get install beanstalkd); JSON + PNG land in
+# tubebench: tubeserver next to beanstalkd (apt-get install beanstalkd), the load from
+# bench/gen.c, built with $CC or cc on first use into ~/.cache/tubebench; JSON + PNG land in
 # bench/results/. BENCH_ARGS passes more flags, e.g. BENCH_ARGS='--only put,drain'.
 .PHONY: bench bench-quick
 BENCH_ARGS ?=

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from .report import Row
 
-PASS, MISS, NONE = "#4c9a5b", "#c8553d", "#8c8c8c"
+PASS, MISS, NONE, BOUND = "#4c9a5b", "#c8553d", "#8c8c8c", "#d9a21b"
 
 
 def draw(rows: Sequence[Row], path: Path, title: str) -> bool:
@@ -30,7 +30,7 @@ def draw(rows: Sequence[Row], path: Path, title: str) -> bool:
     present = [v for v in values if v > 0] + [r.target.value for r in items if r.target]
     low = min([*present, 1.0]) / 1.6
     high = max([*present, 1.0]) * 1.6
-    colors = [NONE if r.status == "" else PASS if r.status == "pass" else MISS for r in items]
+    colors = [{"": NONE, "pass": PASS, "MISS": MISS}.get(r.status, BOUND) for r in items]
     ys = list(range(len(items)))
     # Bars grow from parity (1.0): left means tubeserver has less of the metric than beanstalkd.
     ax.barh(ys, [v - 1.0 if v > 0 else 0.0 for v in values], left=1.0, color=colors,
@@ -58,7 +58,8 @@ def draw(rows: Sequence[Row], path: Path, title: str) -> bool:
         for r in items
     ], fontsize=8)
     ax.invert_yaxis()
-    ax.set_xlabel("tubeserver / beanstalkd (log scale); dashed: the issue's target")
+    ax.set_xlabel("tubeserver / beanstalkd (log scale); dashed: the issue's target; "
+                  "amber: generator-bound")
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(str(path), dpi=120)

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from . import chart, null, report, servers
+from . import chart, instrument, native, report, servers
 from .servers import ServerKind
 from .workloads import WORKLOADS, Settings, Variant, catalogue, select
 
@@ -89,7 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="tubebench",
         description="Run the same workloads against tubeserver and beanstalkd on 127.0.0.1, "
         "alternating rounds, and report medians, min-max and the ratio tubeserver/beanstalkd "
-        "next to the targets of issue 6.",
+        "next to the targets of issue 10. The load comes from a C generator (bench/gen.c, "
+        "built with $CC or cc on first use) held to a C null responder.",
     )
     p.add_argument("--quick", action="store_true",
                    help="fewer jobs and 3 rounds: about a minute in all")
@@ -109,8 +110,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run tubeserver alone; ratios stay blank")
     p.add_argument("--no-ceiling", action="store_true",
                    help="skip the generator-ceiling runs against the null responder")
+    p.add_argument("--generator", choices=("auto", "c", "python"), default="auto",
+                   help="the load generator: c (built on first use), python (the old one: "
+                   "its ratios are not trustworthy), auto (default: c, python only when no C "
+                   "compiler exists)")
     p.add_argument("--workers", type=_positive, default=2, metavar="N",
-                   help="load generator processes per group (default 2)")
+                   help="processes per group of the python generator (default 2)")
     p.add_argument("--jobs", type=_positive, metavar="N",
                    help="replace every workload's job count (smoke runs)")
     p.add_argument("--limit", type=_seconds, metavar="SECONDS",
@@ -139,23 +144,24 @@ def run_all(variants: Sequence[Variant], kinds: dict[str, ServerKind], rounds: i
             settings: Settings, ceiling: bool, progress: bool) -> report.Results:
     results = report.Results(list(variants))
     names = list(kinds)
-    plan = [(v, r, k) for v in variants for r in range(min(rounds, v.max_rounds or rounds))
+    plan = [(v, r, k) for v in variants if v.run is not None
+            for r in range(min(rounds, v.max_rounds or rounds))
             for k in _order(v, names, ceiling)]
     bar = _progress(len(plan), progress)
-    null_proc = None
+    null_server = None
     try:
-        null_port = 0
         if any(k == report.NULL for _, _, k in plan):
-            null_proc, null_port = null.start()
+            null_server = instrument.NullServer(settings.generator)
         for v, r, k in plan:
             bar.set_postfix_str(f"{v.name}: {k} round {r + 1}")
             if not results.failed(v, k):
                 began = time.monotonic()
                 try:
                     if k == report.NULL:
-                        assert v.ceiling is not None
-                        sample = v.ceiling(null_port, settings)
+                        assert v.ceiling is not None and null_server is not None
+                        sample = v.ceiling(null_server.port, settings)
                     else:
+                        assert v.run is not None
                         sample = v.run(kinds[k], settings)
                     results.add(v, k, sample)
                 except Exception as e:  # the row reports it; the other rows go on
@@ -168,8 +174,8 @@ def run_all(variants: Sequence[Variant], kinds: dict[str, ServerKind], rounds: i
     finally:
         bar.close()
         servers.stop_all()
-        if null_proc is not None:
-            null.stop(null_proc)
+        if null_server is not None:
+            null_server.stop()
     return results
 
 
@@ -195,15 +201,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         kinds["beanstalkd"] = ServerKind("beanstalkd", (bs_path,))
     mode = "quick" if args.quick else "full"
     rounds = args.rounds or (3 if args.quick else 5)
-    settings = Settings(workers=args.workers,
-                        limit_s=args.limit or (20.0 if args.quick else 60.0))
+    try:
+        choice = instrument.choose(args.generator, args.workers)
+    except (native.NoCompiler, native.BuildError) as e:
+        print(f"tubebench: cannot build the C generator: {e}", file=sys.stderr)
+        return 2
+    if choice.warning:
+        instrument.banner(choice.warning)
+    settings = Settings(choice.generator, limit_s=args.limit or (20.0 if args.quick else 60.0))
     variants = select(catalogue(args.quick, args.jobs), args.only)
     versions = {k: servers.version(kind) for k, kind in kinds.items()}
     meta: dict[str, Any] = {
         "tool": "tubebench",
         "mode": mode,
         "rounds": rounds,
-        "settings": {"workers": settings.workers, "limit_s": settings.limit_s,
+        "generator": dict(choice.info),
+        "settings": {"workers": args.workers, "limit_s": settings.limit_s,
                      "jobs_override": args.jobs, "only": args.only,
                      "tubeserver_command": ts_argv, "beanstalkd": bs_path,
                      "ceiling": not args.no_ceiling},
@@ -230,8 +243,10 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"{versions.get('beanstalkd', 'no beanstalkd')}, {versions['tubeserver']}"
           + (f" (git {m['git_commit'][:10]}{'+dirty' if m.get('git_dirty') else ''})"
              if m.get("git_commit") else "")
-          + f", {meta['duration_s']:.0f}s")
-    print(report.table(rows))
+          + f", {meta['duration_s']:.0f}s, generator: {choice.generator.name}")
+    if choice.warning:
+        print(f"!!! {choice.warning}")
+    print(report.table(rows, choice.generator.name))
     args.out.mkdir(parents=True, exist_ok=True)
     base = args.out / f"tubebench-{time.strftime('%Y%m%d-%H%M%S')}-{mode}"
     json_path = base.with_suffix(".json")
@@ -245,4 +260,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         shutil.copyfile(png_path, args.out / f"latest-{mode}.png")
     print(f"\nresults: {json_path}" + (f"\nchart:   {png_path}" if drew else
                                       "\nchart:   not drawn (pip install 'tubeserver[bench]')"))
+    if choice.warning:
+        instrument.banner(choice.warning)
     return 0

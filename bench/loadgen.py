@@ -1,4 +1,7 @@
-"""The load generator: worker processes that each drive a share of the connections.
+"""The Python load generator, kept only as the fallback where no C compiler exists (gen.c is
+the instrument: this one cannot saturate beanstalkd, so its ratios are not trustworthy).
+
+Worker processes each drive a share of the connections.
 
 Each worker owns blocking sockets watched by one epoll; per readable socket it does one recv,
 counts or scans the replies (wire.py) and answers with one send, keeping `depth` commands in

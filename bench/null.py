@@ -1,7 +1,7 @@
-"""A null responder: answers each command with a canned reply and keeps no jobs.
+"""The Python null responder, the fallback generator's partner where no C compiler exists
+(null.c is the real one): it answers each command with a canned reply and keeps no jobs.
 
-Driving it with the same generator gives the generator's ceiling on this machine, so a reader
-can tell whether a server's number was the server's or the generator's. It is one process,
+It is slower than beanstalkd, so it is no ceiling; it only shows the fallback works. One process,
 one epoll, and counts verbs per chunk with `bytes.count`: as little work per command as a
 Python server can do (its rate is a lower bound of the generator's).
 """

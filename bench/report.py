@@ -16,7 +16,7 @@ from typing import Any
 
 import attrs
 
-from .summary import Spread, Target, human, near_ceiling, ratio, spread, status
+from .summary import Spread, Target, human, judge, near_ceiling, ratio, spread
 from .workloads import Metric, Sample, Variant
 
 KINDS = ("tubeserver", "beanstalkd")
@@ -45,9 +45,14 @@ class Results:
     def values(self, name: str, kind: str, key: str) -> list[float]:
         return [s.values[key] for s in self.samples.get((name, kind), []) if key in s.values]
 
+    def warnings(self, name: str, kind: str) -> tuple[str, ...]:
+        """The distinct caveats the rounds of a cell reported (Sample.info["warning"])."""
+        got = [s.info.get("warning") for s in self.samples.get((name, kind), [])]
+        return tuple(dict.fromkeys(w for w in got if isinstance(w, str)))
+
     def gen_cpu(self, name: str, kind: str) -> float | None:
         """The median of the generator's CPU use (cores) over a cell's rounds."""
-        got = [s.info["generator_cpu_cores"] for s in self.samples.get((name, kind), [])]
+        got = [s.info.get("generator_cpu_cores") for s in self.samples.get((name, kind), [])]
         cores = [float(c) for c in got if isinstance(c, int | float)]
         s = spread(cores)
         return None if s is None else s.median
@@ -61,6 +66,7 @@ class Cell:
     generator_bound: bool = False
     note: str = ""
     gen_cpu: float | None = None  # the generator's CPU use in cores (median over rounds)
+    warnings: tuple[str, ...] = ()  # caveats from the rounds, shown under the table
 
     def text(self) -> str:
         if self.error is not None and self.spread is None:
@@ -84,6 +90,7 @@ class Cell:
             "generator_bound": self.generator_bound,
             "generator_cpu_cores": self.gen_cpu,
             "note": self.note,
+            "warnings": list(self.warnings),
         }
 
 
@@ -93,7 +100,7 @@ class Row:
     metric: Metric
     tubeserver: Cell
     beanstalkd: Cell | None  # None: not run (--no-beanstalkd)
-    ceiling: Cell | None  # the generator against the null responder, for rates
+    ceiling: Cell | None  # the generator against the null responder (its ceiling or floor)
     ratio: float | None
     status: str
 
@@ -101,61 +108,87 @@ class Row:
     def target(self) -> Target | None:
         return self.metric.target
 
+    @property
+    def generator_bound(self) -> bool:
+        """Either server got within 80% of the generator's own ceiling (or floor)."""
+        return self.tubeserver.generator_bound or bool(
+            self.beanstalkd is not None and self.beanstalkd.generator_bound)
+
 
 def _cell(results: Results, name: str, kind: str, metric: Metric,
           ceiling: Spread | None = None, note: str = "") -> Cell:
     values = results.values(name, kind, metric.key)
     s = spread(values)
-    rate = metric.key == "rate"
-    bound = rate and near_ceiling(s, ceiling)
-    cpu = results.gen_cpu(name, kind) if rate else None
-    return Cell(tuple(values), s, results.errors.get((name, kind)), bound, note, cpu)
+    bound = near_ceiling(s, ceiling, metric.higher_is_better)
+    cpu = results.gen_cpu(name, kind) if metric.key == "rate" else None
+    return Cell(tuple(values), s, results.errors.get((name, kind)), bound, note, cpu,
+                results.warnings(name, kind))
+
+
+def _ceiling(results: Results, v: Variant, m: Metric) -> Cell | None:
+    """The null responder's cell for this metric, when the variant measures one with it."""
+    if v.ceiling is None:
+        return None
+    cell = _cell(results, v.name, NULL, m)
+    return cell if cell.spread is not None or cell.error is not None else None
 
 
 def rows(results: Results, with_beanstalkd: bool = True) -> list[Row]:
     out: list[Row] = []
     for v in results.variants:
         for m in v.metrics:
-            ceiling = None
-            if v.ceiling is not None and m.key == "rate":
-                ceiling = _cell(results, v.name, NULL, m)
+            ceiling = _ceiling(results, v, m)
             cs = ceiling.spread if ceiling is not None else None
-            ours = _cell(results, v.name, "tubeserver", m, cs)
+            if v.best_of:
+                ours = _best(results, v.best_of, "tubeserver", m)
+            else:
+                ours = _cell(results, v.name, "tubeserver", m, cs)
             theirs: Cell | None = None
             if with_beanstalkd and v.reference is not None:
-                theirs = _best(results, v.reference, m)
+                refs = tuple(x.name for x in results.variants if x.workload == v.reference)
+                theirs = _best(results, refs, "beanstalkd", m)
             elif with_beanstalkd:
                 theirs = _cell(results, v.name, "beanstalkd", m, cs)
             r = ratio(ours.spread, theirs.spread if theirs is not None else None)
-            out.append(Row(v, m, ours, theirs, ceiling, r, status(m.target, r)))
+            st = judge(m.target, r, ours.generator_bound,
+                       theirs is not None and theirs.generator_bound)
+            out.append(Row(v, m, ours, theirs, ceiling, r, st))
     return out
 
 
-def _best(results: Results, workload: str, metric: Metric) -> Cell:
-    """beanstalkd's best median for `metric` among the variants of `workload`."""
+def _best(results: Results, names: Sequence[str], kind: str, metric: Metric) -> Cell:
+    """`kind`'s best median for `metric` among the named variants, each judged against its
+    own ceiling; the note names the variant."""
     best: Cell | None = None
-    for v in results.variants:
-        if v.workload != workload:
+    by_name = {v.name: v for v in results.variants}
+    for name in names:
+        v = by_name.get(name)
+        if v is None:
             continue
-        ceiling = spread(results.values(v.name, NULL, metric.key))
-        c = _cell(results, v.name, "beanstalkd", metric, ceiling, note=f"best: {v.name}")
-        if c.spread is not None and (best is None or best.spread is None
-                                     or c.spread.median > best.spread.median):
-            best = c
+        c = _ceiling(results, v, metric)
+        cell = _cell(results, name, kind, metric, c.spread if c is not None else None,
+                     note=f"best: {name}")
+        if cell.spread is not None and (best is None or best.spread is None
+                                        or _better(cell.spread, best.spread, metric)):
+            best = cell
     if best is None:
-        return Cell((), None, f"no beanstalkd {workload} rows to compare with")
+        return Cell((), None, f"no {kind} rows among {', '.join(names) or 'none'} to compare")
     return best
+
+
+def _better(a: Spread, b: Spread, metric: Metric) -> bool:
+    return a.median > b.median if metric.higher_is_better else a.median < b.median
 
 
 # ---------------------------------------------------------------- the terminal table
 
 HEADER = ("workload", "metric", "tubeserver", "beanstalkd", "ratio", "target", "",
-          "null ceiling", "gen cores")
+          "null", "gen cores")
 
 
-def table(rs: Sequence[Row]) -> str:
-    """Medians [min-max] per server, the ratio, the issue's target and pass/MISS, and the
-    generator's ceiling (null responder) where it applies; errors and marks in footnotes."""
+def table(rs: Sequence[Row], generator: str = "c") -> str:
+    """Medians [min-max] per server, the ratio, the issue's target and pass/MISS (or
+    generator-bound), and the generator against the null responder; errors in footnotes."""
     lines: list[list[str]] = [list(HEADER)]
     notes: list[str] = []
     for r in rs:
@@ -163,33 +196,45 @@ def table(rs: Sequence[Row]) -> str:
         theirs = r.beanstalkd.text() if r.beanstalkd is not None else "(not run)"
         if r.beanstalkd is not None and r.beanstalkd.note and r.beanstalkd.spread is not None:
             theirs += f" ({r.beanstalkd.note})"
+        ours = r.tubeserver.text()
+        if r.tubeserver.note and r.tubeserver.spread is not None:
+            ours += f" ({r.tubeserver.note})"
         lines.append([
-            r.variant.name, f"{r.metric.label}{better}", r.tubeserver.text(), theirs,
+            r.variant.name, f"{r.metric.label}{better}", ours, theirs,
             "-" if r.ratio is None else f"{r.ratio:.2f}",
             r.target.text if r.target is not None else "",
             r.status,
             r.ceiling.text() if r.ceiling is not None else "",
             _cores(r),
         ])
-        for kind, cell in (("tubeserver", r.tubeserver), ("beanstalkd", r.beanstalkd)):
-            if cell is not None and cell.error is not None:
-                note = f"{r.variant.name}, {kind}: {cell.error}"
-                if note not in notes:
-                    notes.append(note)
+        for kind, cell in (("tubeserver", r.tubeserver), ("beanstalkd", r.beanstalkd),
+                           ("null", r.ceiling)):
+            if cell is None:
+                continue
+            said = [("error", cell.error)] if cell.error is not None else []
+            for head, message in said + [("note", w) for w in cell.warnings]:
+                line = f"{head}: {r.variant.name}, {kind}: {message}"
+                if line not in notes:
+                    notes.append(line)
     widths = [max(len(row[i]) for row in lines) for i in range(len(HEADER))]
     text = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
             for row in lines]
     text.insert(1, "  ".join("-" * w for w in widths))
     text.append("")
     text.append("median [min-max] over rounds; ratio = tubeserver / beanstalkd medians.")
-    text.append("null ceiling: the same load against a null responder (a minimal Python "
-                "server), a lower bound of the generator's ceiling;")
-    text.append("* = within 80% of it: that number may be the generator's, not the server's. "
-                "gen cores: the generator's CPU")
-    text.append("use (tubeserver/beanstalkd run), in cores of the "
+    if generator == "c":
+        text.append("null: the same load against the null responder (C, canned replies, no "
+                    "jobs): the generator's ceiling for rates;")
+        text.append("for paced latency, put -> INSERTED at the same rate: the floor under a "
+                    "put-to-reserve time.")
+    else:
+        text.append("null: the same load against a Python null responder, slower than "
+                    "beanstalkd: NOT a ceiling.")
+    text.append("* = within 80% of it: the number may be the generator's; such a row reads "
+                "generator-bound, never pass.")
+    text.append("gen cores: the generator's CPU use (tubeserver/beanstalkd run), in cores of the "
                 f"{os.cpu_count()} this machine has.")
-    for note in notes:
-        text.append("error: " + note)
+    text.extend(notes)
     return "\n".join(text)
 
 
@@ -217,6 +262,7 @@ def to_json(results: Results, rs: Sequence[Row], meta: Mapping[str, Any]) -> dic
             "beanstalkd": None if r.beanstalkd is None else r.beanstalkd.to_json(),
             "ceiling": None if r.ceiling is None else r.ceiling.to_json(),
             "ratio": r.ratio,
+            "generator_bound": r.generator_bound,
             "target": None if r.target is None else r.target.text,
             "status": r.status or None,
         } for r in rs],

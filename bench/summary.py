@@ -72,12 +72,31 @@ def status(target: Target | None, measured: float | None) -> str:
     return "pass" if target.met(measured) else "MISS"
 
 
-def near_ceiling(measured: Spread | None, ceiling: Spread | None, share: float = 0.8) -> bool:
-    """True when a rate reached `share` of the generator's own ceiling: the number may be the
-    generator's, not the server's."""
+def near_ceiling(measured: Spread | None, ceiling: Spread | None, higher_is_better: bool = True,
+                 share: float = 0.8) -> bool:
+    """True when a server's median got within `share` of what the generator does against the
+    null responder: for a rate, `share` of its ceiling; for a latency, a floor of at least
+    `share` of the server's number. Then the number may be the generator's, not the server's."""
     if measured is None or ceiling is None or ceiling.median <= 0:
         return False
-    return measured.median >= share * ceiling.median
+    if higher_is_better:
+        return measured.median >= share * ceiling.median
+    return ceiling.median >= share * measured.median
+
+
+GENERATOR_BOUND = "generator-bound"
+
+
+def judge(target: Target | None, measured: float | None, ours_bound: bool,
+          theirs_bound: bool) -> str:
+    """`status`, except that a generator-bound row cannot pass: it reads `generator-bound`.
+    A miss stays a miss when only beanstalkd was bound: its true number is better still."""
+    base = status(target, measured)
+    if not base or not (ours_bound or theirs_bound):
+        return base
+    if base == "MISS" and not ours_bound:
+        return base
+    return GENERATOR_BOUND
 
 
 def shares(total: int, parts: int) -> list[int]:

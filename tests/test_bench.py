@@ -1,27 +1,58 @@
-"""tubebench: the report arithmetic, the generator's reply counting and connection logic, the
-null responder, the command line, and one tiny end-to-end run. No timing assertions anywhere.
+"""tubebench: the report arithmetic, the C generator and null responder (built into a test
+cache, run end to end on 127.0.0.1 for a few jobs), the Python fallback, the command line and
+tiny end-to-end runs. No timing assertions anywhere.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
+import os
+import shutil
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import procs
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from tubebench import cli, loadgen, null, summary, workloads
+from tubebench import cli, instrument, loadgen, native, null, report, servers, summary, workloads
+from tubebench.instrument import CGenerator, Load, PyGenerator
 from tubebench.loadgen import ConnPlan
 from tubebench.summary import Spread, Target
 from tubebench.wire import LineCounter, ReplyScanner, StampedPut, put_command
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _build_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The C programs build into a cache of this test session (and so do the tubebench
+    processes the tests start), never into the user's own cache."""
+    path = tmp_path_factory.mktemp("tubebench-cache")
+    before = os.environ.get("TUBEBENCH_CACHE")
+    os.environ["TUBEBENCH_CACHE"] = str(path)
+    yield path
+    if before is None:
+        os.environ.pop("TUBEBENCH_CACHE", None)
+    else:
+        os.environ["TUBEBENCH_CACHE"] = before
+
+
+def _needs_cc() -> None:
+    if native.compiler() is None:
+        pytest.skip("no C compiler")
+
+
+@pytest.fixture
+def gen() -> CGenerator:
+    _needs_cc()
+    return CGenerator(native.binary("tubegen"))
 
 # ---------------------------------------------------------------- summary
 
@@ -67,6 +98,27 @@ def test_near_ceiling_flags_rates_within_80_percent() -> None:
     assert summary.near_ceiling(Spread(80.0, 80, 80, 1), ceiling)
     assert not summary.near_ceiling(Spread(79.0, 79, 79, 1), ceiling)
     assert not summary.near_ceiling(Spread(79.0, 79, 79, 1), None)
+
+
+def test_near_floor_flags_latencies_the_generator_alone_nearly_reaches() -> None:
+    floor = Spread(0.085, 0.07, 0.09, 3)  # put -> INSERTED against the null, ms
+    assert summary.near_ceiling(Spread(0.1, 0.1, 0.1, 1), floor, higher_is_better=False)
+    assert not summary.near_ceiling(Spread(0.11, 0.1, 0.1, 1), floor, higher_is_better=False)
+
+
+@pytest.mark.parametrize(("ratio", "ours", "theirs", "want"), [
+    (2.0, False, False, "pass"),
+    (0.5, False, False, "MISS"),
+    (2.0, True, False, "generator-bound"),
+    (2.0, False, True, "generator-bound"),
+    (0.5, True, True, "generator-bound"),
+    (0.5, False, True, "MISS"),  # beanstalkd bound: its true number is better still
+    (None, True, True, ""),
+])
+def test_a_generator_bound_row_cannot_pass(ratio: float | None, ours: bool, theirs: bool,
+                                           want: str) -> None:
+    assert summary.judge(Target(">=", 1.0), ratio, ours, theirs) == want
+    assert summary.judge(None, ratio, ours, theirs) == ""
 
 
 @given(st.integers(0, 10_000), st.integers(1, 64))
@@ -227,7 +279,24 @@ def test_catalogue_names_are_unique_and_batch_brings_drain() -> None:
     assert {v.workload for v in variants} == set(workloads.WORKLOADS)
     picked = {v.workload for v in workloads.select(variants, ["batch"])}
     assert picked == {"batch", "drain"}
-    assert all(v.params["jobs"] == 7 for v in workloads.catalogue(quick=False, jobs=7))
+    assert all(v.params["jobs"] == 7 for v in workloads.catalogue(quick=False, jobs=7)
+               if v.run is not None)
+    names = {v.name for v in variants}
+    for v in variants:
+        assert set(v.best_of) <= names
+        assert (v.run is None) == bool(v.best_of)
+
+
+def test_catalogue_carries_issue_10_targets() -> None:
+    targets = {(v.name, m.key): m.target.text for v in workloads.catalogue(quick=False)
+               for m in v.metrics if m.target is not None}
+    assert targets == {
+        ("put c10 d1", "rate"): ">= 0.6", ("put c10 d16", "rate"): ">= 1.5",
+        ("drain c10 d1", "rate"): ">= 0.6", ("drain c10 d16", "rate"): ">= 1.5",
+        ("batch100 best", "rate"): ">= 2.5", ("paced 2000/s", "p99"): "<= 1.5",
+        ("memory", "bytes_per_job"): "<= 1.3", ("restart", "seconds"): "<= 1",
+        ("restart", "rss_mb"): "<= 1.5", ("durable c10", "rate"): ">= 5",
+    }
 
 
 @pytest.mark.parametrize("argv", [["--bogus"], ["--only", "nope"], ["--rounds", "0"],
@@ -266,16 +335,24 @@ def test_end_to_end_tiny_run(tmp_path: Path) -> None:
             "git_commit"} <= set(machine)
     rows = data["rows"]
     assert isinstance(rows, list)
+    generator = data["generator"]
+    assert isinstance(generator, dict) and generator["kind"] == "c"
     by_name = {r["variant"]: r for r in rows}
     assert {"put c10 d1", "put c10 d16", "drain c10 d1", "drain c10 d16",
-            "batch100 c10"} == set(by_name)
+            "batch100 c1", "batch100 c10", "batch100 best"} == set(by_name)
     for row in rows:
         for kind in ("tubeserver", "beanstalkd", "ceiling"):
             cell = row[kind]
+            if kind == "ceiling" and row["variant"] == "batch100 best":
+                assert cell is None  # derived: each batch row has its own ceiling
+                continue
             assert cell["error"] is None, (row["variant"], kind, cell["error"])
             assert len(cell["samples"]) == 1 and cell["median"] > 0
-        assert row["ratio"] > 0 and row["status"] in ("pass", "MISS")
+        assert row["ratio"] > 0 and isinstance(row["generator_bound"], bool)
+        if row["target"] is not None:
+            assert row["status"] in ("pass", "MISS", "generator-bound")
     assert by_name["batch100 c10"]["beanstalkd"]["note"].startswith("best: drain")
+    assert by_name["batch100 best"]["tubeserver"]["note"].startswith("best: batch100 c")
     runs = data["runs"]
     assert isinstance(runs, list)
     assert {(r["variant"], r["server"]) for r in runs} >= {("put c10 d1", "tubeserver"),
@@ -311,3 +388,348 @@ def test_a_server_that_fails_becomes_an_error_row(tmp_path: Path) -> None:
     for row in rows:
         assert "exited with 3" in row["tubeserver"]["error"]
         assert row["tubeserver"]["median"] is None
+
+
+# ---------------------------------------------------------------- building the C programs
+
+
+def test_build_is_cached_by_source_hash(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                        ) -> None:
+    _needs_cc()
+    monkeypatch.setenv("TUBEBENCH_CACHE", str(tmp_path / "cache"))
+    first = native.binary("tubenull")
+    assert first.parent == tmp_path / "cache" and os.access(first, os.X_OK)
+    built_at = first.stat().st_mtime_ns
+    assert native.binary("tubenull") == first and first.stat().st_mtime_ns == built_at
+    edited = tmp_path / "null.c"
+    edited.write_bytes(native.source("tubenull").read_bytes() + b"\n/* an edit */\n")
+    monkeypatch.setattr(native, "source", lambda name: edited)
+    second = native.binary("tubenull")
+    assert second != first and os.access(second, os.X_OK)
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == sorted(
+        [first.name, second.name])  # no temporary files left behind
+
+
+def test_cc_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _needs_cc()
+    monkeypatch.setenv("TUBEBENCH_CACHE", str(tmp_path))
+    cc = shutil.which("cc") or shutil.which("gcc")
+    assert cc is not None
+    monkeypatch.setenv("CC", f"{cc} -DTUBEBENCH_TEST")
+    assert native.compiler() == [cc, "-DTUBEBENCH_TEST"]
+    flagged = native.binary("tubenull")
+    monkeypatch.setenv("CC", cc)
+    assert native.binary("tubenull") != flagged  # the compiler is part of the key
+    monkeypatch.setenv("CC", "/nonexistent/cc")
+    assert native.compiler() is None
+    with pytest.raises(native.NoCompiler):
+        native.binary("tubenull")
+
+
+def test_a_compiler_that_fails_is_an_error_not_a_fallback(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _needs_cc()
+    monkeypatch.setenv("TUBEBENCH_CACHE", str(tmp_path))
+    broken = tmp_path / "broken.c"
+    broken.write_text("int main(void) { return }\n")
+    monkeypatch.setattr(native, "source", lambda name: broken)
+    with pytest.raises(native.BuildError, match="failed"):
+        native.binary("tubegen")
+    with pytest.raises(native.BuildError):
+        instrument.choose("auto")
+
+
+# ---------------------------------------------------------------- the fallback
+
+
+def test_without_a_compiler_the_python_generator_says_so(monkeypatch: pytest.MonkeyPatch
+                                                         ) -> None:
+    monkeypatch.setenv("CC", "/nonexistent/cc")
+    choice = instrument.choose("auto", workers=1)
+    assert isinstance(choice.generator, PyGenerator)
+    assert choice.warning == instrument.FALLBACK
+    assert "not trustworthy" in choice.warning and choice.info["kind"] == "python"
+    with pytest.raises(native.NoCompiler):
+        instrument.choose("c")
+
+
+def test_python_generator_against_the_python_null() -> None:
+    gen = PyGenerator(workers=1)
+    with instrument.null_server(gen) as srv:
+        out = gen.run(Load("put", srv.port, 300, conns=2, depth=4, limit_s=20))
+        assert (out.done, out.errors, out.timed_out) == (300, 0, False)
+        out = gen.run(Load("batch", srv.port, 300, conns=1, batch=50, limit_s=20))
+        assert (out.done, out.errors) == (300, 0)
+
+
+def test_fallback_run_warns_on_stderr_stdout_and_in_the_json(tmp_path: Path) -> None:
+    env = dict(os.environ, CC="/nonexistent/cc")
+    done = subprocess.run(
+        [sys.executable, "-m", "tubebench", "--rounds", "1", "--jobs", "50", "--no-progress",
+         "--limit", "20", "--out", str(tmp_path), "--only", "put", "--no-beanstalkd",
+         "--workers", "1"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 0, done.stderr
+    assert instrument.FALLBACK in done.stderr and instrument.FALLBACK in done.stdout
+    assert "NOT a ceiling" in done.stdout
+    (path,) = tmp_path.glob("tubebench-*.json")
+    data = json.loads(path.read_text())
+    assert data["generator"]["kind"] == "python"
+    assert data["generator"]["warning"] == instrument.FALLBACK
+
+
+# ---------------------------------------------------------------- the C generator, end to end
+
+
+def _kind(name: str) -> servers.ServerKind:
+    if name == "beanstalkd":
+        return servers.ServerKind("beanstalkd", (procs.require_beanstalkd(),))
+    return servers.ServerKind("tubeserver", (sys.executable, "-m", "tubeserver"))
+
+
+@pytest.mark.parametrize("name", ["tubeserver", "beanstalkd"])
+def test_c_generator_drives_a_real_server(gen: CGenerator, name: str) -> None:
+    with servers.running(_kind(name)) as srv:
+        port = srv.port
+        out = gen.run(Load("put", port, 500, conns=3, depth=8, limit_s=30))
+        assert (out.done, out.errors, out.timed_out) == (500, 0, False)
+        assert srv.stats()["current-jobs-ready"] == "500"
+        out = gen.run(Load("drain", port, 200, conns=3, depth=4, limit_s=30))
+        assert (out.done, out.errors) == (200, 0)
+        if name == "tubeserver":  # reserve-batch is tubeserver's extension
+            out = gen.run(Load("batch", port, 300, conns=2, batch=7, limit_s=30))
+            assert (out.done, out.errors) == (300, 0)
+        else:
+            out = gen.run(Load("drain", port, 300, conns=1, depth=16, limit_s=30))
+        stats = srv.stats()
+        assert (stats["current-jobs-ready"], stats["current-jobs-reserved"]) == ("0", "0")
+        assert stats["total-jobs"] == "500" and stats["cmd-delete"] == "500"
+        out = gen.run(Load("cycle", port, 400, conns=2, depth=4, consumers=2, limit_s=30))
+        assert (out.done, out.errors) == (400, 0)
+        assert out.latency is not None and out.latency.n == 400
+        out = gen.run(Load("paced", port, 40, consumers=2, rate=2000, limit_s=30))
+        assert (out.done, out.errors, out.timed_out) == (40, 0, False)
+        assert out.latency is not None and out.latency.n == 40
+        assert out.latency.p50_ns <= out.latency.p99_ns <= out.latency.p999_ns
+        assert out.sent_rate is not None and out.sent_rate > 0
+        assert srv.stats()["current-jobs-ready"] == "0"
+
+
+def test_c_generator_on_the_null_responder(gen: CGenerator) -> None:
+    with instrument.null_server(gen) as srv:
+        for load in (Load("put", srv.port, 1000, conns=4, depth=16),
+                     Load("drain", srv.port, 500, conns=2, depth=8),
+                     Load("batch", srv.port, 1000, conns=3, batch=100),
+                     Load("cycle", srv.port, 500, conns=2, depth=8, consumers=2)):
+            out = gen.run(load)
+            assert (out.done, out.errors, out.timed_out) == (load.jobs, 0, False), load
+        out = gen.run(Load("paced", srv.port, 50, rate=5000))
+        assert (out.done, out.errors) == (50, 0)
+        assert out.ack_latency is not None and out.ack_latency.n == 50
+
+
+def test_null_responder_answers_in_order(gen: CGenerator) -> None:
+    with instrument.null_server(gen) as srv, procs.Conn.tcp(srv.port) as c:
+        c.send(b"use bench")
+        c.send(b"watch bench")
+        c.raw(put_command(b"y" * 100))
+        c.send(b"reserve-with-timeout 0")
+        c.send(b"delete 7")
+        c.send(b"bogus")
+        assert c.reply() == b"USING bench\r\n"
+        assert c.reply() == b"WATCHING 1\r\n"
+        assert c.reply().startswith(b"INSERTED ")
+        frame = c.reply()
+        head, body = frame.split(b"\r\n", 1)
+        assert head.startswith(b"RESERVED ") and head.endswith(b" 100")
+        assert body[:20].isdigit() and body[20:] == b"x" * 80 + b"\r\n"
+        assert c.reply() == b"DELETED\r\n"
+        assert c.reply() == b"UNKNOWN_COMMAND\r\n"
+        c.send(b"reserve-batch 3 0")
+        assert c.reply() == b"RESERVED-BATCH 3\r\n"
+        ids = {c.reply().split(b" ")[1] for _ in range(3)}
+        assert len(ids) == 3
+
+
+@contextlib.contextmanager
+def _fake_server(answer: Callable[[bytes], bytes]) -> Iterator[int]:
+    """A one-connection-at-a-time server on 127.0.0.1 that answers each command line with
+    `answer(line)` (a put's body is skipped); for checking the generator's checks."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    listener.settimeout(0.05)
+    stop = threading.Event()
+
+    def serve_one(sock: socket.socket) -> None:
+        sock.settimeout(10)
+        buf = b""
+        with sock:
+            for _ in range(10_000):
+                while b"\r\n" not in buf:
+                    try:
+                        chunk = sock.recv(65536)
+                    except OSError:
+                        chunk = b""
+                    if not chunk:
+                        return
+                    buf += chunk
+                line, buf = buf.split(b"\r\n", 1)
+                if line.startswith(b"put "):
+                    buf = buf[int(line.split()[-1]) + 2:]
+                with contextlib.suppress(OSError):
+                    sock.sendall(answer(line))
+
+    def serve() -> None:
+        for _ in range(600):  # 30 s at most
+            if stop.is_set():
+                return
+            try:
+                sock, _addr = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            serve_one(sock)
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    try:
+        yield int(listener.getsockname()[1])
+    finally:
+        stop.set()
+        t.join(15)
+        listener.close()
+
+
+def test_c_generator_counts_error_replies_and_bad_ids(gen: CGenerator) -> None:
+    def same_id(line: bytes) -> bytes:
+        return b"USING bench\r\n" if line.startswith(b"use ") else b"INSERTED 5\r\n"
+
+    with _fake_server(same_id) as port:
+        out = gen.run(Load("put", port, 20, limit_s=10))
+    assert out.errors >= 1 and "ids do not grow" in out.first_error
+
+    def full(line: bytes) -> bytes:
+        return b"USING bench\r\n" if line.startswith(b"use ") else b"OUT_OF_MEMORY\r\n"
+
+    with _fake_server(full) as port:
+        out = gen.run(Load("put", port, 5, depth=5, limit_s=10))
+    assert out.errors == 5 and "OUT_OF_MEMORY" in out.first_error
+
+
+def test_c_generator_checks_reserved_bodies(gen: CGenerator) -> None:
+    def wrong_body(line: bytes) -> bytes:
+        if line.startswith((b"watch", b"ignore")):
+            return b"WATCHING 1\r\n"
+        if line.startswith(b"delete"):
+            return b"DELETED\r\n"
+        return b"RESERVED 1 100\r\n" + b"z" * 100 + b"\r\n"
+
+    with _fake_server(wrong_body) as port:
+        out = gen.run(Load("drain", port, 3, limit_s=10))
+    assert out.errors >= 1 and "body" in out.first_error
+
+
+def test_c_generator_reports_a_refused_connection(gen: CGenerator) -> None:
+    with pytest.raises(loadgen.LoadError, match=r"connect 127\.0\.0\.1"):
+        gen.run(Load("put", procs.free_port(), 10, limit_s=5))
+
+
+@pytest.mark.parametrize("argv", [[], ["--port", "1"], ["--port", "1", "--mode", "nope"],
+                                  ["--port", "0", "--mode", "put"],
+                                  ["--port", "1", "--mode", "paced"],
+                                  ["--port", "1", "--mode", "put", "--stamped", "--body", "5"]])
+def test_c_generator_rejects_bad_arguments(gen: CGenerator, argv: list[str]) -> None:
+    done = subprocess.run([str(gen.path), *argv], capture_output=True, text=True, timeout=10)
+    assert done.returncode == 2 and "usage: tubegen" in done.stderr
+
+
+def test_parse_reads_the_c_generators_line() -> None:
+    line = json.dumps({"done": 10, "elapsed_s": 0.5, "timed_out": False, "errors": 0,
+                       "first_error": "", "cpu_s": 0.25, "sent_rate": 99.5,
+                       "latency_ns": {"n": 10, "p50": 1e5, "p99": 2e5, "p999": 3e5,
+                                      "max": 4e5},
+                       "ack_latency_ns": None})
+    out = instrument.parse("noise\n" + line + "\n")
+    assert out.rate == 20 and out.gen_cores == 0.5 and out.ack_latency is None
+    assert out.latency is not None and out.latency.ms() == {"p50": 0.1, "p99": 0.2,
+                                                            "p999": 0.3}
+    with pytest.raises(loadgen.LoadError):
+        instrument.parse("")
+
+
+# ---------------------------------------------------------------- generator-bound rows
+
+
+def _results(ts: float, bs: float, ceiling: float, metric: str = "rate"
+             ) -> tuple[report.Results, workloads.Variant]:
+    higher = metric == "rate"
+    m = workloads.Metric(metric, metric, higher, Target(">=" if higher else "<=", 1.0))
+
+    def run(kind: servers.ServerKind, settings: workloads.Settings) -> workloads.Sample:
+        raise AssertionError("not run")
+
+    def ceil(port: int, settings: workloads.Settings) -> workloads.Sample:
+        raise AssertionError("not run")
+
+    v = workloads.Variant("v", "put", {}, (m,), run, ceil)
+    res = report.Results([v])
+    for kind, value in (("tubeserver", ts), ("beanstalkd", bs), (report.NULL, ceiling)):
+        res.add(v, kind, workloads.Sample({metric: value}))
+    return res, v
+
+
+def test_rows_mark_a_server_near_the_generator_ceiling() -> None:
+    res, _ = _results(ts=170.0, bs=100.0, ceiling=200.0)  # tubeserver at 85% of the ceiling
+    (row,) = report.rows(res)
+    assert row.generator_bound and row.tubeserver.generator_bound
+    assert row.beanstalkd is not None and not row.beanstalkd.generator_bound
+    assert row.status == "generator-bound"  # 1.7 would pass: it cannot
+    text = report.table([row])
+    assert "generator-bound" in text and "170*" in text
+    js = report.to_json(res, [row], {})["rows"][0]
+    assert js["generator_bound"] is True and js["status"] == "generator-bound"
+    assert js["tubeserver"]["generator_bound"] is True
+
+    res, _ = _results(ts=120.0, bs=100.0, ceiling=1000.0)
+    (row,) = report.rows(res)
+    assert not row.generator_bound and row.status == "pass"
+
+
+def test_rows_mark_a_latency_near_the_generator_floor() -> None:
+    res, _ = _results(ts=0.2, bs=0.1, ceiling=0.09, metric="p99")  # floor 90% of beanstalkd's
+    (row,) = report.rows(res)
+    assert row.beanstalkd is not None and row.beanstalkd.generator_bound
+    assert row.status == "MISS"  # 2.0 > 1.0, and beanstalkd is better still than measured
+    res, _ = _results(ts=0.1, bs=0.1, ceiling=0.09, metric="p99")
+    (row,) = report.rows(res)
+    assert row.status == "generator-bound"
+
+
+def test_best_of_row_takes_the_better_variant() -> None:
+    variants = [v for v in workloads.catalogue(quick=True, jobs=10)
+                if v.workload in ("batch", "drain")]
+    res = report.Results(variants)
+    by = {v.name: v for v in variants}
+    for name, value in (("batch100 c1", 300.0), ("batch100 c10", 250.0)):
+        res.add(by[name], "tubeserver", workloads.Sample({"rate": value}))
+        res.add(by[name], report.NULL, workloads.Sample({"rate": 10_000.0}))
+    for name, value in (("drain c10 d1", 50.0), ("drain c10 d16", 100.0)):
+        res.add(by[name], "beanstalkd", workloads.Sample({"rate": value}))
+        res.add(by[name], report.NULL, workloads.Sample({"rate": 110.0}))
+    best = next(r for r in report.rows(res) if r.variant.name == "batch100 best")
+    assert best.tubeserver.note == "best: batch100 c1" and best.ratio == 3.0
+    assert best.beanstalkd is not None and best.beanstalkd.note == "best: drain c10 d16"
+    # beanstalkd's best drain ran at 91% of its ceiling: 3.0 would pass, it cannot.
+    assert best.status == "generator-bound"
+
+
+def test_a_round_that_fell_behind_is_noted_under_the_table() -> None:
+    res, v = _results(ts=0.2, bs=0.1, ceiling=0.05, metric="p99")
+    why = "consumed slower than the offered rate"
+    res.add(v, "tubeserver", workloads.Sample({"p99": 0.3}, {"warning": why}))
+    (row,) = report.rows(res)
+    assert row.tubeserver.warnings == (why,)
+    assert f"note: v, tubeserver: {why}" in report.table([row]).splitlines()
+    assert report.to_json(res, [row], {})["rows"][0]["tubeserver"]["warnings"] == [why]
