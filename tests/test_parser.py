@@ -23,6 +23,7 @@ from tubeserver.errors import (
     UnknownCommand,
 )
 from tubeserver.limits import (
+    BATCH_MAX,
     DEFAULT_MAX_JOB_SIZE,
     LINE_MAX,
     NAME_CHARS,
@@ -31,7 +32,7 @@ from tubeserver.limits import (
     U32_MAX,
     U64_MAX,
 )
-from tubeserver.parser import Parser
+from tubeserver.parser import COMPILED, Parser
 
 CRLF = b"\r\n"
 BF = c.Rejected(BadFormat())
@@ -48,9 +49,10 @@ NAME200 = ("abcdefghij" * 20)[:NAME_MAX]
 NAME201 = NAME200 + "k"
 
 COMMAND_TYPES = (
-    c.Put, c.Use, c.Reserve, c.ReserveJob, c.Delete, c.Release, c.Bury, c.Touch, c.Watch,
-    c.Ignore, c.Peek, c.PeekReady, c.PeekDelayed, c.PeekBuried, c.Kick, c.KickJob, c.StatsJob,
-    c.StatsTube, c.Stats, c.ListTubes, c.ListTubeUsed, c.ListTubesWatched, c.PauseTube, c.Quit,
+    c.Put, c.Use, c.Reserve, c.ReserveBatch, c.ReserveJob, c.Delete, c.Release, c.Bury, c.Touch,
+    c.Watch, c.Ignore, c.Peek, c.PeekReady, c.PeekDelayed, c.PeekBuried, c.Kick, c.KickJob,
+    c.StatsJob, c.StatsTube, c.Stats, c.ListTubes, c.ListTubeUsed, c.ListTubesWatched,
+    c.PauseTube, c.Quit,
 )
 NAME_VERBS: dict[str, type[c.Use | c.Watch | c.Ignore | c.StatsTube]] = {
     "use": c.Use, "watch": c.Watch, "ignore": c.Ignore, "stats-tube": c.StatsTube,
@@ -79,16 +81,18 @@ def drain(p: Parser) -> list[c.Event]:
     return out
 
 
-def parse(data: bytes, max_job_size: int = DEFAULT_MAX_JOB_SIZE) -> list[c.Event]:
-    p = Parser(max_job_size)
+def parse(
+    data: bytes, max_job_size: int = DEFAULT_MAX_JOB_SIZE, hot_path: bool = COMPILED
+) -> list[c.Event]:
+    p = Parser(max_job_size, hot_path)
     p.feed(data)
     return drain(p)
 
 
 def parse_chunks(
-    chunks: Iterable[bytes], max_job_size: int = DEFAULT_MAX_JOB_SIZE
+    chunks: Iterable[bytes], max_job_size: int = DEFAULT_MAX_JOB_SIZE, hot_path: bool = COMPILED
 ) -> list[c.Event]:
-    p = Parser(max_job_size)
+    p = Parser(max_job_size, hot_path)
     out: list[c.Event] = []
     for chunk in chunks:
         p.feed(chunk)
@@ -110,22 +114,30 @@ def cut(data: bytes, points: Iterable[int]) -> list[bytes]:
 
 
 def parse_every_way(data: bytes, max_job_size: int = DEFAULT_MAX_JOB_SIZE) -> list[c.Event]:
-    """Parse whole, byte by byte and in a few chunk sizes; all must agree."""
+    """Parse whole, byte by byte and in a few chunk sizes, with and without the hot path;
+    all must agree."""
     whole = parse(data, max_job_size)
     assert parse_chunks(bytewise(data), max_job_size) == whole, "byte-at-a-time differs"
     for size in (2, 3, 7, LINE_MAX - 1, LINE_MAX, LINE_MAX + 1, 4096):
         assert parse_chunks(sized(data, size), max_job_size) == whole, f"chunks of {size} differ"
+    other = not COMPILED
+    assert parse(data, max_job_size, other) == whole, f"hot_path={other} differs"
+    assert parse_chunks(bytewise(data), max_job_size, other) == whole, f"hot_path={other} differs"
     return whole
 
 
 def one_line(line: bytes) -> c.Event:
     """The single event for one command line, which must be consumed completely."""
-    p = Parser(DEFAULT_MAX_JOB_SIZE)
-    p.feed(line + CRLF)
-    events = drain(p)
-    assert len(events) == 1, f"{line!r} -> {events}"
-    assert p.buffered() == 0, f"{line!r} left {p.buffered()} bytes"
-    return events[0]
+    for hot_path in (COMPILED, not COMPILED):
+        p = Parser(DEFAULT_MAX_JOB_SIZE, hot_path)
+        p.feed(line + CRLF)
+        events = drain(p)
+        assert len(events) == 1, f"{line!r} -> {events} (hot_path={hot_path})"
+        assert p.buffered() == 0, f"{line!r} left {p.buffered()} bytes (hot_path={hot_path})"
+        if hot_path == COMPILED:
+            first = events[0]
+        assert events[0] == first, f"{line!r}: the hot path and the general path differ"
+    return first
 
 
 # --------------------------------------------------------------------------- encoder
@@ -157,6 +169,8 @@ def encode(cmd: c.Command, spaces: int = 1, zeros: int = 0) -> bytes:
                 line = b"reserve"
             else:
                 line = b"reserve-with-timeout" + nums(cmd.timeout)
+        case c.ReserveBatch():
+            line = b"reserve-batch" + nums(cmd.count, cmd.timeout)
         case c.ReserveJob() | c.Delete() | c.Touch() | c.Peek() | c.KickJob() | c.StatsJob():
             name = {v: k for k, v in ID_VERBS.items()}[type(cmd)]
             line = name.encode() + nums(cmd.id)
@@ -804,6 +818,211 @@ def test_garbage_glued_to_the_size_skips_nothing_and_is_not_counted(tail: bytes)
     assert parse_every_way(data, max_job_size=10) == [BF, c.Stats()]
 
 
+# --------------------------------------------------------------------------- hot path, buffering
+# Compiled, Parser._hot reads the frequent commands in place and leaves every other line to the
+# general path; parse_every_way, one_line and check_garbage already compare the two. These pin
+# the edges of what _hot takes, and the buffering of chunks.
+
+HOT_EDGES: list[tuple[bytes, c.Event]] = [
+    # ids: _hot takes up to 2**62 - 1, the general path the rest up to U64_MAX
+    (f"delete {2**62 - 1}".encode(), c.Delete(2**62 - 1)),
+    (f"delete {2**62}".encode(), c.Delete(2**62)),
+    (f"touch {U64_MAX}".encode(), c.Touch(U64_MAX)),
+    (f"touch {U64_OVER}".encode(), BF),
+    (f"release {2**62} 1 2".encode(), c.Release(2**62, 1, 2)),
+    (f"release 1 {U32_MAX} {U32_MAX}".encode(), c.Release(1, U32_MAX, U32_MAX)),
+    (f"release 1 {U32_MAX} {U32_OVER}".encode(), BF),
+    (f"bury {U64_MAX} {U32_MAX}".encode(), c.Bury(U64_MAX, U32_MAX)),
+    (f"bury 1 {U32_OVER}".encode(), BF),
+    (b"bury 1 " + b"9" * 200, BF),
+    # leading zeros, up to the longest line
+    (b"delete " + b"0" * (LINE_MAX - 10) + b"1", c.Delete(1)),
+    (b"touch 0000000000000000000000000000000000000042", c.Touch(42)),
+    (b"reserve-with-timeout 0000", c.Reserve(0)),
+    (f"reserve-with-timeout {RESERVE_TIMEOUT_MAX}".encode(), c.Reserve(RESERVE_TIMEOUT_MAX)),
+    (f"reserve-with-timeout 0{RESERVE_TIMEOUT_MAX + 1}".encode(), BF),
+    # reserve-batch: 1 to BATCH_MAX jobs
+    (b"reserve-batch 1 0", c.ReserveBatch(1, 0)),
+    (
+        f"reserve-batch {BATCH_MAX} {RESERVE_TIMEOUT_MAX}".encode(),
+        c.ReserveBatch(BATCH_MAX, RESERVE_TIMEOUT_MAX),
+    ),
+    (b"reserve-batch 0010 005", c.ReserveBatch(10, 5)),
+    (b"reserve-batch  2   5", c.ReserveBatch(2, 5)),  # extra spaces: the general path
+    (b"reserve-batch 0 5", BF),
+    (b"reserve-batch 000 5", BF),
+    (f"reserve-batch {BATCH_MAX + 1} 5".encode(), BF),
+    (f"reserve-batch 1 {RESERVE_TIMEOUT_MAX + 1}".encode(), BF),
+    (b"reserve-batch 2 5 ", BF),
+    (b"reserve-batch 2", BF),
+    (b"reserve-batch 2 5 6", BF),
+    (b"reserve-batch", BF),
+    # a separator or an end that is not one space or the CRLF
+    (b"delete 1\r", BF),
+    (b"delete 1\n", BF),
+    (b"reserve\r", BF),
+    (b"reserve\n", BF),
+    (b"bury 1\t2", BF),
+    (b"release 1 2 3\x00", BF),
+    (b"delete\x001", BF),  # a NUL anywhere in a line
+    (b"reserve-with-timeout\r5", BF),
+]
+
+
+@pytest.mark.parametrize(("line", "expected"), HOT_EDGES)
+def test_hot_path_edges(line: bytes, expected: c.Event) -> None:
+    assert one_line(line) == expected
+    assert parse_every_way(line + CRLF + b"stats\r\n") == [expected, c.Stats()]
+
+
+def test_hot_line_of_exactly_line_max() -> None:
+    line = b"delete " + b"0" * (LINE_MAX - 10) + b"1\r\n"
+    assert len(line) == LINE_MAX
+    assert parse_every_way(line) == [c.Delete(1)]
+    longer = b"delete 0" + line[len(b"delete ") :]
+    assert parse_every_way(longer + b"stats\r\n") == [BF, c.Stats()]
+
+
+HEAD_ZEROS = b"0" * (LINE_MAX - len(b"put 0 0 0 1\r\n"))
+HOT_PUTS: list[tuple[bytes, int, list[c.Event]]] = [
+    (f"put {U32_MAX} {U32_MAX} {U32_MAX} 1\r\nx\r\n".encode(), 10,
+     [c.Put(U32_MAX, U32_MAX, U32_MAX, b"x")]),
+    (f"put {U32_OVER} 0 0 1\r\nx\r\n".encode(), 10, [BF]),
+    (f"put 0 0 {U32_OVER} 1\r\nx\r\n".encode(), 10, [BF]),
+    (b"put 0 0 0 1 \r\nx\r\n", 10, [PUT_BF]),
+    (b"put 0  0 0 1\r\nx\r\n", 10, [c.Put(0, 0, 0, b"x")]),  # extra spaces: general path
+    (b"put 0 0 0  1\r\nx\r\n", 10, [c.Put(0, 0, 0, b"x")]),
+    (b"put  0 0 0 1\r\nx\r\n", 10, [c.Put(0, 0, 0, b"x")]),
+    (b"put 0 0 0 1\r\nxyz", 10, [NO_CRLF]),
+    (b"put 0 0 0 1\r\nx\r", 10, []),
+    (b"put 0 0 0 10\r\n0123456789\r\n", 10, [c.Put(0, 0, 0, b"0123456789")]),
+    (b"put 0 0 0 11\r\n0123456789a\r\n", 10, [TOO_BIG]),
+    (b"put 0 0 0 011\r\n0123456789a\r\n", 10, [TOO_BIG]),
+    (b"put 0 0 0 " + HEAD_ZEROS + b"1\r\nx\r\n", 10, [c.Put(0, 0, 0, b"x")]),
+    (b"put 0 0 0 0" + HEAD_ZEROS + b"1\r\nx\r\n", 10, [BF, UC]),  # one byte over LINE_MAX
+    (b"put 0 0 0 1\x00\r\nx\r\n", 10, [BF, UC]),
+]
+
+
+@pytest.mark.parametrize(("data", "max_job_size", "expected"), HOT_PUTS)
+def test_hot_put_edges(data: bytes, max_job_size: int, expected: list[c.Event]) -> None:
+    assert parse_every_way(data, max_job_size) == expected
+
+
+EDGE_NUMBERS = [
+    0, 1, 9, 10, BATCH_MAX, BATCH_MAX + 1, RESERVE_TIMEOUT_MAX, RESERVE_TIMEOUT_MAX + 1, U32_MAX,
+    U32_OVER, 2**62 - 1, 2**62, U64_MAX, U64_OVER, 10**30,
+]
+HOT_VERBS = ["put", "delete", "reserve", "reserve-with-timeout", "reserve-batch", "release",
+             "touch", "bury"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    verb=st.sampled_from(HOT_VERBS),
+    args=st.lists(
+        st.tuples(
+            st.sampled_from([b" ", b"  ", b"\t", b""]),
+            st.integers(0, 3),
+            st.sampled_from(EDGE_NUMBERS) | st.integers(0, 2**70),
+        ),
+        max_size=5,
+    ),
+    end=st.sampled_from([b"\r\n", b" \r\n", b"\r\r\n", b"x\r\n"]),
+    data=st.data(),
+)
+def test_hot_verbs_with_any_numbers_agree_with_the_general_path(
+    verb: str, args: list[tuple[bytes, int, int]], end: bytes, data: st.DataObject
+) -> None:
+    line = verb.encode() + b"".join(sep + b"0" * zeros + b"%d" % n for sep, zeros, n in args)
+    stream = line + end + b"0123456789\r\nstats\r\n"
+    general = parse(stream, 10, hot_path=False)
+    assert parse(stream, 10, hot_path=True) == general
+    assert parse_chunks(bytewise(stream), 10, hot_path=True) == general
+    points = data.draw(st.lists(st.integers(0, len(stream)), max_size=6), label="cuts")
+    assert parse_chunks(cut(stream, points), 10, hot_path=True) == general
+
+
+def test_big_body_in_many_small_chunks() -> None:
+    size = 1 << 20
+    body = bytes(range(256)) * (size // 256)
+    data = f"put 1 2 3 {size}\r\n".encode() + body + CRLF + b"delete 7\r\n"
+    for chunk in (1, 1000, 4096, 65536):
+        if chunk == 1:
+            data1 = data.replace(f" {size}\r\n".encode(), b" 3000\r\n")
+            data1 = data1[: data1.index(b"\r\n") + 2] + body[:3000] + CRLF + b"delete 7\r\n"
+            pieces, expected_body = sized(data1, 1), body[:3000]
+        else:
+            pieces, expected_body = sized(data, chunk), body
+        for hot_path in (True, False):
+            p = Parser(size, hot_path)
+            events: list[c.Event] = []
+            for piece in pieces:
+                p.feed(piece)
+                events += drain(p)
+                assert p.buffered() <= size + 2, p.buffered()
+            assert events == [c.Put(1, 2, 3, expected_body), c.Delete(7)], chunk
+            assert p.buffered() == 0
+
+
+def test_big_body_in_small_chunks_is_not_copied_with_every_chunk() -> None:
+    # Joining what is buffered with every chunk would copy the body again each time
+    # (quadratic); the chunks of an incomplete body must wait unjoined until the last one.
+    size = 4 << 20
+    body = b"\r\n" * (size // 2)
+    p = Parser(size)
+    p.feed(f"put 0 0 0 {size}\r\n".encode())
+    assert drain(p) == []
+    pieces = list(sized(body + CRLF, 4096))
+    for n, piece in enumerate(pieces[:-1]):
+        p.feed(piece)
+        assert p.next_event() is None
+        assert len(p._later) == n, "the body was joined before it was complete"
+    p.feed(pieces[-1])
+    assert p.next_event() == c.Put(0, 0, 0, body)
+    assert p.buffered() == 0
+
+
+def test_chunks_fed_before_next_event_are_all_kept() -> None:
+    # While a client waits for a reservation the server reads on without parsing.
+    cmds: list[c.Command] = [
+        *(c.Delete(i) for i in range(500)), c.Put(1, 2, 3, b"x\r\n" * 100), c.Reserve(None),
+        c.Release(1, 2, 3), c.ReserveBatch(3, 4),
+    ]
+    data = b"".join(encode(cmd) for cmd in cmds)
+    for size in (1, 7, 1000):
+        p = Parser(DEFAULT_MAX_JOB_SIZE)
+        for piece in sized(data, size):
+            p.feed(piece)
+        assert p.buffered() == len(data)
+        assert drain(p) == cmds
+        assert p.buffered() == 0
+
+
+@pytest.mark.parametrize(
+    "cmd",
+    [
+        c.Put(0, 0, 0, b""), c.Put(U32_MAX, U32_MAX, U32_MAX, b"x" * DEFAULT_MAX_JOB_SIZE),
+        c.Delete(0), c.Delete(2**62 - 1), c.Touch(12345), c.Reserve(None), c.Reserve(0),
+        c.Reserve(RESERVE_TIMEOUT_MAX), c.ReserveBatch(1, 0), c.ReserveBatch(BATCH_MAX, 5),
+        c.Release(1, U32_MAX, U32_MAX), c.Bury(2**62 - 1, U32_MAX), c.Stats(), c.Quit(),
+    ],
+)
+def test_hot_path_takes_the_usual_forms(cmd: c.Command) -> None:
+    # The general path would give the same events, so only this notices a hot path that
+    # lets the usual forms through to it (slower, not wrong).
+    p = Parser(DEFAULT_MAX_JOB_SIZE, hot_path=True)
+    for data, at in ((encode(cmd), 0), (encode(cmd, zeros=2), 0), (b"use a\r\n" + encode(cmd), 7)):
+        assert p._hot(data, at) == cmd, data
+
+
+def test_hot_path_is_on_where_compiled() -> None:
+    import tubeserver
+
+    assert COMPILED == tubeserver.BUILD.startswith("compiled")
+    assert Parser(1).hot_path == COMPILED
+
+
 # --------------------------------------------------------------------------- property tests
 
 FIRST_NAME_CHARS = NAME_ALPHABET.replace("-", "")
@@ -825,6 +1044,7 @@ commands: st.SearchStrategy[c.Command] = st.one_of(
     st.builds(c.Ignore, names),
     st.builds(c.StatsTube, names),
     st.builds(c.Reserve, st.none() | st.integers(0, RESERVE_TIMEOUT_MAX)),
+    st.builds(c.ReserveBatch, st.integers(1, BATCH_MAX), st.integers(0, RESERVE_TIMEOUT_MAX)),
     *(st.builds(cls, u64) for cls in ID_VERBS.values()),
     st.builds(c.Release, u64, u32, u32),
     st.builds(c.Bury, u64, u32),
@@ -870,6 +1090,7 @@ def check_garbage(stream: bytes, points: Iterable[int]) -> list[c.Event]:
     """Events for `stream`: only known values, never another exception, independent of
     chunking, and a buffer no larger than one line or one accepted body."""
     whole = parse(stream, SMALL_MAX)
+    assert parse(stream, SMALL_MAX, not COMPILED) == whole, "hot path and general path differ"
     for event in whole:
         assert isinstance(event, (*COMMAND_TYPES, c.Rejected)), event
         if isinstance(event, c.Rejected):

@@ -8,26 +8,37 @@ up to its CRLF (then BAD_FORMAT), and an oversized put body is skipped without b
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Final
 
+from . import BUILD, limits
 from . import commands as c
 from .errors import BadFormat, ExpectedCRLF, JobTooBig, ProtocolError, UnknownCommand
-from .limits import (
-    BATCH_MAX,
-    LINE_MAX,
-    NAME_CHARS,
-    NAME_MAX,
-    RESERVE_TIMEOUT_MAX,
-    U32_MAX,
-    U64_MAX,
-)
 
-_NAME_CHARS = bytes(sorted(NAME_CHARS))
+# Final copies of the limits: compiled, they are C statics rather than a dict lookup per use.
+BATCH_MAX: Final = limits.BATCH_MAX
+LINE_MAX: Final = limits.LINE_MAX
+NAME_MAX: Final = limits.NAME_MAX
+RESERVE_TIMEOUT_MAX: Final = limits.RESERVE_TIMEOUT_MAX
+U32_MAX: Final = limits.U32_MAX
+U64_MAX: Final = limits.U64_MAX
+
+# Parser._hot reads a line byte by byte: native loops when mypyc compiled this module, but
+# slower interpreted than the general path's bytes methods, so by default only compiled.
+COMPILED: Final = BUILD.startswith("compiled")
+# _hot takes ids up to this; larger ones, up to U64_MAX, go the general way. Compiled, all
+# its comparisons then stay within mypyc's unboxed ints.
+_ID_MAX: Final = (1 << 62) - 1
+
+_NAME_CHARS: Final = bytes(sorted(limits.NAME_CHARS))
+_SP: Final = 0x20
+_CR: Final = 0x0D
+_LF: Final = 0x0A
 
 # beanstalkd recognises verbs by prefix, in this order. A line we cannot parse is answered
 # BAD_FORMAT when beanstalkd would have matched one of these prefixes (and then failed on the
 # arguments), UNKNOWN_COMMAND otherwise, so that error replies agree with the reference.
 # `quit` is left out on purpose: we accept only the exact word (see protocol.md).
-_BEANSTALKD_PREFIXES = (
+_BEANSTALKD_PREFIXES: Final = (
     b"put ", b"peek ", b"peek-ready", b"peek-delayed", b"peek-buried",
     b"reserve-with-timeout ", b"reserve-job ", b"reserve", b"delete ", b"release ",
     b"bury ", b"kick ", b"kick-job ", b"touch ", b"stats-job ", b"stats-tube ", b"stats",
@@ -56,6 +67,30 @@ def _number(token: bytes, limit: int) -> int:
     if value > limit:
         raise BadFormat()
     return value
+
+
+def _field(buf: bytes, i: int, end: int, limit: int, last: bool) -> tuple[int, int]:
+    """A decimal number that starts at buf[i] and ends at one space, or at the line's CRLF
+    when `last`, all before `end`; and the index after that space or CRLF. When the field is
+    not like that, or the number is above `limit`, (-1, end + 1): past `end`, so every field
+    read after it fails as well, and one test after the last field covers them all."""
+    j = i
+    value = 0
+    while j < end:
+        b = buf[j]
+        if b < 0x30 or b > 0x39:
+            break
+        value = value * 10 + (b - 0x30)
+        if value > limit:  # stop at once: a long number costs no more than a short one
+            return -1, end + 1
+        j += 1
+    if j > i:  # some digits
+        if last:
+            if j + 1 < end and buf[j] == _CR and buf[j + 1] == _LF:
+                return value, j + 2
+        elif j < end and buf[j] == _SP:
+            return value, j + 1
+    return -1, end + 1
 
 
 def _numbers(rest: bytes, count: int) -> list[bytes]:
@@ -146,7 +181,7 @@ def _p_pause_tube(rest: bytes) -> c.Event:
 
 
 # Verbs that take arguments (after exactly one space) ...
-_WITH_ARGS: dict[bytes, Callable[[bytes], c.Event]] = {
+_WITH_ARGS: Final[dict[bytes, Callable[[bytes], c.Event]]] = {
     b"use": _p_use,
     b"watch": _p_watch,
     b"ignore": _p_ignore,
@@ -165,8 +200,9 @@ _WITH_ARGS: dict[bytes, Callable[[bytes], c.Event]] = {
     b"pause-tube": _p_pause_tube,
 }
 # ... and those that must be the whole line. Their values are stateless, so share them.
-_NO_ARGS: dict[bytes, c.Event] = {
-    b"reserve": c.Reserve(None),
+_RESERVE: Final = c.Reserve(None)
+_NO_ARGS: Final[dict[bytes, c.Event]] = {
+    b"reserve": _RESERVE,
     b"peek-ready": c.PeekReady(),
     b"peek-delayed": c.PeekDelayed(),
     b"peek-buried": c.PeekBuried(),
@@ -179,29 +215,64 @@ _NO_ARGS: dict[bytes, c.Event] = {
 
 
 class Parser:
-    """Incremental parser for one connection's input stream."""
+    """Incremental parser for one connection's input stream.
 
-    def __init__(self, max_job_size: int) -> None:
+    `hot_path` (on where compiled) tries `_hot` on each line first; the events are the same
+    either way, which the tests check both ways round.
+    """
+
+    def __init__(self, max_job_size: int, hot_path: bool = COMPILED) -> None:
         self.max_job_size = max_job_size
-        self._buf = bytearray()
-        self._pos = 0  # bytes of _buf already consumed
+        self.hot_path = hot_path
+        # Received bytes: _buf[_pos:] is not parsed yet. _buf is bytes, not a bytearray, so
+        # that a slice of it (a line, a body) is one copy. Chunks fed while _buf still holds
+        # unparsed bytes wait in _later until the parser needs them (see _gather).
+        self._buf = b""
+        self._pos = 0
+        self._later: list[bytes] = []
+        self._later_size = 0
         self._discarding = False  # inside an over-long line, dropping up to its CRLF
         self._skip = 0  # body bytes still to drop before `_after_skip` is reported
         self._after_skip: c.Rejected | None = None
         self._put: tuple[int, int, int, int] | None = None  # header awaiting its body
 
     def feed(self, data: bytes | bytearray) -> None:
-        if self._pos:
-            del self._buf[: self._pos]
+        if self._pos == len(self._buf) and not self._later:
+            # All parsed (the usual case): the chunk becomes the buffer, uncopied if bytes.
+            self._buf = bytes(data)
             self._pos = 0
-        self._buf += data
+        else:
+            # Not `_buf[_pos:] + data`: a large body arriving in small chunks would be
+            # copied again with every chunk.
+            self._later.append(bytes(data))
+            self._later_size += len(data)
 
     def buffered(self) -> int:
         """Bytes received but not yet turned into events."""
-        return len(self._buf) - self._pos
+        return len(self._buf) - self._pos + self._later_size
 
     def next_event(self) -> c.Event | None:
         """The next complete command (or rejection), or None when more input is needed."""
+        event = self._next()
+        while event is None and self._gather():
+            event = self._next()
+        return event
+
+    def _gather(self) -> bool:
+        """Join the chunks in _later onto the unparsed tail of _buf; not while they leave an
+        awaited body incomplete, so that its bytes are copied once, when the last arrives."""
+        if not self._later or (
+            self._put is not None and self.buffered() < self._put[3] + 2
+        ):
+            return False
+        self._buf = b"".join([self._buf[self._pos :], *self._later])
+        self._pos = 0
+        self._later = []
+        self._later_size = 0
+        return True
+
+    def _next(self) -> c.Event | None:
+        """next_event from what _buf holds (not _later)."""
         buf = self._buf
         if self._skip:
             take = min(self._skip, len(buf) - self._pos)
@@ -217,15 +288,89 @@ class Parser:
         if self._discarding:
             return self._discard()
         pos = self._pos
+        if self.hot_path:
+            hot = self._hot(buf, pos)
+            if hot is not None:
+                return hot
         end = buf.find(b"\r\n", pos, pos + LINE_MAX)
         if end < 0:
             if len(buf) - pos >= LINE_MAX:
                 self._discarding = True
                 return self._discard()
             return None
-        line = bytes(buf[pos:end])
         self._pos = end + 2
-        return self._line(line)
+        return self._line(buf[pos:end])
+
+    def _hot(self, buf: bytes, pos: int) -> c.Event | None:
+        """The frequent commands in their usual form, read in place in one pass: the verb,
+        one space before each argument, plain decimal numbers in range, CRLF within LINE_MAX.
+        Anything else, a line not complete yet included, is None and left to the general
+        path below, which also chooses every error reply, so those stay as they were."""
+        end = min(len(buf), pos + LINE_MAX)  # CRLF included, a line ends before this
+        i = pos
+        b = 0
+        while i < end:
+            b = buf[i]
+            if b == _SP or b == _CR:
+                break
+            i += 1
+        if i + 1 >= end:
+            return None
+        verb = buf[pos:i]
+        if b == _CR:
+            event = _RESERVE if verb == b"reserve" else _NO_ARGS.get(verb)  # spare a hash
+            if event is None or buf[i + 1] != _LF:
+                return None
+            self._pos = i + 2
+            return event
+        i += 1
+        if verb == b"put":
+            return self._hot_put(buf, i, end)
+        if verb == b"delete":
+            id, i = _field(buf, i, end, _ID_MAX, True)
+            event = c.Delete(id)
+        elif verb == b"reserve-with-timeout":
+            timeout, i = _field(buf, i, end, RESERVE_TIMEOUT_MAX, True)
+            event = c.Reserve(timeout)
+        elif verb == b"reserve-batch":
+            count, i = _field(buf, i, end, BATCH_MAX, False)
+            timeout, i = _field(buf, i, end, RESERVE_TIMEOUT_MAX, True)
+            if count == 0:
+                return None
+            event = c.ReserveBatch(count, timeout)
+        elif verb == b"release":
+            id, i = _field(buf, i, end, _ID_MAX, False)
+            pri, i = _field(buf, i, end, U32_MAX, False)
+            delay, i = _field(buf, i, end, U32_MAX, True)
+            event = c.Release(id, pri, delay)
+        elif verb == b"touch":
+            id, i = _field(buf, i, end, _ID_MAX, True)
+            event = c.Touch(id)
+        elif verb == b"bury":
+            id, i = _field(buf, i, end, _ID_MAX, False)
+            pri, i = _field(buf, i, end, U32_MAX, True)
+            event = c.Bury(id, pri)
+        else:
+            return None
+        if i > end:  # a field was not good (see _field): the event is not used
+            return None
+        self._pos = i
+        return event
+
+    def _hot_put(self, buf: bytes, i: int, end: int) -> c.Event | None:
+        """`put` with its body already in _buf; else (a body still to come, too big, ...)
+        None, and `_put_header` reads the line again."""
+        pri, i = _field(buf, i, end, U32_MAX, False)
+        delay, i = _field(buf, i, end, U32_MAX, False)
+        ttr, i = _field(buf, i, end, U32_MAX, False)
+        size, i = _field(buf, i, end, U32_MAX, True)
+        stop = i + size
+        if i > end or size > self.max_job_size or stop + 2 > len(buf):
+            return None
+        self._pos = stop + 2
+        if buf[stop] != _CR or buf[stop + 1] != _LF:
+            return c.Rejected(ExpectedCRLF(), "put")
+        return c.Put(pri, delay, ttr, buf[i:stop])
 
     def _discard(self) -> c.Event | None:
         buf = self._buf
@@ -246,12 +391,12 @@ class Parser:
             return None
         self._put = None
         self._pos = pos + size + 2
-        if buf[pos + size : pos + size + 2] != b"\r\n":
+        if buf[pos + size] != _CR or buf[pos + size + 1] != _LF:
             return c.Rejected(ExpectedCRLF(), "put")
-        return c.Put(pri, delay, ttr, bytes(buf[pos : pos + size]))
+        return c.Put(pri, delay, ttr, buf[pos : pos + size])
 
     def _line(self, line: bytes) -> c.Event | None:
-        if b"\0" in line:
+        if 0 in line:  # a NUL; not `b"\0" in line`, which raises and clears a TypeError
             return c.Rejected(BadFormat())
         verb, sp, rest = line.partition(b" ")
         if not sp:
