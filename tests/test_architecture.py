@@ -25,8 +25,8 @@ CORE = (
 # pure module may be added here; anything touching sockets, files, processes, threads, clocks
 # or randomness may not.
 PURE = frozenset({
-    "__future__", "abc", "attrs", "bisect", "collections", "dataclasses", "enum", "functools",
-    "heapq", "itertools", "math", "msgpack", "operator", "re", "struct", "typing",
+    "__future__", "abc", "array", "attrs", "bisect", "collections", "dataclasses", "enum",
+    "functools", "heapq", "itertools", "math", "msgpack", "operator", "re", "struct", "typing",
     "typing_extensions", "zlib",
 })
 # Named explicitly so that the failure message says why.

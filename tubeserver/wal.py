@@ -25,6 +25,7 @@ import fcntl
 import logging
 import os
 import time
+from array import array
 from pathlib import Path
 
 import attrs
@@ -85,7 +86,8 @@ class Segment:
     used: int  # bytes written, plus records waiting to be written
     allocated: int  # preallocated size while it is the current segment
     live: int = 0  # weight of the whole records in it that are still their job's latest
-    jobs: list[int] = attrs.Factory(list)  # ids with a whole record here (some stale)
+    # ids with a whole record here (some stale); an array, 8 bytes an id (a list of ints: 40)
+    jobs: array[int] = attrs.Factory(lambda: array("Q"))
 
 
 @attrs.frozen
