@@ -97,7 +97,7 @@ class Running:
         """The hub's record of `conn`."""
         mine = conn.stream.socket.getsockname()
         peer = f"{mine[0]}:{mine[1]}"
-        (found,) = [c for c in self.hub._clients.values() if c.peer == peer]
+        (found,) = [c for c in self.hub._rounds.clients.values() if c.peer == peer]
         return found
 
 

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from .rounds import IN, Client, Rounds
+from .rounds import IN, Rounds
 
 if TYPE_CHECKING:
     from .server import Server
@@ -53,10 +53,6 @@ class Hub:
         self._kick = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self._rounds = Rounds(server, self._epoll, self._kick)
         self._accept_resumes: float | None = None  # accepting is off until then
-
-    @property
-    def _clients(self) -> dict[int, Client]:
-        return self._rounds.clients
 
     async def run(self) -> None:
         epoll = self._epoll

@@ -50,10 +50,14 @@ class Recovered:
     segments: list[Segment] = attrs.Factory(list)
     next_id: int = 1
     next_seq: int = 1
-    records: int = 0
     repaired: bool = False  # damage was skipped: the log must be rewritten without it
     # Tidying done only once the whole log has read well: (file, new size or -1 to delete).
     trims: list[tuple[Path, int]] = attrs.Factory(list)
+
+    @property
+    def records(self) -> int:
+        """Records read, headers not counted."""
+        return self.folded.records
 
 
 def list_segments(directory: Path) -> list[tuple[int, Path]]:
@@ -158,7 +162,6 @@ def _apply(out: Recovered, index: int, records: list[tuple[Any, ...]]) -> None:
     folded = out.folded
     if not folded.apply(index, records):
         raise WalError(f"segment {index}: a segment header inside the segment")
-    out.records = folded.records
     out.next_id = max(out.next_id, folded.max_id + 1)
     out.next_seq = max(out.next_seq, folded.max_seq + 1)
 

@@ -105,7 +105,8 @@ class Folded:
         assert not engine.jobs, "place() needs a fresh engine"
         engine.jobs = self.jobs
         buried: list[Job] = []
-        files: dict[int, tuple[array[int], int]] = {}
+        ids: dict[int, array[int]] = {}
+        live: dict[int, int] = {}
         for job in self.jobs.values():
             job.tube = tubes[job.tube.name]
             job.created += shift
@@ -113,12 +114,13 @@ class Folded:
                 job.deadline += shift
             else:
                 job.deadline = 0.0
-            held = files.get(job.file)
+            held = ids.get(job.file)
             if held is None:
-                files[job.file] = (array("Q", [job.id]), weight(job))
+                ids[job.file] = array("Q", [job.id])
+                live[job.file] = weight(job)
             else:
-                held[0].append(job.id)
-                files[job.file] = (held[0], held[1] + weight(job))
+                held.append(job.id)
+                live[job.file] += weight(job)
             if job.state is _BURIED:
                 buried.append(job)
             else:
@@ -128,7 +130,7 @@ class Folded:
         for job in buried:
             engine.restore_job(job)
         self.jobs = {}
-        return files
+        return {index: (held, live[index]) for index, held in ids.items()}
 
 
 def _seq(job: Job) -> int:
