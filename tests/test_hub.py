@@ -24,7 +24,7 @@ import trio.testing
 
 from tubeserver.connection import SEND_HIGH_WATER
 from tubeserver.engine import check_invariants
-from tubeserver.hub import ACCEPT_RETRY, Hub
+from tubeserver.hub import ACCEPT_RETRY, Hub, trio_epoll_fd
 from tubeserver.rounds import Client as HubClient
 from tubeserver.server import Config, Server, serve
 
@@ -192,6 +192,28 @@ async def test_a_wakeup_from_the_ticker_rouses_the_parked_hub() -> None:
         t0 = trio.current_time()
         assert await waiter.cmd(b"reserve-with-timeout 1") == b"TIMED_OUT\r\n"
         assert 0.9 < trio.current_time() - t0 < 3
+
+
+async def test_an_idle_hub_sleeps_in_its_own_epoll_and_still_lets_trio_run() -> None:
+    """With nothing else for trio to run, the hub waits in its own epoll (a wakeup then costs
+    one epoll_wait, not two and a trip through trio's scheduler). The client here is a
+    thread, so trio is idle while it talks; its end reaches trio through trio's epoll, which
+    the hub watches meanwhile."""
+    assert trio_epoll_fd() is not None, "trio's internals moved: the hub always waits in trio"
+    async with running() as r:
+        addr = r.listener.socket.getsockname()
+
+        def client() -> list[bytes]:
+            replies = []
+            with socket.create_connection(addr[:2], timeout=LIMIT) as sock:
+                for _ in range(20):
+                    sock.sendall(b"put 0 0 60 1\r\nx\r\n")
+                    replies.append(sock.recv(64))
+            return replies
+
+        replies = await trio.to_thread.run_sync(client)
+        assert all(reply.startswith(b"INSERTED") for reply in replies), replies
+        assert r.hub.direct_wakeups > 0
 
 
 async def test_hang_up_while_waiting_answers_timed_out_and_closes() -> None:

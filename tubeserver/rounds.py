@@ -145,6 +145,9 @@ class Rounds:
         whose change was not committed, when `failed`)."""
         touched, self.touched = self.touched, []
         self.logged = False
+        # Latest touched first: a consumer woken by this round's put hears RESERVED before
+        # the producer hears INSERTED (a wakeup is what someone is waiting on).
+        touched.reverse()
         for client in touched:
             client.touched = False
             if client.closed:
