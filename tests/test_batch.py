@@ -12,8 +12,9 @@ import trio.testing
 from test_server import EPS, Client, Harness, harness, nothing_before, reply_at, reply_by
 
 from tubeserver import commands as c
-from tubeserver.engine import Engine, Wakeup, check_invariants
+from tubeserver.engine import Engine, Wakeup
 from tubeserver.errors import BadFormat, DeadlineSoon, TimedOut
+from tubeserver.invariants import check_invariants
 from tubeserver.job import Job
 from tubeserver.parser import Parser
 from tubeserver.session import Session

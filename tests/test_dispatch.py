@@ -14,8 +14,9 @@ import trio.testing
 
 from tubeserver import commands as c
 from tubeserver.dispatch import Action, Dispatcher
-from tubeserver.engine import Engine, check_invariants
+from tubeserver.engine import Engine
 from tubeserver.errors import ExpectedCRLF, JobTooBig
+from tubeserver.invariants import check_invariants
 from tubeserver.server import Server
 from tubeserver.stats import ProcessInfo
 

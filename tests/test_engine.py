@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from tubeserver.engine import Engine, check_invariants
+from tubeserver.engine import Engine
 from tubeserver.errors import (
     DeadlineSoon,
     Draining,
@@ -19,6 +19,7 @@ from tubeserver.errors import (
     ProtocolError,
     TimedOut,
 )
+from tubeserver.invariants import check_invariants
 from tubeserver.job import Job, JobState
 from tubeserver.session import Session
 
@@ -133,14 +134,14 @@ def test_delete_rules(e: Engine) -> None:
     e.bury(a, buried.id, 3)
     e.release(a, ready.id, 0, 0, 0.0)
     with pytest.raises(NotFound):
-        e.delete(a, theirs.id)  # reserved by another session
+        e.delete(a, theirs.id, 0.0)  # reserved by another session
     assert e.jobs[theirs.id].state is RESERVED
     for job in (ready, mine, delayed, buried):  # ready, own reserved, delayed, buried: any tube
-        e.delete(b if job is not mine else a, job.id)
+        e.delete(b if job is not mine else a, job.id, 0.0)
     for job_id in (ready.id, 999, 0):
         with pytest.raises(NotFound):
-            e.delete(a, job_id)
-    e.delete(b, theirs.id)
+            e.delete(a, job_id, 0.0)
+    e.delete(b, theirs.id, 0.0)
     assert not e.jobs
     check_invariants(e)
 
@@ -340,7 +341,7 @@ def test_tube_lifetime(e: Engine) -> None:
     assert "y" in e.tubes  # still holds a job
     e.reserve_job(t, job.id, 0.0)
     assert "y" in e.tubes  # a reserved job keeps it too
-    e.delete(t, job.id)
+    e.delete(t, job.id, 0.0)
     assert "y" not in e.tubes
     e.use(s, "z")
     e.watch(s, "w")
@@ -648,7 +649,7 @@ def test_ready_heap_sweeps_stale_entries(e: Engine) -> None:
     jobs = [put(e, s, pri=i % 7) for i in range(1000)]
     tube = e.tubes["default"]
     for job in jobs[100:900]:  # from the middle, never the heap top
-        e.delete(s, job.id)
+        e.delete(s, job.id, 0.0)
         assert len(tube.ready) <= 2 * tube.ready_count + 65
     check_invariants(e)
     left = sorted(jobs[:100] + jobs[900:], key=lambda j: (j.pri, j.id))
@@ -664,7 +665,7 @@ def test_delay_heap_sweeps_stale_entries(e: Engine) -> None:
         if job.id % 4 == 0:
             e.kick_job(job.id, 0.0)
         else:
-            e.delete(s, job.id)
+            e.delete(s, job.id, 0.0)
         assert len(tube.delayed) <= 2 * tube.delayed_count + 65
     check_invariants(e)
     run_ticker(e, 100.0)
@@ -694,7 +695,7 @@ def test_timer_heap_stays_bounded_with_waiter_churn(e: Engine) -> None:
         assert e.reserve(w, 1000, now) is None  # a long timeout: its timer outlives the wait
         job = put(e, p, now=now)
         assert wakeups(e) == [(w.id, job.id, None)]
-        e.delete(w, job.id)
+        e.delete(w, job.id, 0.0)
         assert len(e._timers) <= 4097 + 8
     check_invariants(e)
 

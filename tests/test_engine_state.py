@@ -26,17 +26,26 @@ from hypothesis.stateful import (
     rule,
 )
 
-from tubeserver.engine import Engine, check_invariants
+from tubeserver.engine import Engine
 from tubeserver.errors import DeadlineSoon, NotFound, NotIgnored, ProtocolError, TimedOut
+from tubeserver.invariants import check_invariants
 from tubeserver.session import Session
+from tubeserver.tracking import RECORD_COST, Tracker
 
 T = TypeVar("T")
 MARGIN = 1.0  # DEADLINE_SOON safety margin, seconds
 DEFAULT = "default"
 READY, RESERVED, DELAYED, BURIED = "ready", "reserved", "delayed", "buried"
-# A wakeup: session id, job id (a tuple of ids for reserve-batch), and the errors the engine
-# may answer with (empty: jobs).
-Outcome = tuple[int, int | tuple[int, ...] | None, tuple[type[ProtocolError], ...]]
+# What `result` answers: (failed, job id, data).
+Answer = tuple[bool, int, bytes]
+# A wakeup: session id, job id (a tuple of ids for reserve-batch, an Answer for `result`), and
+# the errors the engine may answer with (empty: jobs or an answer).
+Outcome = tuple[int, int | tuple[int, ...] | Answer | None, tuple[type[ProtocolError], ...]]
+# Job tracking in the machine: records kept a few seconds, in little memory, so that expiry
+# and eviction both happen within a program.
+RECORD_TTL = 6.0
+RECORD_MEMORY = 3 * RECORD_COST + 8
+DATA = st.sampled_from([b"", b"x", b"done", b"a longer result"])
 
 TUBES = st.sampled_from([DEFAULT, "a", "b"])
 PRIS = st.sampled_from([0, 5, 5, 10, 1023, 1024, 2**32 - 1])
@@ -44,8 +53,10 @@ DELAYS = st.sampled_from([0, 0, 0, 1, 2, 5])
 TTRS = st.sampled_from([0, 1, 2, 3, 5, 8])
 TIMEOUTS = st.sampled_from([None, None, 0, 0, 0.5, 1, 2, 3])
 STEPS = st.sampled_from([0.25, 0.5, 1.0, 1.0, 2.0, 3.0, 10.0, "next", "next", "due"])
-HOW = st.sampled_from(["release", "bury", "touch", "delete", "reserve_job"])
-OWN_HOW = st.sampled_from(["release", "release", "bury", "touch", "delete"])
+HOW = st.sampled_from(["release", "bury", "touch", "delete", "reserve_job", "finish", "fail",
+                       "checkpoint"])
+OWN_HOW = st.sampled_from(["release", "release", "bury", "touch", "delete", "finish", "fail",
+                           "checkpoint"])
 
 
 @attrs.define
@@ -63,6 +74,10 @@ class MJob:
     releases: int = 0
     buries: int = 0
     kicks: int = 0
+    reason: bytes | None = None
+    checkpoint: bytes | None = None
+    result: bytes = b""  # once finished
+    finished: float = 0.0
 
 
 @attrs.define
@@ -75,13 +90,17 @@ class MSession:
     timeout_at: float | None = None
     soon_at: float | None = None  # when the wait's DEADLINE_SOON check is next due
     count: int | None = None  # reserve-batch: the jobs wanted; None for a plain reserve
+    result_for: int | None = None  # the job it waits on in `result`
+    result_until: float = 0.0
 
 
 class Model:
     """What the engine should do, written as plainly as possible (linear scans everywhere)."""
 
-    def __init__(self) -> None:
+    def __init__(self, ttl: float) -> None:
         self.now = 0.0
+        self.ttl = ttl
+        self.records: dict[int, MJob] = {}  # finished jobs kept, oldest first
         self.jobs: dict[int, MJob] = {}
         self.sessions: dict[int, MSession] = {}
         self.tubes = [DEFAULT]  # creation order; a vanishing tube is replaced by the last one
@@ -206,6 +225,13 @@ class Model:
         the margin at `now`, else TIMED_OUT if its timeout has passed.
         """
         now = self.now
+        for s in self.sessions.values():
+            if s.result_for is not None and s.result_until <= now:
+                s.result_for = None
+                self.wakeups.append((s.id, None, (TimedOut,)))
+        for job_id, record in list(self.records.items()):
+            if record.finished + self.ttl <= now:
+                del self.records[job_id]
         for j in self.jobs.values():
             if j.state == DELAYED and j.deadline <= now:
                 j.state = READY
@@ -256,6 +282,8 @@ class Model:
     def next_event(self) -> float | None:
         times = [j.deadline for j in self.jobs.values() if j.state in (DELAYED, RESERVED)]
         times += self.paused.values()
+        times += [r.finished + self.ttl for r in self.records.values()]
+        times += [s.result_until for s in self.sessions.values() if s.result_for is not None]
         for s in self.sessions.values():
             if s.wait_seq is not None:
                 if s.timeout_at is not None:
@@ -274,6 +302,7 @@ class Model:
         self.due()  # the engine applies due timers first, as before any command
         s = self.sessions[sid]
         self.end_wait(s)
+        s.result_for = None
         for job_id in sorted(s.reserved):
             job = self.jobs[job_id]
             self.unreserve(job)
@@ -287,6 +316,7 @@ class Model:
 
     def cancel_wait(self, sid: int) -> None:
         self.end_wait(self.sessions[sid])
+        self.sessions[sid].result_for = None
 
     def put(self, sid: int, pri: int, delay: int, ttr: int) -> int:
         job = MJob(self.next_id, self.sessions[sid].used, pri, max(ttr, 1), READY)
@@ -367,7 +397,7 @@ class Model:
         self.take(sid, job)
         return job_id
 
-    def delete(self, sid: int, job_id: int) -> None:
+    def delete(self, sid: int, job_id: int, result: bytes = b"") -> None:
         job = self.jobs.get(job_id)
         if job is None or (job.state == RESERVED and job.reserver != sid):
             raise NotFound()
@@ -375,6 +405,51 @@ class Model:
             self.unreserve(job)
         del self.jobs[job_id]
         self.maybe_drop(job.tube)
+        self.answer(job_id, (False, job_id, result))
+        job.state, job.result, job.finished, job.checkpoint = "finished", result, self.now, None
+        cost = RECORD_COST + len(result) + len(job.reason or b"")
+        if self.ttl > 0 and cost <= RECORD_MEMORY:
+            self.records[job_id] = job
+            while sum(RECORD_COST + len(r.result) + len(r.reason or b"")
+                      for r in self.records.values()) > RECORD_MEMORY:
+                del self.records[next(iter(self.records))]
+
+    def answer(self, job_id: int, answer: Answer) -> None:
+        for s in self.sessions.values():
+            if s.result_for == job_id:
+                s.result_for = None
+                self.wakeups.append((s.id, answer, ()))
+
+    def result(self, sid: int, job_id: int, timeout: float) -> Answer | None:
+        job = self.jobs.get(job_id)
+        if job is None:
+            record = self.records.get(job_id)
+            if record is None:
+                raise NotFound()
+            return (False, job_id, record.result)
+        if job.state == BURIED:
+            return (True, job_id, job.reason or b"")
+        if timeout == 0:
+            raise TimedOut()
+        s = self.sessions[sid]
+        s.result_for, s.result_until = job_id, self.now + timeout
+        return None
+
+    def job_status(self, job_id: int) -> tuple[str, int, int, int, bytes | None]:
+        job = self.jobs.get(job_id) or self.records.get(job_id)
+        if job is None:
+            raise NotFound()
+        return (job.state, job.reserves, job.buries, job.kicks, job.reason)
+
+    def checkpoint(self, sid: int, job_id: int, data: bytes) -> None:
+        self.touch(sid, job_id)
+        self.jobs[job_id].checkpoint = data
+
+    def peek_checkpoint(self, job_id: int) -> bytes:
+        job = self.jobs.get(job_id)
+        if job is None or job.checkpoint is None:
+            raise NotFound()
+        return job.checkpoint
 
     def release(self, sid: int, job_id: int, pri: int, delay: int) -> None:
         job = self.own(sid, job_id)
@@ -387,11 +462,14 @@ class Model:
             job.state = READY
             self.match()
 
-    def bury(self, sid: int, job_id: int, pri: int) -> None:
+    def bury(self, sid: int, job_id: int, pri: int, reason: bytes | None = None) -> None:
         job = self.own(sid, job_id)
         self.unreserve(job)
         job.pri, job.state, job.buried_seq = pri, BURIED, self._next_seq()
         job.buries += 1
+        if reason is not None:
+            job.reason = reason
+        self.answer(job_id, (True, job_id, job.reason or b""))
 
     def touch(self, sid: int, job_id: int) -> None:
         job = self.own(sid, job_id)
@@ -466,10 +544,12 @@ class EngineMachine(RuleBasedStateMachine):
     sessions = Bundle("sessions")
     jobs = Bundle("jobs")
 
+    ttl = RECORD_TTL
+
     def __init__(self) -> None:
         super().__init__()
-        self.e = Engine()
-        self.m = Model()
+        self.e = Engine(Tracker(self.ttl, RECORD_MEMORY))
+        self.m = Model(self.ttl)
 
     # --- plumbing --------------------------------------------------------------------
 
@@ -494,10 +574,12 @@ class EngineMachine(RuleBasedStateMachine):
         return got
 
     def idle(self, s: Session) -> bool:
-        """A session blocked in reserve sends no commands (its connection waits)."""
-        return self.m.sessions[s.id].wait_seq is None
+        """A session blocked in reserve or result sends no commands (its connection waits)."""
+        ms = self.m.sessions[s.id]
+        return ms.wait_seq is None and ms.result_for is None
 
-    def job_command(self, s: Session, job_id: int, how: str, pri: int, delay: int) -> None:
+    def job_command(self, s: Session, job_id: int, how: str, pri: int, delay: int,
+                    data: bytes = b"") -> None:
         e, m, now = self.e, self.m, self.m.now
         if how == "release":
             self.both(lambda: e.release(s, job_id, pri, delay, now),
@@ -507,7 +589,16 @@ class EngineMachine(RuleBasedStateMachine):
         elif how == "touch":
             self.both(lambda: e.touch(s, job_id, now), lambda: m.touch(s.id, job_id))
         elif how == "delete":
-            self.both(lambda: e.delete(s, job_id), lambda: m.delete(s.id, job_id))
+            self.both(lambda: e.delete(s, job_id, now), lambda: m.delete(s.id, job_id))
+        elif how == "finish":
+            self.both(lambda: e.delete(s, job_id, now, data),
+                      lambda: m.delete(s.id, job_id, data))
+        elif how == "fail":
+            self.both(lambda: e.bury(s, job_id, pri, data),
+                      lambda: m.bury(s.id, job_id, pri, data))
+        elif how == "checkpoint":
+            self.both(lambda: e.checkpoint(s, job_id, data, now),
+                      lambda: m.checkpoint(s.id, job_id, data))
         else:
             self.both(lambda: e.reserve_job(s, job_id, now),
                       lambda: m.reserve_job(s.id, job_id))
@@ -578,7 +669,7 @@ class EngineMachine(RuleBasedStateMachine):
             ids.append(job.id)
         for job_id in reversed(ids):
             if job_id % 10:
-                self.both(partial(e.delete, s, job_id), partial(m.delete, s.id, job_id),
+                self.both(partial(e.delete, s, job_id, now), partial(m.delete, s.id, job_id),
                           sync=False)
 
     @rule(s=sessions, verb=st.sampled_from(["use", "watch", "ignore"]), name=TUBES)
@@ -625,18 +716,62 @@ class EngineMachine(RuleBasedStateMachine):
 
             self.both(engine, lambda: self.m.reserve_batch(s.id, count, timeout))
 
-    @rule(s=sessions, i=st.integers(0, 3), how=OWN_HOW, pri=PRIS, delay=DELAYS)
-    def own_job(self, s: Session, i: int, how: str, pri: int, delay: int) -> None:
+    @rule(s=sessions, i=st.integers(0, 3), how=OWN_HOW, pri=PRIS, delay=DELAYS, data=DATA)
+    def own_job(self, s: Session, i: int, how: str, pri: int, delay: int, data: bytes) -> None:
         """A worker acts on a job it holds (when it holds none: on job id `i`)."""
         held = sorted(self.m.sessions[s.id].reserved)
         if self.idle(s):
-            self.job_command(s, held[i % len(held)] if held else i, how, pri, delay)
+            self.job_command(s, held[i % len(held)] if held else i, how, pri, delay, data)
 
-    @rule(s=sessions, job_id=st.one_of(jobs, st.just(10**6)), how=HOW, pri=PRIS, delay=DELAYS)
-    def any_job(self, s: Session, job_id: int, how: str, pri: int, delay: int) -> None:
+    @rule(s=sessions, job_id=st.one_of(jobs, st.just(10**6)), how=HOW, pri=PRIS, delay=DELAYS,
+          data=DATA)
+    def any_job(self, s: Session, job_id: int, how: str, pri: int, delay: int,
+                data: bytes) -> None:
         """Any job id: others' reserved jobs, gone ones, ready/delayed/buried ones."""
         if self.idle(s):
-            self.job_command(s, job_id, how, pri, delay)
+            self.job_command(s, job_id, how, pri, delay, data)
+
+    # --- job tracking ----------------------------------------------------------------
+
+    @rule(s=sessions, job_id=st.one_of(jobs, st.just(10**6)), pick=st.integers(0, 7),
+          live=st.booleans(), timeout=st.sampled_from([0, 1, 2, 5, 30, 30]))
+    def result(self, s: Session, job_id: int, pick: int, live: bool, timeout: int) -> None:
+        """`result`: answered now (finished, buried, unknown, timeout 0) or waits. With
+        `live`, on a job still live (most often one that some session holds, so that a
+        finish or fail soon answers it)."""
+        if not self.idle(s):
+            return
+        if live and self.m.jobs:
+            held = sorted(j for ms in self.m.sessions.values() for j in ms.reserved)
+            ids = held or sorted(self.m.jobs)
+            job_id = ids[pick % len(ids)]
+        now = self.m.now
+
+        def engine() -> Answer | None:
+            got = self.e.result(s, job_id, timeout, now)
+            return None if got is None else (got.failed, got.job_id, got.data)
+
+        self.both(engine, lambda: self.m.result(s.id, job_id, timeout))
+
+    @rule(s=sessions, job_id=st.one_of(jobs, st.just(10**6)), pick=st.integers(0, 7),
+          live=st.booleans(), timeout=st.sampled_from([0, 1, 2, 5, 30, 30]))
+    def result_more(self, s: Session, job_id: int, pick: int, live: bool, timeout: int) -> None:
+        self.result(s, job_id, pick, live, timeout)
+
+    @rule(job_id=st.one_of(jobs, st.just(10**6)), what=st.sampled_from(["status", "peek"]))
+    def inspect_job(self, job_id: int, what: str) -> None:
+        """job-status (live jobs and kept records alike), or peek-checkpoint."""
+        e, m = self.e, self.m
+        if what == "peek":
+            self.both(lambda: e.peek_checkpoint(job_id), lambda: m.peek_checkpoint(job_id))
+            return
+
+        def engine() -> tuple[str, int, int, int, bytes | None]:
+            job = e.job_status(job_id)
+            reason = None if job.extra is None else job.extra.reason
+            return (job.state.value, job.reserves, job.buries, job.kicks, reason)
+
+        self.both(engine, lambda: m.job_status(job_id))
 
     # --- other commands --------------------------------------------------------------
 
@@ -703,6 +838,8 @@ class EngineMachine(RuleBasedStateMachine):
         """Drained after every step, as the server does after every batch of commands."""
         got = [(w.session.id,
                 tuple(j.id for j in w.batch) if w.batch is not None
+                else (w.outcome.failed, w.outcome.job_id, w.outcome.data)
+                if w.outcome is not None
                 else None if w.job is None else w.job.id, w.error)
                for w in self.e.drain_wakeups()]
         want, self.m.wakeups = self.m.wakeups, []
@@ -727,7 +864,14 @@ class EngineMachine(RuleBasedStateMachine):
                 mj.timeouts, mj.reserves, mj.releases, mj.buries, mj.kicks), job_id
             if mj.state in (DELAYED, RESERVED):
                 assert j.deadline == mj.deadline, job_id
+            extra = j.extra
+            tracked = (None, None) if extra is None else (extra.reason, extra.checkpoint)
+            assert tracked == (mj.reason, mj.checkpoint), job_id
         assert (e.job_timeouts, e.total_jobs) == (m.timeouts, m.next_id - 1)
+        assert list(e.tracker.records) == list(m.records)
+        for job_id, record in m.records.items():
+            kept = e.tracker.records[job_id]
+            assert (kept.body, kept.deadline) == (record.result, record.finished), job_id
         assert [t.name for t in e.tube_list] == m.tubes
         for t in e.tube_list:
             assert (t.ready_count, t.delayed_count, len(t.buried), t.reserved_count) == tuple(
@@ -744,6 +888,9 @@ class EngineMachine(RuleBasedStateMachine):
             assert s.used.name == ms.used and [t.name for t in s.watched] == ms.watched
             assert set(s.reserved) == ms.reserved
             assert (s.waiter is None) == (ms.wait_seq is None)
+            wait = s.result_wait
+            assert (None if wait is None else (wait.job_id, wait.timeout_at)) == (
+                None if ms.result_for is None else (ms.result_for, ms.result_until))
             if s.waiter is not None:
                 assert (s.waiter.timeout_at, s.waiter.count) == (ms.timeout_at, ms.count)
 
@@ -760,3 +907,15 @@ EngineMachine.TestCase.settings = settings(
     max_examples=200, stateful_step_count=80, deadline=None
 )
 TestEngineMachine = EngineMachine.TestCase
+
+
+class UntrackedMachine(EngineMachine):
+    """--result-ttl 0: nothing is kept after a job finishes; waiters are still answered."""
+
+    ttl = 0.0
+
+
+UntrackedMachine.TestCase.settings = settings(
+    max_examples=50, stateful_step_count=80, deadline=None
+)
+TestUntrackedMachine = UntrackedMachine.TestCase

@@ -23,8 +23,8 @@ import trio
 import trio.testing
 
 from tubeserver.connection import SEND_HIGH_WATER
-from tubeserver.engine import check_invariants
 from tubeserver.hub import ACCEPT_RETRY, Hub, trio_epoll_fd
+from tubeserver.invariants import check_invariants
 from tubeserver.rounds import Client as HubClient
 from tubeserver.server import Config, Server, serve
 

@@ -52,7 +52,8 @@ COMMAND_TYPES = (
     c.Put, c.Use, c.Reserve, c.ReserveBatch, c.ReserveJob, c.Delete, c.Release, c.Bury, c.Touch,
     c.Watch, c.Ignore, c.Peek, c.PeekReady, c.PeekDelayed, c.PeekBuried, c.Kick, c.KickJob,
     c.StatsJob, c.StatsTube, c.Stats, c.ListTubes, c.ListTubeUsed, c.ListTubesWatched,
-    c.PauseTube, c.Quit,
+    c.PauseTube, c.Quit, c.Finish, c.Fail, c.Result, c.JobStatus, c.Checkpoint,
+    c.PeekCheckpoint,
 )
 NAME_VERBS: dict[str, type[c.Use | c.Watch | c.Ignore | c.StatsTube]] = {
     "use": c.Use, "watch": c.Watch, "ignore": c.Ignore, "stats-tube": c.StatsTube,
@@ -182,6 +183,18 @@ def encode(cmd: c.Command, spaces: int = 1, zeros: int = 0) -> bytes:
             line = b"kick" + nums(cmd.bound)
         case c.PauseTube():
             line = f"pause-tube {cmd.tube}".encode() + nums(cmd.delay)
+        case c.Finish():
+            line, body = b"finish" + nums(cmd.id, len(cmd.result)), cmd.result
+        case c.Fail():
+            line, body = b"fail" + nums(cmd.id, cmd.pri, len(cmd.reason)), cmd.reason
+        case c.Checkpoint():
+            line, body = b"checkpoint" + nums(cmd.id, len(cmd.data)), cmd.data
+        case c.Result():
+            line = b"result" + nums(cmd.id, cmd.timeout)
+        case c.JobStatus():
+            line = b"job-status" + nums(cmd.id)
+        case c.PeekCheckpoint():
+            line = b"peek-checkpoint" + nums(cmd.id)
         case _:
             line = {v: k for k, v in NO_ARG_VERBS.items()}[cmd].encode()
     if len(line) + 2 > LINE_MAX and (spaces, zeros) != (1, 0):
@@ -1051,6 +1064,12 @@ commands: st.SearchStrategy[c.Command] = st.one_of(
     st.builds(c.Kick, u64),
     st.builds(c.PauseTube, names, u32),
     st.sampled_from(list(NO_ARG_VERBS.values())),
+    st.builds(c.Finish, u64, bodies),
+    st.builds(c.Fail, u64, u32, bodies),
+    st.builds(c.Checkpoint, u64, bodies),
+    st.builds(c.Result, u64, st.integers(0, RESERVE_TIMEOUT_MAX)),
+    st.builds(c.JobStatus, u64),
+    st.builds(c.PeekCheckpoint, u64),
 )
 styles = st.tuples(st.integers(1, 4), st.integers(0, 3))
 
@@ -1083,6 +1102,7 @@ def test_roundtrip_one_byte_at_a_time(cmds: list[c.Command], style: list[tuple[i
 
 
 SMALL_MAX = 32  # so that random put headers hit both the body and the JOB_TOO_BIG paths
+FRAMED = ("put", "finish", "fail", "checkpoint")  # verbs followed by data
 ERRORS = (BadFormat(), UnknownCommand(), ExpectedCRLF(), JobTooBig())
 
 
@@ -1095,9 +1115,9 @@ def check_garbage(stream: bytes, points: Iterable[int]) -> list[c.Event]:
         assert isinstance(event, (*COMMAND_TYPES, c.Rejected)), event
         if isinstance(event, c.Rejected):
             assert event.error in ERRORS, event
-            assert event.verb in (None, "put"), event
+            assert event.verb in (None, *FRAMED), event
             if event.error in (ExpectedCRLF(), JobTooBig()):
-                assert event.verb == "put", event
+                assert event.verb in FRAMED, event
     # Besides the drawn cuts, cut right after every CR: a CRLF split across chunks is the
     # classic framing bug.
     after_cr = [i + 1 for i, byte in enumerate(stream) if byte == 0x0D]
@@ -1119,7 +1139,8 @@ TOKENS = [
     b"-used", b"-watched", b"quit", b"pause-tube ", b"\r\n", b"\r", b"\n", b"\x00", b" ",
     b"  ", b"0", b"1", b"31", b"32", b"33", b"99", b"4294967295", b"4294967296",
     b"18446744073709551615", b"18446744073709551616", b"-", b"+", b"abc", b"x" * 230,
-    b"y" * 230 + CRLF,
+    b"y" * 230 + CRLF, b"finish ", b"fail ", b"checkpoint ", b"result ", b"job-status ",
+    b"peek-checkpoint ",
 ]
 garbage = st.binary(max_size=600) | st.lists(st.sampled_from(TOKENS), max_size=40).map(b"".join)
 

@@ -24,7 +24,7 @@ import trio
 import trio.testing
 
 from tubeserver import connection
-from tubeserver.engine import check_invariants
+from tubeserver.invariants import check_invariants
 from tubeserver.server import Server
 
 DEFAULT_MAX_JOB_SIZE = 65535

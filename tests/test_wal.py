@@ -33,8 +33,10 @@ from hypothesis.stateful import (
 from test_server import Client
 
 from tubeserver import recovery
-from tubeserver.engine import Engine, check_invariants
+from tubeserver.engine import Engine
 from tubeserver.errors import InternalError, OutOfMemory, ProtocolError
+from tubeserver.invariants import check_invariants
+from tubeserver.tracking import DEFAULT_TTL, Tracker
 from tubeserver.job import JobState
 from tubeserver.replay import weight
 from tubeserver.server import Config, Server
@@ -47,9 +49,11 @@ TUBES = ("default", "a", "b")
 
 
 def open_log(directory: Path, now: float, *, segment_size: int = 4096,
-             fsync_ms: int | None = None, repair: bool = False) -> tuple[Engine, Wal]:
-    """What the server does at start-up: read, rebuild, start a new segment."""
-    engine = Engine()
+             fsync_ms: int | None = None, repair: bool = False,
+             result_ttl: float = DEFAULT_TTL) -> tuple[Engine, Wal]:
+    """What the server does at start-up: read, rebuild, start a new segment. With
+    `result_ttl` 0 finished jobs leave nothing behind, as in beanstalkd."""
+    engine = Engine(Tracker(result_ttl))
     found = recovery.read(directory, repair)
     pauses = recovery.restore(found, engine, now, now + OFFSET)
     wal = Wal(directory, engine, segment_size=segment_size, fsync_ms=fsync_ms, offset=OFFSET,
@@ -86,14 +90,21 @@ def picture(engine: Engine, now: float) -> dict[str, Any]:
     for job in engine.jobs.values():
         state = JobState.READY if job.state is JobState.RESERVED else job.state
         deadline = job.deadline + OFFSET if state is JobState.DELAYED else None
+        extra = job.extra
+        notes = (None, None) if extra is None else (extra.reason, extra.checkpoint)
         jobs[job.id] = (state, job.pri, job.tube.name, job.body, job.ttr, job.delay, deadline,
-                        job.created + OFFSET, job.releases, job.buries, job.kicks)
+                        job.created + OFFSET, job.releases, job.buries, job.kicks, notes)
+    # Kept records of finished jobs, in their order (oldest first), times on the wall clock.
+    kept = [(job.id, job.tube.name, job.body, job.pri, job.created + OFFSET,
+             job.deadline + OFFSET, job.reserved_at + OFFSET, job.reserves, job.buries,
+             None if job.extra is None else job.extra.reason)
+            for job in engine.tracker.records.values()]
     tubes = {
         t.name: (t.paused_until + OFFSET if t.paused else None,
                  t.pause if t.paused else 0, list(t.buried))
         for t in engine.tube_list if t.job_count
     }
-    return {"jobs": jobs, "tubes": tubes, "next_id": engine.next_id}
+    return {"jobs": jobs, "tubes": tubes, "next_id": engine.next_id, "kept": kept}
 
 
 class LogMachine(RuleBasedStateMachine):
@@ -152,7 +163,8 @@ class LogMachine(RuleBasedStateMachine):
             assert job.id > self.max_id, "an id was used twice"
             self.max_id = job.id
 
-    @rule(i=st.integers(0, 1), then=st.sampled_from(["keep", "release", "bury", "delete"]),
+    @rule(i=st.integers(0, 1), then=st.sampled_from(["keep", "release", "bury", "delete",
+                                                     "finish", "fail", "checkpoint"]),
           pri=st.integers(0, 3), delay=st.sampled_from([0, 3]))
     def reserve(self, i: int, then: str, pri: int, delay: int) -> None:
         """Reserve, and (most of the time) do with the job what workers do."""
@@ -166,8 +178,15 @@ class LogMachine(RuleBasedStateMachine):
             self.engine.release(s, job.id, pri, delay, self.now)
         elif then == "bury":
             self.engine.bury(s, job.id, pri)
+        elif then == "fail":
+            self.engine.bury(s, job.id, pri, b"why %d" % job.id)
+        elif then == "checkpoint":
+            # Then leave the job held: a restart brings it back ready, checkpoint and all.
+            self.engine.checkpoint(s, job.id, b"at step %d" % pri, self.now)
+        elif then == "finish":
+            self.engine.delete(s, job.id, self.now, b"result" * pri)
         else:
-            self.engine.delete(s, job.id)
+            self.engine.delete(s, job.id, self.now)
 
     def _held(self, i: int, pick: int) -> int | None:
         held = sorted(self._session(i).reserved)
@@ -197,7 +216,7 @@ class LogMachine(RuleBasedStateMachine):
         ids = sorted(self.engine.jobs)
         if ids:
             job_id = ids[pick % len(ids)]
-            self._do(lambda: self.engine.delete(self._session(i), job_id))
+            self._do(lambda: self.engine.delete(self._session(i), job_id, self.now))
 
     @rule(i=st.integers(0, 1), bound=st.integers(1, 4))
     def kick(self, i: int, bound: int) -> None:
@@ -252,13 +271,14 @@ class LogMachine(RuleBasedStateMachine):
     @invariant()
     def engine_and_log_agree(self) -> None:
         check_invariants(self.engine)
-        wal, jobs = self.wal, self.engine.jobs
-        assert wal.live_bytes == sum(weight(j) for j in jobs.values())
+        wal = self.wal
+        lodged = [*self.engine.jobs.values(), *self.engine.tracker.records.values()]
+        assert wal.live_bytes == sum(weight(j) for j in lodged)
         files = {s.index for s in wal.segments}
-        assert all(j.file in files for j in jobs.values())
+        assert all(j.file in files for j in lodged)
         current = wal.segments[-1]
-        # Room for a delete record of every live job, always.
-        assert current.allocated - current.used >= len(jobs) * DELETE_MAX + SLACK
+        # Room for a delete record of every live job and kept record, always.
+        assert current.allocated - current.used >= len(lodged) * DELETE_MAX + SLACK
 
     @precondition(lambda self: len(self.wal.segments) > 6)
     @invariant()
@@ -428,15 +448,15 @@ def test_a_foreign_file_in_place_of_a_segment_stops_start_up(logdir: Path) -> No
 
 def test_ids_are_never_reused_even_when_every_record_is_compacted_away(logdir: Path) -> None:
     logdir.mkdir()
-    engine, wal = open_log(logdir, 0.0)
+    engine, wal = open_log(logdir, 0.0, result_ttl=0)
     s = engine.connect()
     for _ in range(400):
-        engine.delete(s, engine.put(s, 0, 0, 60, b"x" * 200, 0.0).id)
+        engine.delete(s, engine.put(s, 0, 0, 60, b"x" * 200, 0.0).id, 0.0)
     last = engine.next_id - 1
     wal.write()
     assert len(recovery.list_segments(logdir)) <= 4
     crash(wal)
-    engine, wal = open_log(logdir, 0.0)
+    engine, wal = open_log(logdir, 0.0, result_ttl=0)
     assert engine.put(engine.connect(), 0, 0, 60, b"y", 0.0).id == last + 1
     wal.close()
 
@@ -444,14 +464,14 @@ def test_ids_are_never_reused_even_when_every_record_is_compacted_away(logdir: P
 def test_one_old_job_does_not_pin_the_log_under_churn(logdir: Path) -> None:
     logdir.mkdir()
     size = 8192
-    engine, wal = open_log(logdir, 0.0, segment_size=size)
+    engine, wal = open_log(logdir, 0.0, segment_size=size, result_ttl=0)
     s = engine.connect()
     old = engine.put(s, 0, 0, 60, b"the one that stays", 0.0)
     engine.bury(s, engine.reserve(s, 0, 0.0).id, 1)  # type: ignore[union-attr]
     peak = 0
     for i in range(5000):
         job = engine.put(s, 0, 0, 60, b"%d" % i * 30, 0.0)
-        engine.delete(s, job.id)
+        engine.delete(s, job.id, 0.0)
         if i % 50 == 0:
             wal.write()
             peak = max(peak, disk_bytes(logdir))
@@ -507,7 +527,7 @@ def test_no_room_for_a_new_segment_refuses_changes_but_never_deletes(
     assert sorted(engine.jobs) == ids  # the refused put changed nothing
     check_invariants(engine)
     for job_id in ids:  # every delete still fits: its room was kept when the job was put
-        engine.delete(s, job_id)
+        engine.delete(s, job_id, 0.0)
     wal.write()
     assert wal.failed is None
     crash(wal)
@@ -530,7 +550,7 @@ def test_a_failed_write_refuses_every_later_change(logdir: Path,
     assert not wal.write()
     assert wal.failed is not None
     for change in (lambda: engine.put(s, 0, 0, 60, b"no", 0.0),
-                   lambda: engine.delete(s, kept),
+                   lambda: engine.delete(s, kept, 0.0),
                    lambda: engine.pause_tube("default", 5, 0.0)):
         with pytest.raises(InternalError):
             change()

@@ -18,6 +18,7 @@ import trio
 from . import BUILD, __version__
 from .limits import DEFAULT_LISTEN, DEFAULT_MAX_JOB_SIZE, DEFAULT_PORT, JOB_SIZE_CAP
 from .server import Config, ListenError, serve
+from .tracking import DEFAULT_MEMORY, DEFAULT_TTL
 from .wal import DEFAULT_FSYNC_MS, DEFAULT_SEGMENT_SIZE, MIN_SEGMENT_SIZE, WalError
 
 log = logging.getLogger("tubeserver")
@@ -44,6 +45,8 @@ _size = _bounded_int("size", 0)
 _count = _bounded_int("verbosity", 0)
 _fsync_ms = _bounded_int("fsync interval", 0, 3_600_000)
 _segment = _bounded_int("segment size", MIN_SEGMENT_SIZE, 1 << 40)
+_result_ttl = _bounded_int("result TTL", 0, 10 * 365 * 86400)
+_result_memory = _bounded_int("result memory", 0)
 
 
 def _path(text: str) -> str:
@@ -78,6 +81,8 @@ _SETTINGS: list[tuple[str, str, Callable[[str], object], object]] = [
     ("TUBESERVER_WAL_SEGMENT_SIZE", "segment_size", _segment, DEFAULT_SEGMENT_SIZE),
     ("TUBESERVER_FSYNC_MS", "fsync_ms", _fsync_ms, None),
     ("TUBESERVER_NO_FSYNC", "no_fsync", _flag, False),
+    ("TUBESERVER_RESULT_TTL", "result_ttl", _result_ttl, int(DEFAULT_TTL)),
+    ("TUBESERVER_RESULT_MEMORY", "result_memory", _result_memory, DEFAULT_MEMORY),
 ]
 # Meaningless without a log directory: said so when given on the command line.
 _LOG_ONLY = ("segment_size", "fsync_ms", "no_fsync")
@@ -120,6 +125,17 @@ def build_parser() -> argparse.ArgumentParser:
                      help="start even if the log is damaged in the middle, skipping the "
                      "damaged records (command line only: a repair is a decision, not a "
                      "setting)")
+    track = p.add_argument_group(
+        "job tracking", "What the server remembers of a finished job (its result, counts, times "
+        "and last failure reason) for `result` and `job-status`; see protocol.md.")
+    track.add_argument("--result-ttl", type=_result_ttl, metavar="SECONDS",
+                       help=f"keep the record of a finished job this long (default "
+                       f"{int(DEFAULT_TTL)}, one day); 0: keep nothing, as beanstalkd "
+                       "[TUBESERVER_RESULT_TTL]")
+    track.add_argument("--result-memory", type=_result_memory, metavar="BYTES",
+                       help=f"memory all kept records may use, results and reasons included "
+                       f"(default {DEFAULT_MEMORY}); the oldest go first "
+                       "[TUBESERVER_RESULT_MEMORY]")
     p.add_argument("-V", "--verbose", action="count",
                    help="log connections; twice also logs every command "
                    "[TUBESERVER_VERBOSE=N]")
@@ -163,7 +179,8 @@ def parse_config(argv: Sequence[str], environ: dict[str, str]) -> Config:
         DEFAULT_FSYNC_MS if args.fsync_ms is None else args.fsync_ms)
     return Config(listen=args.listen, port=args.port, max_job_size=size, verbose=args.verbose,
                   wal_dir=args.wal_dir, fsync_ms=fsync_ms, segment_size=args.segment_size,
-                  wal_repair=args.wal_repair)
+                  wal_repair=args.wal_repair, result_ttl=args.result_ttl,
+                  result_memory=args.result_memory)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -208,6 +208,55 @@ class Quit(_Record):
     __slots__ = ()
 
 
+# Job tracking (tubeserver extensions, protocol.md "Job tracking").
+
+class Finish(_Record):
+    __slots__ = ("id", "result")
+
+    def __init__(self, id: int, result: bytes) -> None:
+        self.id = id
+        self.result = result
+
+
+class Fail(_Record):
+    __slots__ = ("id", "pri", "reason")
+
+    def __init__(self, id: int, pri: int, reason: bytes) -> None:
+        self.id = id
+        self.pri = pri
+        self.reason = reason
+
+
+class Result(_Record):
+    __slots__ = ("id", "timeout")
+
+    def __init__(self, id: int, timeout: int) -> None:
+        self.id = id
+        self.timeout = timeout
+
+
+class JobStatus(_Record):
+    __slots__ = ("id",)
+
+    def __init__(self, id: int) -> None:
+        self.id = id
+
+
+class Checkpoint(_Record):
+    __slots__ = ("id", "data")
+
+    def __init__(self, id: int, data: bytes) -> None:
+        self.id = id
+        self.data = data
+
+
+class PeekCheckpoint(_Record):
+    __slots__ = ("id",)
+
+    def __init__(self, id: int) -> None:
+        self.id = id
+
+
 class Rejected(_Record):
     """Input that is not a valid command; `verb` is set when the verb itself was recognised."""
 
@@ -221,5 +270,6 @@ Command = (
     Put | Use | Reserve | ReserveBatch | ReserveJob | Delete | Release | Bury | Touch | Watch
     | Ignore | Peek | PeekReady | PeekDelayed | PeekBuried | Kick | KickJob | StatsJob
     | StatsTube | Stats | ListTubes | ListTubeUsed | ListTubesWatched | PauseTube | Quit
+    | Finish | Fail | Result | JobStatus | Checkpoint | PeekCheckpoint
 )
 Event = Command | Rejected

@@ -17,9 +17,11 @@ from .errors import InternalError, NotFound, ProtocolError
 from .session import Session
 from .stats import (
     COMMAND_KEYS,
+    TRACKING_COMMAND_KEYS,
     LogStats,
     ProcessInfo,
     job_stats,
+    job_status,
     server_stats,
     to_yaml,
     tube_stats,
@@ -35,11 +37,13 @@ Result = bytes | Action
 
 
 def answer(wakeup: Wakeup) -> bytes:
-    """The reply a waiting reserve gets when the engine answers it."""
+    """The reply a waiting reserve or `result` gets when the engine answers it."""
     if wakeup.job is not None:
         return replies.reserved(wakeup.job)
     if wakeup.batch is not None:
         return replies.reserved_batch(wakeup.batch)
+    if wakeup.outcome is not None:
+        return replies.outcome(wakeup.outcome)
     assert wakeup.error is not None
     return wakeup.error.reply
 
@@ -56,7 +60,9 @@ class Dispatcher:
         self.on_bug = on_bug
         # The write-ahead log's figures for `stats`, when there is a log.
         self.log_stats: Callable[[], LogStats] = LogStats
-        self.counts: dict[str, int] = dict.fromkeys(COMMAND_KEYS, 0)
+        self.counts: dict[str, int] = dict.fromkeys(COMMAND_KEYS + TRACKING_COMMAND_KEYS, 0)
+        # The wall clock minus the engine's clock, for the times job-status shows.
+        self.wall = 0.0
         self._handlers: dict[type, Callable[[Any, Session, float], Result]] = {
             c.Put: self._put, c.Use: self._use, c.Reserve: self._reserve,
             c.ReserveBatch: self._reserve_batch, c.ReserveJob: self._reserve_job,
@@ -68,6 +74,9 @@ class Dispatcher:
             c.StatsTube: self._stats_tube, c.Stats: self._stats, c.ListTubes: self._list_tubes,
             c.ListTubeUsed: self._list_tube_used, c.ListTubesWatched: self._list_watched,
             c.PauseTube: self._pause_tube, c.Quit: self._quit, c.Rejected: self._rejected,
+            c.Finish: self._finish, c.Fail: self._fail, c.Result: self._result,
+            c.JobStatus: self._job_status, c.Checkpoint: self._checkpoint,
+            c.PeekCheckpoint: self._peek_checkpoint,
         }
 
     def handle(self, s: Session, event: c.Event, now: float) -> Result:
@@ -125,7 +134,7 @@ class Dispatcher:
 
     def _delete(self, cmd: c.Delete, s: Session, now: float) -> Result:
         self.counts["cmd-delete"] += 1
-        self.engine.delete(s, cmd.id)
+        self.engine.delete(s, cmd.id, now)
         return replies.DELETED
 
     def _release(self, cmd: c.Release, s: Session, now: float) -> Result:
@@ -211,7 +220,41 @@ class Dispatcher:
     def _quit(self, cmd: c.Quit, s: Session, now: float) -> Result:
         return Action.CLOSE
 
+    # Job tracking (tracking.py has the rules).
+
+    def _finish(self, cmd: c.Finish, s: Session, now: float) -> Result:
+        self.counts["cmd-finish"] += 1
+        self.engine.delete(s, cmd.id, now, cmd.result)
+        return replies.FINISHED
+
+    def _fail(self, cmd: c.Fail, s: Session, now: float) -> Result:
+        self.counts["cmd-fail"] += 1
+        self.engine.bury(s, cmd.id, cmd.pri, cmd.reason)
+        return replies.BURIED
+
+    def _result(self, cmd: c.Result, s: Session, now: float) -> Result:
+        self.counts["cmd-result"] += 1
+        result = self.engine.result(s, cmd.id, cmd.timeout, now)
+        return Action.WAIT if result is None else replies.outcome(result)
+
+    def _job_status(self, cmd: c.JobStatus, s: Session, now: float) -> Result:
+        self.counts["cmd-job-status"] += 1
+        job = self.engine.job_status(cmd.id)
+        return replies.ok(to_yaml(job_status(job, self.engine.tracker, self.wall)))
+
+    def _checkpoint(self, cmd: c.Checkpoint, s: Session, now: float) -> Result:
+        self.counts["cmd-checkpoint"] += 1
+        self.engine.checkpoint(s, cmd.id, cmd.data, now)
+        return replies.CHECKPOINTED
+
+    def _peek_checkpoint(self, cmd: c.PeekCheckpoint, s: Session, now: float) -> Result:
+        self.counts["cmd-peek-checkpoint"] += 1
+        return replies.found_data(cmd.id, self.engine.peek_checkpoint(cmd.id))
+
     def _rejected(self, cmd: c.Rejected, s: Session, now: float) -> Result:
         if cmd.verb == "put":
             self.counts["cmd-put"] += 1
+        elif cmd.verb is not None:
+            # finish, fail, checkpoint refused with JOB_TOO_BIG or EXPECTED_CRLF, as put.
+            self.counts["cmd-" + cmd.verb] += 1
         return cmd.error.reply

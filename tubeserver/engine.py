@@ -17,6 +17,7 @@ from .errors import DeadlineSoon, Draining, NotFound, NotIgnored, ProtocolError,
 from .job import Job, JobState
 from .limits import DEADLINE_MARGIN, DEFAULT_TUBE, URGENT_PRIORITY
 from .session import Session, Waiter
+from .tracking import NOTE_CHECKPOINT, NOTE_REASON, Outcome, ResultWait, Tracker, outcome
 from .tube import Tube
 
 # Final: compiled, these are static reads rather than lookups in the module's globals.
@@ -25,6 +26,7 @@ RESERVED: Final = JobState.RESERVED
 DELAYED: Final = JobState.DELAYED
 BURIED: Final = JobState.BURIED
 DELETED: Final = JobState.DELETED
+FINISHED: Final = JobState.FINISHED
 
 # Timer kinds. An entry is (at, seq, kind, target, check); `check` must still match the
 # target when the entry fires, otherwise the entry is stale and is skipped.
@@ -33,6 +35,8 @@ _TTR: Final = 1
 _PAUSE: Final = 2
 _WAIT: Final = 3
 _SOON: Final = 4
+_RESULT: Final = 5  # a `result` waiter's timeout
+_EXPIRE: Final = 6  # the oldest kept record's expiry
 Timer = tuple[float, int, int, object, float]
 
 _TIMER_SWEEP_MIN: Final = 4096
@@ -42,38 +46,49 @@ class Journal(Protocol):
     """Where the engine reports the changes that must outlive the process (the write-ahead
     log). Each `admit_*` is asked before a change and may refuse it by raising a
     ProtocolError (the log is full or broken); the other methods are told after the change,
-    before any waiter can take the job, so they see the state the client was told about."""
+    before any waiter can take the job, so they see the state the client was told about.
+    Job tracking: `admit_finish` says whether a finished job's record can be kept (a plain
+    delete is never refused: it is then not kept); `finish` is told before the job becomes
+    its record (its body still the job's); `note` after a reason or checkpoint is set;
+    `forget` when a kept record expires or is evicted."""
 
     def admit_put(self, tube: str, size: int) -> None: ...
     def admit_updates(self, count: int) -> None: ...
-    def admit_delete(self) -> None: ...
     def admit_pause(self, tube: str) -> None: ...
+    def admit_finish(self, job: Job, result: int, keep: bool) -> bool: ...
+    def admit_note(self, size: int) -> None: ...
     def put(self, job: Job) -> None: ...
     def update(self, job: Job) -> None: ...
-    def delete(self, job: Job) -> None: ...
     def pause(self, tube: Tube) -> None: ...
+    def finish(self, job: Job, result: bytes, finished: float, keep: bool) -> None: ...
+    def note(self, job: Job, kind: int) -> None: ...
+    def forget(self, job: Job) -> None: ...
 
 
 class Wakeup:
-    """A waiting session's reserve is answered: with `job`, with `error`, or (for
-    reserve-batch) with the jobs in `batch`. Read-only once made."""
+    """A waiting session is answered: a reserve with `job`, with `error`, or (for
+    reserve-batch) with the jobs in `batch`; a `result` with `outcome` or `error`.
+    Read-only once made."""
 
-    __slots__ = ("batch", "error", "job", "session")
+    __slots__ = ("batch", "error", "job", "outcome", "session")
 
     def __init__(self, session: Session, job: Job | None, error: ProtocolError | None,
-                 batch: tuple[Job, ...] | None = None) -> None:
+                 batch: tuple[Job, ...] | None = None, outcome: Outcome | None = None) -> None:
         self.session = session
         self.job = job
         self.error = error
         self.batch = batch
+        self.outcome = outcome
 
     def __repr__(self) -> str:
-        return f"Wakeup({self.session!r}, {self.job!r}, {self.error!r}, {self.batch!r})"
+        return (f"Wakeup({self.session!r}, {self.job!r}, {self.error!r}, {self.batch!r}, "
+                f"{self.outcome!r})")
 
 
 class Engine:
-    def __init__(self) -> None:
-        self.jobs: dict[int, Job] = {}
+    def __init__(self, tracker: Tracker | None = None) -> None:
+        self.jobs: dict[int, Job] = {}  # live jobs; finished ones are in tracker.records
+        self.tracker = Tracker() if tracker is None else tracker
         self.tubes: dict[str, Tube] = {}
         self.tube_list: list[Tube] = []  # creation order, swap-removed like beanstalkd
         self.sessions: dict[Session, None] = {}
@@ -221,6 +236,9 @@ class Engine:
             self._push_timer(soonest - DEADLINE_MARGIN, _SOON, s, waiter.seq)
 
     def cancel_wait(self, s: Session) -> None:
+        """`s` no longer waits in a reserve or a `result` (it hung up or went away)."""
+        if s.result_wait is not None:
+            self.tracker.remove_waiter(s)
         if s.waiter is None:
             return
         for t in s.watched:
@@ -238,17 +256,38 @@ class Engine:
         self._reserve(s, job, now)
         return job
 
-    def delete(self, s: Session, job_id: int) -> None:
+    def delete(self, s: Session, job_id: int, now: float, result: bytes = b"") -> None:
+        """delete, and finish (a delete that keeps a result)."""
         job = self.jobs.get(job_id)
         if job is None or (job.state is RESERVED and job.reserver is not s):
             raise NotFound()
-        if self.journal is not None:
-            self.journal.admit_delete()
+        tracker = self.tracker
+        extra = job.extra
+        keep = tracker.fits(result, None if extra is None else extra.reason)
+        journal = self.journal
+        if journal is not None:
+            keep = journal.admit_finish(job, len(result), keep)
         self._detach(job)
-        job.move(DELETED)
         del self.jobs[job_id]
-        if self.journal is not None:
-            self.journal.delete(job)
+        if tracker.waiters:
+            self._answer_waiters(job_id, Outcome(job_id, False, result))
+        if journal is not None:
+            journal.finish(job, result, now, keep)
+        if keep:
+            job.move(FINISHED)
+            job.body = result
+            job.deadline = now
+            if extra is not None:
+                extra.checkpoint = None
+            for gone in tracker.keep(job):
+                if journal is not None:
+                    journal.forget(gone)
+            if tracker.timer_at is None:
+                self._set_expiry(tracker.expires(job))
+        else:
+            job.move(DELETED)
+            if tracker.ttl > 0:
+                tracker.evicted += 1  # larger than the whole bound, or no room in the log
         job.tube.cmd_delete += 1
         self._maybe_drop(job.tube)
 
@@ -269,22 +308,78 @@ class Engine:
             self.journal.update(job)
         self._match(now)
 
-    def bury(self, s: Session, job_id: int, pri: int) -> None:
+    def bury(self, s: Session, job_id: int, pri: int, reason: bytes | None = None) -> None:
+        """bury, and fail (a bury that keeps a reason)."""
         job = self._own(s, job_id)
         if self.journal is not None:
             self.journal.admit_updates(1)
+            if reason is not None:
+                self.journal.admit_note(len(reason))
         self._detach(job)
         job.pri = pri
         job.buries += 1
+        if reason is not None:
+            job.more().reason = reason
         job.move(BURIED)
         job.tube.buried[job.id] = job
         if self.journal is not None:
             self.journal.update(job)
+            if reason is not None:
+                self.journal.note(job, NOTE_REASON)
+        if self.tracker.waiters:
+            self._answer_waiters(job_id, outcome(job))
 
     def touch(self, s: Session, job_id: int, now: float) -> None:
         job = self._own(s, job_id)
         job.deadline = now + job.ttr
         self._push_timer(job.deadline, _TTR, job, job.deadline)
+
+    # --- job tracking (the rules are tracking.py's) ----------------------------------------
+
+    def result(self, s: Session, job_id: int, timeout: float, now: float) -> Outcome | None:
+        """The outcome of a finished or buried job; else None, and `s` waits for it (or
+        TimedOut at once when `timeout` is 0)."""
+        job = self.jobs.get(job_id)
+        if job is None:
+            return outcome(_found(self.tracker.record(job_id)))
+        if job.state is BURIED:
+            return outcome(job)
+        if timeout == 0:
+            raise TimedOut()
+        self._seq += 1
+        wait = ResultWait(job_id, self._seq, now + timeout)
+        self.tracker.add_waiter(s, wait)
+        self._push_timer(now + timeout, _RESULT, s, wait.seq)
+        return None
+
+    def job_status(self, job_id: int) -> Job:
+        """A live job, or the kept record of a finished one."""
+        job = self.jobs.get(job_id)
+        return job if job is not None else _found(self.tracker.record(job_id))
+
+    def checkpoint(self, s: Session, job_id: int, data: bytes, now: float) -> None:
+        job = self._own(s, job_id)
+        if self.journal is not None:
+            self.journal.admit_note(len(data))
+        job.more().checkpoint = data
+        self.touch(s, job_id, now)
+        if self.journal is not None:
+            self.journal.note(job, NOTE_CHECKPOINT)
+
+    def peek_checkpoint(self, job_id: int) -> bytes:
+        job = self.jobs.get(job_id)
+        extra = None if job is None else job.extra
+        if extra is None or extra.checkpoint is None:
+            raise NotFound()
+        return extra.checkpoint
+
+    def _answer_waiters(self, job_id: int, result: Outcome) -> None:
+        for s in self.tracker.take_waiters(job_id):
+            self._wakeups.append(Wakeup(s, None, None, outcome=result))
+
+    def _set_expiry(self, at: float) -> None:
+        self.tracker.timer_at = at
+        self._push_timer(at, _EXPIRE, self.tracker, at)
 
     def watch(self, s: Session, name: str) -> int:
         tube = self._tube(name)
@@ -402,6 +497,18 @@ class Engine:
         if job.id >= self._next_id:
             self._next_id = job.id + 1
 
+    def restore_record(self, job: Job, now: float) -> None:
+        """Start-up: keep a finished job read from the log (oldest first), unless it
+        expired while the server was down or does not fit."""
+        tracker = self.tracker
+        extra = job.extra
+        if tracker.expires(job) <= now or not tracker.fits(
+                job.body, None if extra is None else extra.reason):
+            return
+        tracker.keep(job)
+        if tracker.timer_at is None:
+            self._set_expiry(tracker.expires(job))
+
     def restore_pause(self, name: str, delay: int, until: float | None) -> None:
         """Put back a tube's pause: `delay` as last set, paused until `until` (None: not)."""
         tube = self._tube(name)
@@ -457,6 +564,22 @@ class Engine:
                 if target.pause_token == check and target.paused:
                     target.paused_until = 0.0
                     self._dirty[target] = None
+            elif kind == _RESULT:
+                assert isinstance(target, Session)
+                wait = target.result_wait
+                if wait is not None and wait.seq == check:
+                    self.tracker.remove_waiter(target)
+                    self._wakeups.append(Wakeup(target, None, TimedOut()))
+            elif kind == _EXPIRE:
+                tracker = self.tracker
+                if tracker.timer_at == check:
+                    tracker.timer_at = None
+                    for gone in tracker.expire(now):
+                        if self.journal is not None:
+                            self.journal.forget(gone)
+                    due = tracker.next_expiry()
+                    if due is not None:
+                        self._set_expiry(due)
             else:
                 waits.append(entry)
         # Jobs that became available go to waiters before any waiter is timed out.
@@ -567,6 +690,7 @@ class Engine:
         job.move(RESERVED)
         job.reserver = s
         job.deadline = now + job.ttr
+        job.reserved_at = now
         job.reserves += 1
         job.tube.reserved_count += 1
         s.reserved[job.id] = job
@@ -660,7 +784,7 @@ class Engine:
         heapq.heappush(self._timers, (at, self._seq, kind, target, check))
         # Stale entries (touched jobs, served waiters) wait for their time to be popped;
         # sweep them when they clearly outnumber the live ones.
-        bound = len(self.jobs) + 2 * len(self.sessions) + len(self.tubes)
+        bound = len(self.jobs) + 3 * len(self.sessions) + len(self.tubes) + 1
         if len(self._timers) > _TIMER_SWEEP_MIN and len(self._timers) > 2 * bound:
             self._timers = [e for e in self._timers if self._timer_live(e)]
             heapq.heapify(self._timers)
@@ -676,7 +800,11 @@ class Engine:
         if kind == _PAUSE:
             assert isinstance(target, Tube)
             return target.paused and target.pause_token == check
+        if kind == _EXPIRE:
+            return self.tracker.timer_at == check
         assert isinstance(target, Session)
+        if kind == _RESULT:
+            return target.result_wait is not None and target.result_wait.seq == check
         return target.waiter is not None and target.waiter.seq == check
 
 
@@ -691,81 +819,3 @@ def _swap_remove(items: list[Tube], item: Tube) -> None:
     last = items.pop()
     if last is not item:
         items[i] = last
-
-
-def check_invariants(engine: Engine) -> None:
-    """Assert every structural promise of the engine; tests call this after every step.
-
-    Every job sits in exactly one container matching its state, heap bookkeeping agrees with
-    a recount, reserved jobs belong to live sessions, every timed state has a live timer, no
-    tube is left holding both a waiter and a reservable job, and empty unused tubes are gone.
-    """
-    e = engine
-    assert e.tubes.get(DEFAULT_TUBE) is not None
-    assert [t.index for t in e.tube_list] == list(range(len(e.tube_list)))
-    assert {t.name: t for t in e.tube_list} == e.tubes
-
-    timed = {id(entry[3]) for entry in e._timers if e._timer_live(entry)}
-    counts: dict[Tube, list[int]] = {t: [0, 0, 0, 0, 0] for t in e.tube_list}
-    for job_id, job in e.jobs.items():
-        assert job.id == job_id and 0 < job_id < e._next_id
-        assert e.tubes.get(job.tube.name) is job.tube, f"job {job_id} in a dropped tube"
-        c = counts[job.tube]
-        if job.state is READY:
-            c[0] += 1
-        elif job.state is DELAYED:
-            c[1] += 1
-            assert id(job) in timed, f"delayed job {job_id} has no timer"
-        elif job.state is BURIED:
-            c[2] += 1
-            assert job.tube.buried.get(job_id) is job
-        elif job.state is RESERVED:
-            c[3] += 1
-            s = job.reserver
-            assert s is not None and s in e.sessions and s.reserved.get(job_id) is job
-            assert id(job) in timed, f"reserved job {job_id} has no TTR timer"
-        else:
-            raise AssertionError(f"job {job_id} is {job.state}")
-        if job.state is not RESERVED:
-            assert job.reserver is None
-
-    for t in e.tube_list:
-        ready = t.ready.jobs()
-        assert len(ready) == len({j.id for j in ready}) == t.ready_count == counts[t][0]
-        assert all(e.jobs.get(j.id) is j for j in ready)
-        assert t.urgent_count == sum(1 for j in ready if j.pri < 1024)
-        t.ready.check()
-        delayed = t.delayed.jobs()
-        assert len(delayed) == len({j.id for j in delayed}) == t.delayed_count == counts[t][1]
-        t.delayed.check()
-        assert len(t.buried) == counts[t][2]
-        assert all(j.state is BURIED and e.jobs.get(i) is j for i, j in t.buried.items())
-        assert t.reserved_count == counts[t][3]
-        using = sum(1 for s in e.sessions if s.used is t)
-        watching = sum(1 for s in e.sessions if t in s.watched)
-        assert (t.using, t.watching) == (using, watching), t.name
-        assert t.name == DEFAULT_TUBE or using or watching or t.job_count, f"{t.name} lingers"
-        for s in t.waiters:
-            assert s.waiter is not None and t in s.watched
-        if t.waiters and not t.paused and t.peek_ready() is not None:
-            # Only batch reservers still short of a full batch may wait beside ready jobs.
-            for s in t.waiters:
-                assert s.waiter is not None and s.waiter.count is not None, (
-                    f"tube {t.name} has a single waiter and a ready job")
-                assert e._available(s) < s.waiter.count, f"tube {t.name}: a full batch waits"
-        if t.paused:
-            assert id(t) in timed
-        assert t not in e._dirty, "a change was left unmatched"
-
-    assert e._batch_waiters == sum(
-        1 for s in e.sessions if s.waiter is not None and s.waiter.count is not None)
-    for s in e.sessions:
-        assert not s.closed and s.used.name in e.tubes and s.watched
-        assert len(set(map(id, s.watched))) == len(s.watched)
-        assert all(e.tubes.get(t.name) is t for t in s.watched)
-        for job_id, job in s.reserved.items():
-            assert job.state is RESERVED and job.reserver is s and job.id == job_id
-        if s.waiter is not None:
-            assert all(s in t.waiters for t in s.watched)
-            if s.waiter.timeout_at is not None:
-                assert id(s) in timed

@@ -20,19 +20,21 @@ class JobState(enum.Enum):
     DELAYED = "delayed"
     BURIED = "buried"
     DELETED = "deleted"
+    FINISHED = "finished"  # deleted, and its record is kept (tracking.py)
 
 
 _S = JobState
 TRANSITIONS: dict[JobState, frozenset[JobState]] = {
-    # reserve / reserve-job, delete
-    _S.READY: frozenset({_S.RESERVED, _S.DELETED}),
+    # reserve / reserve-job, delete (finish: the same, with its record kept)
+    _S.READY: frozenset({_S.RESERVED, _S.DELETED, _S.FINISHED}),
     # release (delay 0) / TTR expiry / disconnect, release with delay, bury, delete
-    _S.RESERVED: frozenset({_S.READY, _S.DELAYED, _S.BURIED, _S.DELETED}),
+    _S.RESERVED: frozenset({_S.READY, _S.DELAYED, _S.BURIED, _S.DELETED, _S.FINISHED}),
     # delay elapsed or kick, reserve-job, delete
-    _S.DELAYED: frozenset({_S.READY, _S.RESERVED, _S.DELETED}),
+    _S.DELAYED: frozenset({_S.READY, _S.RESERVED, _S.DELETED, _S.FINISHED}),
     # kick, reserve-job, delete
-    _S.BURIED: frozenset({_S.READY, _S.RESERVED, _S.DELETED}),
+    _S.BURIED: frozenset({_S.READY, _S.RESERVED, _S.DELETED, _S.FINISHED}),
     _S.DELETED: frozenset(),
+    _S.FINISHED: frozenset(),
 }
 # The same table keyed by the members' ids, with tuples: `move` runs on every reserve and
 # delete, and Enum's Python-level __hash__ cost about 5% of a drain; `in` on a tuple finds a
@@ -44,16 +46,20 @@ class IllegalTransition(Exception):
     """An engine bug: a job was asked to make a move the table forbids."""
 
 
-class JobCounts:
-    """The counters of stats-job that most jobs never move off zero."""
+class JobExtra:
+    """What most jobs never need: the counters of stats-job that stay zero for most, and
+    job tracking's data (tracking.py): the last failure reason and the checkpoint. Made on
+    first need."""
 
-    __slots__ = ("buries", "kicks", "releases", "timeouts")
+    __slots__ = ("buries", "checkpoint", "kicks", "reason", "releases", "timeouts")
 
     def __init__(self, timeouts: int, releases: int, buries: int, kicks: int) -> None:
         self.timeouts = timeouts
         self.releases = releases
         self.buries = buries
         self.kicks = kicks
+        self.reason: bytes | None = None  # from `fail`; kept through bury, kick, finish
+        self.checkpoint: bytes | None = None  # from `checkpoint`; dropped when it finishes
 
 
 class Job:
@@ -61,8 +67,8 @@ class Job:
     per put and restored record."""
 
     __slots__ = (
-        "body", "counts", "created", "deadline", "delay", "file", "id", "pos", "pri",
-        "reserver", "reserves", "seq", "state", "ttr", "tube",
+        "body", "created", "deadline", "delay", "extra", "file", "id", "pos", "pri",
+        "reserved_at", "reserver", "reserves", "seq", "state", "ttr", "tube",
     )
 
     def __init__(self, id: int, tube: Tube, pri: int, delay: int, ttr: int, body: bytes,
@@ -75,62 +81,66 @@ class Job:
         self.pri = pri
         self.delay = delay  # seconds: the delay last set by put or release
         self.ttr = ttr  # seconds, at least 1
-        self.body = body
+        self.body = body  # finished: its result
         self.created = created
         self.state = state
         # When the state's timer fires: delayed -> ready time, reserved -> TTR expiry.
+        # Finished (a kept record, tracking.py): when it finished.
         self.deadline = deadline
+        self.reserved_at = -1.0  # when last reserved (-1: never or not known), engine's clock
         # Its index in the tube's heap of its state (ready or delayed), else -1.
         self.pos = pos
         self.reserver = reserver
         self.reserves = reserves
-        # timeouts, releases, buries and kicks: zero for most jobs, so kept apart until one
-        # is not (a job is 32 bytes smaller for it: three fields fewer, in 16-byte steps).
-        self.counts: JobCounts | None = None
+        # timeouts, releases, buries, kicks and tracking's data: none for most jobs, so kept
+        # apart until needed (a job is 32 bytes smaller for it: three fields fewer, in
+        # 16-byte steps).
+        self.extra: JobExtra | None = None
         if timeouts or releases or buries or kicks:
-            self.counts = JobCounts(timeouts, releases, buries, kicks)
+            self.extra = JobExtra(timeouts, releases, buries, kicks)
         # Write-ahead log bookkeeping, 0 without a log: the segment holding the job's whole
         # record (stats-job reports it as `file`) and the log order of its last logged change.
         self.file = file
         self.seq = seq
 
-    def _counts(self) -> JobCounts:
-        counts = self.counts
-        if counts is None:
-            counts = self.counts = JobCounts(0, 0, 0, 0)
-        return counts
+    def more(self) -> JobExtra:
+        """The job's JobExtra, made if it has none yet."""
+        extra = self.extra
+        if extra is None:
+            extra = self.extra = JobExtra(0, 0, 0, 0)
+        return extra
 
     @property
     def timeouts(self) -> int:
-        return 0 if self.counts is None else self.counts.timeouts
+        return 0 if self.extra is None else self.extra.timeouts
 
     @timeouts.setter
     def timeouts(self, value: int) -> None:
-        self._counts().timeouts = value
+        self.more().timeouts = value
 
     @property
     def releases(self) -> int:
-        return 0 if self.counts is None else self.counts.releases
+        return 0 if self.extra is None else self.extra.releases
 
     @releases.setter
     def releases(self, value: int) -> None:
-        self._counts().releases = value
+        self.more().releases = value
 
     @property
     def buries(self) -> int:
-        return 0 if self.counts is None else self.counts.buries
+        return 0 if self.extra is None else self.extra.buries
 
     @buries.setter
     def buries(self, value: int) -> None:
-        self._counts().buries = value
+        self.more().buries = value
 
     @property
     def kicks(self) -> int:
-        return 0 if self.counts is None else self.counts.kicks
+        return 0 if self.extra is None else self.extra.kicks
 
     @kicks.setter
     def kicks(self, value: int) -> None:
-        self._counts().kicks = value
+        self.more().kicks = value
 
     def __repr__(self) -> str:
         return f"Job(id={self.id}, tube={self.tube.name!r}, state={self.state.value})"

@@ -175,6 +175,19 @@ def _p_stats_job(rest: bytes) -> c.Event:
     return c.StatsJob(_one_id(rest))
 
 
+def _p_result(rest: bytes) -> c.Event:
+    a, b = _numbers(rest, 2)
+    return c.Result(_number(a, U64_MAX), _number(b, RESERVE_TIMEOUT_MAX))
+
+
+def _p_job_status(rest: bytes) -> c.Event:
+    return c.JobStatus(_one_id(rest))
+
+
+def _p_peek_checkpoint(rest: bytes) -> c.Event:
+    return c.PeekCheckpoint(_one_id(rest))
+
+
 def _p_pause_tube(rest: bytes) -> c.Event:
     name, _, delay = rest.partition(b" ")
     return c.PauseTube(parse_name(name), _number(_numbers(delay, 1)[0], U32_MAX))
@@ -198,7 +211,18 @@ _WITH_ARGS: Final[dict[bytes, Callable[[bytes], c.Event]]] = {
     b"stats-job": _p_stats_job,
     b"stats-tube": _p_stats_tube,
     b"pause-tube": _p_pause_tube,
+    b"result": _p_result,
+    b"job-status": _p_job_status,
+    b"peek-checkpoint": _p_peek_checkpoint,
 }
+# Commands followed by data (as put by its body): the kind, the fields before <bytes>.
+_PUT: Final = 0
+_FINISH: Final = 1
+_FAIL: Final = 2
+_CHECKPOINT: Final = 3
+_FRAMED: Final[dict[bytes, int]] = {b"finish": _FINISH, b"fail": _FAIL, b"checkpoint": _CHECKPOINT}
+_FRAMED_VERBS: Final = ("put", "finish", "fail", "checkpoint")
+_FRAMED_FIELDS: Final = (4, 2, 3, 2)  # fields in the header line, <bytes> last
 # ... and those that must be the whole line. Their values are stateless, so share them.
 _RESERVE: Final = c.Reserve(None)
 _NO_ARGS: Final[dict[bytes, c.Event]] = {
@@ -234,7 +258,9 @@ class Parser:
         self._discarding = False  # inside an over-long line, dropping up to its CRLF
         self._skip = 0  # body bytes still to drop before `_after_skip` is reported
         self._after_skip: c.Rejected | None = None
-        self._put: tuple[int, int, int, int] | None = None  # header awaiting its body
+        # A header awaiting its data: (kind, field, field, field, size); kind _PUT has pri,
+        # delay, ttr; _FINISH and _CHECKPOINT the id; _FAIL the id and pri.
+        self._put: tuple[int, int, int, int, int] | None = None
 
     def feed(self, data: bytes | bytearray) -> None:
         if self._pos == len(self._buf) and not self._later:
@@ -262,7 +288,7 @@ class Parser:
         """Join the chunks in _later onto the unparsed tail of _buf; not while they leave an
         awaited body incomplete, so that its bytes are copied once, when the last arrives."""
         if not self._later or (
-            self._put is not None and self.buffered() < self._put[3] + 2
+            self._put is not None and self.buffered() < self._put[4] + 2
         ):
             return False
         self._buf = b"".join([self._buf[self._pos :], *self._later])
@@ -385,15 +411,22 @@ class Parser:
 
     def _body(self) -> c.Event | None:
         assert self._put is not None
-        pri, delay, ttr, size = self._put
+        kind, a, b, d, size = self._put
         buf, pos = self._buf, self._pos
         if len(buf) - pos < size + 2:
             return None
         self._put = None
         self._pos = pos + size + 2
         if buf[pos + size] != _CR or buf[pos + size + 1] != _LF:
-            return c.Rejected(ExpectedCRLF(), "put")
-        return c.Put(pri, delay, ttr, buf[pos : pos + size])
+            return c.Rejected(ExpectedCRLF(), _FRAMED_VERBS[kind])
+        data = buf[pos : pos + size]
+        if kind == _PUT:
+            return c.Put(a, b, d, data)
+        if kind == _FINISH:
+            return c.Finish(a, data)
+        if kind == _FAIL:
+            return c.Fail(a, b, data)
+        return c.Checkpoint(a, data)
 
     def _line(self, line: bytes) -> c.Event | None:
         if 0 in line:  # a NUL; not `b"\0" in line`, which raises and clears a TypeError
@@ -404,6 +437,9 @@ class Parser:
             return event if event is not None else c.Rejected(_classify(line))
         if verb == b"put":
             return self._put_header(rest)
+        kind = _FRAMED.get(verb)
+        if kind is not None:
+            return self._data_header(kind, rest)
         parse = _WITH_ARGS.get(verb)
         if parse is None:
             return c.Rejected(_classify(line))
@@ -421,7 +457,28 @@ class Parser:
             return self._bad_put_header(rest)
         if size > self.max_job_size:
             return self._skip_body(size, c.Rejected(JobTooBig(), "put"))
-        self._put = (pri, delay, ttr, size)
+        self._put = (_PUT, pri, delay, ttr, size)
+        return self._body()
+
+    def _data_header(self, kind: int, rest: bytes) -> c.Event | None:
+        """finish, fail, checkpoint: like put's header, the data skipped when refused."""
+        verb = _FRAMED_VERBS[kind]
+        count = _FRAMED_FIELDS[kind]
+        try:
+            tokens = _numbers(rest, count)
+            id = _number(tokens[0], U64_MAX)
+            pri = _number(tokens[1], U32_MAX) if kind == _FAIL else 0
+            size = _number(tokens[-1], U32_MAX)
+        except BadFormat:
+            # As for put: when the line has its fields and the last is a size, skip the data
+            # so that one bad line costs one reply and the stream stays in sync.
+            tokens = [t for t in rest.split(b" ") if t]
+            if len(tokens) == count and tokens[-1].isdigit() and int(tokens[-1]) <= U32_MAX:
+                return self._skip_body(int(tokens[-1]), c.Rejected(BadFormat()))
+            return c.Rejected(BadFormat())
+        if size > self.max_job_size:
+            return self._skip_body(size, c.Rejected(JobTooBig(), verb))
+        self._put = (kind, id, pri, 0, size)
         return self._body()
 
     def _bad_put_header(self, rest: bytes) -> c.Event | None:

@@ -171,7 +171,7 @@ def restore(out: Recovered, engine: Engine, now: float, wall: float) -> dict[str
     reads `wall`. Returns the segment of each still-paused tube's pause record."""
     by_index = {s.index: s for s in out.segments}
     shift = now - wall
-    for index, (ids, live) in out.folded.place(engine, shift).items():
+    for index, (ids, live) in out.folded.place(engine, shift, now).items():
         segment = by_index[index]
         segment.jobs.extend(ids)
         segment.live += live

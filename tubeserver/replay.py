@@ -14,11 +14,23 @@ from typing import Any, Final
 from .engine import Engine
 from .job import Job, JobState
 from .tube import Tube
-from .walrecords import BURIED, DELAYED, DELETE, JOB, PAUSE, UPDATE, PauseRec
+from .walrecords import (
+    BURIED,
+    DELAYED,
+    DELETE,
+    JOB,
+    KEPT,
+    NOTE,
+    PAUSE,
+    REASON,
+    UPDATE,
+    PauseRec,
+)
 
 _READY: Final = JobState.READY
 _DELAYED: Final = JobState.DELAYED
 _BURIED: Final = JobState.BURIED
+_FINISHED: Final = JobState.FINISHED
 
 
 def state_of(code: int) -> JobState:
@@ -31,8 +43,15 @@ def state_of(code: int) -> JobState:
 
 
 def weight(job: Job) -> int:
-    """What a job's whole record costs on disk, near enough for compaction's accounting."""
+    """What a job's whole record costs on disk, near enough for compaction's accounting.
+    It must not change while the job is lodged in a segment: notes (reasons, checkpoints)
+    are not counted, and a kept record's body is its result."""
     return 64 + len(job.tube.name) + len(job.body)
+
+
+def kept_weight(job: Job, result: bytes) -> int:
+    """weight() of `job` once it is the record of a finished job with `result`."""
+    return 64 + len(job.tube.name) + len(result)
 
 
 class Folded:
@@ -41,6 +60,7 @@ class Folded:
 
     def __init__(self) -> None:
         self.jobs: dict[int, Job] = {}
+        self.kept: dict[int, Job] = {}  # records of finished jobs (job tracking)
         self.tubes: dict[str, Tube] = {}
         self.pauses: dict[str, tuple[PauseRec, int]] = {}  # tube -> (record, segment)
         self.max_id = 0
@@ -69,7 +89,8 @@ class Folded:
                 if seq > self.max_seq:
                     self.max_seq = seq
             elif tag == DELETE:
-                jobs.pop(rec[1], None)
+                if jobs.pop(rec[1], None) is None:
+                    self.kept.pop(rec[1], None)
             elif tag == UPDATE:
                 seq = rec[2]
                 job = jobs.get(rec[1])
@@ -88,14 +109,48 @@ class Folded:
                     self.max_seq = seq
             elif tag == PAUSE:
                 self.pauses[rec[1]] = (PauseRec._make(rec[1:]), index)
+            elif tag == NOTE:
+                job = jobs.get(rec[1])
+                if job is not None:
+                    if rec[2] == REASON:
+                        job.more().reason = rec[3]
+                    else:
+                        job.more().checkpoint = rec[3]
+            elif tag == KEPT:
+                self._kept(index, rec)
             else:
                 return False
         self.records += len(records)
         return True
 
-    def place(self, engine: Engine, shift: float) -> dict[int, tuple[array[int], int]]:
-        """Move the jobs into `engine` (times shifted from the wall clock by `shift`), buried
-        ones last in the order of their burial. Returns, per segment, the ids of the jobs
+    def _kept(self, index: int, rec: tuple[Any, ...]) -> None:
+        job_id: int = rec[1]
+        seq: int = rec[2]
+        name: str = rec[3]
+        tube = self.tubes.get(name)
+        if tube is None:
+            tube = Tube(name)
+            self.tubes[name] = tube
+        # The fields of KeptRec, in order: id seq tube pri delay ttr created reserved
+        # finished reserves timeouts releases buries kicks reason result.
+        job = Job(job_id, tube, rec[4], rec[5], rec[6], rec[16], rec[7], _FINISHED, rec[9],
+                  -1, None, rec[10], rec[11], rec[12], rec[13], rec[14], index, seq)
+        job.reserved_at = rec[8]
+        if rec[15] is not None:
+            job.more().reason = rec[15]
+        self.jobs.pop(job_id, None)
+        self.kept.pop(job_id, None)  # re-inserted: the dict stays in finish order
+        self.kept[job_id] = job
+        if job_id > self.max_id:
+            self.max_id = job_id
+        if seq > self.max_seq:
+            self.max_seq = seq
+
+    def place(self, engine: Engine, shift: float, now: float
+              ) -> dict[int, tuple[array[int], int]]:
+        """Move the jobs into `engine` (times shifted from the wall clock by `shift`; the
+        engine's clock reads `now`), buried ones last in the order of their burial, then the
+        kept records of finished jobs that have not expired. Returns, per segment, the ids of the jobs
         whose whole record it holds (an array: 8 bytes an id, where a list of ints costs 40)
         and their weight."""
         tubes = {name: engine.tube(name) for name in self.tubes}
@@ -130,8 +185,31 @@ class Folded:
         for job in buried:
             engine.restore_job(job)
         self.jobs = {}
+        # Kept records in finish order (the tracker's), unless expired meanwhile.
+        records = engine.tracker.records
+        for job in sorted(self.kept.values(), key=_finished):
+            job.tube = tubes[job.tube.name]
+            job.created += shift
+            job.deadline += shift
+            if job.reserved_at >= 0:
+                job.reserved_at += shift
+            engine.restore_record(job, now)
+            if records.get(job.id) is job:
+                held = ids.get(job.file)
+                if held is None:
+                    ids[job.file] = array("Q", [job.id])
+                    live[job.file] = weight(job)
+                else:
+                    held.append(job.id)
+                    live[job.file] += weight(job)
+        self.kept = {}
         return {index: (held, live[index]) for index, held in ids.items()}
 
 
 def _seq(job: Job) -> int:
     return job.seq
+
+
+def _finished(job: Job) -> tuple[float, int]:
+    """Finish order: by time, then by log order (carrying forward keeps a record's seq)."""
+    return job.deadline, job.seq

@@ -10,6 +10,7 @@ from collections.abc import Iterable, Sequence
 from typing import Final
 
 from .job import Job
+from .tracking import Outcome
 
 DELETED: Final = b"DELETED\r\n"
 RELEASED: Final = b"RELEASED\r\n"
@@ -17,6 +18,8 @@ BURIED: Final = b"BURIED\r\n"
 TOUCHED: Final = b"TOUCHED\r\n"
 KICKED: Final = b"KICKED\r\n"
 PAUSED: Final = b"PAUSED\r\n"
+FINISHED: Final = b"FINISHED\r\n"
+CHECKPOINTED: Final = b"CHECKPOINTED\r\n"
 
 
 def inserted(job_id: int) -> bytes:
@@ -34,6 +37,17 @@ def reserved_batch(jobs: Sequence[Job]) -> bytes:
 
 def found(job: Job) -> bytes:
     return b"FOUND %d %d\r\n%b\r\n" % (job.id, len(job.body), job.body)
+
+
+def found_data(job_id: int, data: bytes) -> bytes:
+    return b"FOUND %d %d\r\n%b\r\n" % (job_id, len(data), data)
+
+
+def outcome(result: Outcome) -> bytes:
+    """`result`'s answer: RESULT with a finished job's result, FAILED with a buried job's
+    reason."""
+    word = b"FAILED" if result.failed else b"RESULT"
+    return b"%b %d %d\r\n%b\r\n" % (word, result.job_id, len(result.data), result.data)
 
 
 def using(name: str) -> bytes:

@@ -35,6 +35,7 @@ from .engine import Engine, Wakeup
 from .hub import Hub, format_peer
 from .session import Session
 from .stats import ProcessInfo
+from .tracking import DEFAULT_MEMORY, DEFAULT_TTL, Tracker
 from .wal import DEFAULT_FSYNC_MS, DEFAULT_SEGMENT_SIZE, DirLock, SyncPlan, Wal, WalError
 
 log = logging.getLogger("tubeserver")
@@ -53,6 +54,8 @@ class Config:
     fsync_ms: int | None = DEFAULT_FSYNC_MS  # None: never fsync
     segment_size: int = DEFAULT_SEGMENT_SIZE
     wal_repair: bool = False
+    result_ttl: int = int(DEFAULT_TTL)  # seconds; 0: no records of finished jobs
+    result_memory: int = DEFAULT_MEMORY
 
 
 class Peer(Protocol):
@@ -68,13 +71,15 @@ class ListenError(Exception):
 class Server:
     """Engine plus dispatcher plus the glue that ties connections to them."""
 
-    def __init__(self, max_job_size: int, verbose: int = 0) -> None:
+    def __init__(self, max_job_size: int, verbose: int = 0,
+                 tracker: Tracker | None = None) -> None:
         self.max_job_size = max_job_size
         self.verbose = verbose
-        self.engine = Engine()
+        self.engine = Engine(tracker)
         self.dispatcher = Dispatcher(
             self.engine, ProcessInfo.gather(max_job_size, trio.current_time()), _log_bug
         )
+        self.dispatcher.wall = time.time() - trio.current_time()
         self.conns: dict[Session, Peer] = {}
         self._tick_scope: trio.CancelScope | None = None
         self.wal: Wal | None = None
@@ -287,7 +292,8 @@ async def serve(config: Config, *, task_status: trio.TaskStatus[list[trio.Socket
                 = trio.TASK_STATUS_IGNORED) -> None:
     """Run until SIGTERM or SIGINT. Raises ListenError when it cannot listen and WalError when
     the log cannot be used. The log is read before listening: connections find every job."""
-    server = Server(config.max_job_size, config.verbose)
+    server = Server(config.max_job_size, config.verbose,
+                    Tracker(config.result_ttl, config.result_memory))
     if config.wal_dir is not None:
         server.open_wal(config)
     try:

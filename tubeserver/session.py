@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .job import Job
+    from .tracking import ResultWait
     from .tube import Tube
 
 
@@ -26,7 +27,8 @@ class Waiter:
 class Session:
     """One connection's state; hashed by identity (the engine keys dicts by sessions)."""
 
-    __slots__ = ("closed", "id", "producer", "reserved", "used", "waiter", "watched", "worker")
+    __slots__ = ("closed", "id", "producer", "reserved", "result_wait", "used", "waiter",
+                 "watched", "worker")
 
     def __init__(self, id: int, used: Tube, watched: list[Tube]) -> None:
         self.id = id
@@ -38,6 +40,7 @@ class Session:
         self.producer = False  # ever issued a put
         self.worker = False  # ever issued a reserve
         self.waiter: Waiter | None = None
+        self.result_wait: ResultWait | None = None  # blocked in `result`
         self.closed = False
 
     def __repr__(self) -> str:

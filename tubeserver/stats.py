@@ -6,6 +6,7 @@ like `1.5` or an `os` string containing `#` or `: ` still parses as the string i
 
 from __future__ import annotations
 
+import datetime
 import os
 import resource
 import secrets
@@ -15,6 +16,7 @@ import attrs
 from . import BUILD, __version__
 from .engine import Engine
 from .job import Job, JobState
+from .tracking import Tracker
 from .tube import Tube
 
 # Counted commands, in the order `stats` reports them.
@@ -24,6 +26,12 @@ COMMAND_KEYS = (
     "cmd-watch", "cmd-ignore", "cmd-bury", "cmd-kick", "cmd-touch", "cmd-stats",
     "cmd-stats-job", "cmd-stats-tube", "cmd-list-tubes", "cmd-list-tube-used",
     "cmd-list-tubes-watched", "cmd-pause-tube",
+)
+
+# tubeserver's own command counters (job tracking), reported after all of beanstalkd's keys.
+TRACKING_COMMAND_KEYS = (
+    "cmd-finish", "cmd-fail", "cmd-result", "cmd-job-status", "cmd-checkpoint",
+    "cmd-peek-checkpoint",
 )
 
 Value = int | float | bool | str
@@ -80,6 +88,7 @@ def server_stats(engine: Engine, counts: dict[str, int], info: ProcessInfo,
                  now: float, log: LogStats = LogStats()) -> list[tuple[str, Value]]:
     tubes = engine.tube_list
     sessions = engine.sessions
+    tracker = engine.tracker
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return [
         ("current-jobs-urgent", sum(t.urgent_count for t in tubes)),
@@ -113,6 +122,12 @@ def server_stats(engine: Engine, counts: dict[str, int], info: ProcessInfo,
         ("os", info.os),
         ("platform", info.platform),
         # tubeserver's own keys, after all of beanstalkd's.
+        *((key, counts[key]) for key in TRACKING_COMMAND_KEYS),
+        ("current-result-waiters", tracker.waiting),
+        ("kept-records", len(tracker.records)),
+        ("kept-record-bytes", tracker.bytes),
+        ("kept-records-expired", tracker.expired),
+        ("kept-records-evicted", tracker.evicted),
         ("build", info.build),
     ]
 
@@ -157,3 +172,38 @@ def job_stats(job: Job, now: float) -> list[tuple[str, Value]]:
     ]
 
 
+
+
+def wall_time(t: float) -> str:
+    """A wall-clock time as job-status shows it: UTC, ISO 8601, microseconds, `Z`."""
+    return datetime.datetime.fromtimestamp(t, datetime.UTC).strftime(
+        "%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def job_status(job: Job, tracker: Tracker, wall: float) -> list[tuple[str, Value]]:
+    """job-status of a live job or a kept record; `wall` turns the engine's clock into the
+    wall clock (seconds to add)."""
+    finished = job.state is JobState.FINISHED
+    extra = job.extra
+    reason = None if extra is None else extra.reason
+    checkpoint = None if extra is None or finished else extra.checkpoint
+    return [
+        ("id", job.id),
+        ("tube", job.tube.name),
+        ("state", job.state.value),
+        ("pri", job.pri),
+        ("delay", job.delay),
+        ("ttr", job.ttr),
+        ("reserves", job.reserves),
+        ("timeouts", job.timeouts),
+        ("releases", job.releases),
+        ("buries", job.buries),
+        ("kicks", job.kicks),
+        ("created", wall_time(job.created + wall)),
+        ("reserved", wall_time(job.reserved_at + wall) if job.reserved_at >= 0 else ""),
+        ("finished", wall_time(job.deadline + wall) if finished else ""),
+        ("result-bytes", len(job.body) if finished else 0),
+        ("reason-bytes", 0 if reason is None else len(reason)),
+        ("checkpoint-bytes", -1 if checkpoint is None else len(checkpoint)),
+        ("expires", wall_time(tracker.expires(job) + wall) if finished else ""),
+    ]

@@ -33,22 +33,28 @@ import attrs
 from .engine import Engine
 from .errors import InternalError, OutOfMemory
 from .job import Job, JobState
-from .replay import weight
+from .replay import kept_weight, weight
 from .stats import LogStats
 from .tube import Tube
 from .walrecords import (
     BURIED,
+    CHECKPOINT,
     DELAYED,
     DELETE_MAX,
     FIELDS_MAX,
     FRAME_HEAD,
+    KEPT_MAX,
+    NOTE_MAX,
     PAUSE_MAX,
     PREFIX,
     READY,
+    REASON,
     UPDATE_MAX,
     DeleteRec,
     Header,
     JobRec,
+    KeptRec,
+    NoteRec,
     PauseRec,
     UpdateRec,
     encode,
@@ -180,11 +186,66 @@ class Wal:
     def admit_pause(self, tube: str) -> None:
         self._admit(PAUSE_MAX + len(tube))
 
+    def admit_finish(self, job: Job, result: int, keep: bool) -> bool:
+        if not keep:
+            self.admit_delete()
+            return False
+        extra = job.extra
+        reason = 0 if extra is None or extra.reason is None else len(extra.reason)
+        try:
+            self._admit(KEPT_MAX + len(job.tube.name) + reason + result)
+        except OutOfMemory:
+            if result:
+                raise  # a result that cannot be made durable is refused
+            return False  # a plain delete never is: it is logged, not kept
+        return True
+
+    def admit_note(self, size: int) -> None:
+        self._admit(NOTE_MAX + size)
+
     def put(self, job: Job) -> None:
         self.seq += 1
         job.seq = self.seq
         self._append(encode(self._whole(job)))
         self._lodge(job)
+
+    def finish(self, job: Job, result: bytes, finished: float, keep: bool) -> None:
+        """`job` is deleted; with `keep` it becomes the record of a finished job, written
+        whole (a KeptRec) so that its segment alone restores it. Told before the job
+        becomes its record: its weight is still the live job's."""
+        self.seq += 1
+        self._unlodge(job)
+        if not keep:
+            self._append(encode(DeleteRec(job.id)))
+            return
+        job.seq = self.seq
+        extra = job.extra
+        off = self.offset
+        self._append(encode(KeptRec(
+            job.id, job.seq, job.tube.name, job.pri, job.delay, job.ttr, job.created + off,
+            job.reserved_at + off if job.reserved_at >= 0 else -1.0, finished + off,
+            job.reserves, job.timeouts, job.releases, job.buries, job.kicks,
+            None if extra is None else extra.reason, result)))
+        self._lodge(job, kept_weight(job, result))
+
+    def note(self, job: Job, kind: int) -> None:
+        extra = job.extra
+        assert extra is not None
+        data = extra.reason if kind == REASON else extra.checkpoint
+        assert data is not None
+        self.seq += 1
+        self._append(encode(NoteRec(job.id, kind, data)))
+
+    def forget(self, job: Job) -> None:
+        """A kept record expired or was evicted: a delete record ends it, when there is room
+        (without one a restart may bring it back until it expires again, which is harmless)."""
+        self._unlodge(job)
+        try:
+            self._admit(DELETE_MAX)
+        except (OutOfMemory, InternalError):
+            return
+        self.seq += 1
+        self._append(encode(DeleteRec(job.id)))
 
     def update(self, job: Job) -> None:
         self.seq += 1
@@ -193,11 +254,6 @@ class Wal:
         self._append(encode(UpdateRec(
             job.id, job.seq, _LOGGED_STATE[job.state], job.pri, job.delay, deadline,
             job.reserves, job.timeouts, job.releases, job.buries, job.kicks)))
-
-    def delete(self, job: Job) -> None:
-        self.seq += 1
-        self._append(encode(DeleteRec(job.id)))
-        self._unlodge(job)
 
     def pause(self, tube: Tube) -> None:
         self.seq += 1
@@ -323,8 +379,10 @@ class Wal:
     # --- space ---------------------------------------------------------------------------
 
     def _reserve(self) -> int:
-        """Room always kept free in the current segment: a delete record per live job."""
-        return len(self.engine.jobs) * DELETE_MAX + SLACK
+        """Room always kept free in the current segment: a delete record per live job (and
+        per kept record)."""
+        engine = self.engine
+        return (len(engine.jobs) + len(engine.tracker.records)) * DELETE_MAX + SLACK
 
     def _admit(self, need: int, extra_reserve: int = 0) -> None:
         if self.failed is not None:
@@ -438,16 +496,33 @@ class Wal:
 
     def _carry_forward(self, head: Segment) -> bool:
         jobs = self.engine.jobs
+        records = self.engine.tracker.records
         try:
             for job_id in head.jobs:
                 job = jobs.get(job_id)
+                kept = job is None
+                if kept:
+                    job = records.get(job_id)
                 if job is None or job.file != head.index:
                     continue
-                self._admit(FIELDS_MAX + len(job.tube.name) + len(job.body))
+                extra = job.extra
+                notes = 0 if extra is None else (
+                    len(extra.reason or b"") + len(extra.checkpoint or b"") + 2 * NOTE_MAX)
+                self._admit(FIELDS_MAX + KEPT_MAX + len(job.tube.name) + len(job.body) + notes)
                 self._unlodge(job)
                 self.seq += 1  # the record keeps the job's own seq: its place in the FIFO
-                self._append(encode(self._whole(job)))
-                self._lodge(job)
+                if kept:
+                    self._append(encode(self._kept(job)))
+                    self._lodge(job)
+                else:
+                    self._append(encode(self._whole(job)))
+                    self._lodge(job)
+                    if extra is not None:
+                        # A job's notes go with its whole record: its segment restores it.
+                        if extra.reason is not None:
+                            self._append(encode(NoteRec(job.id, REASON, extra.reason)))
+                        if extra.checkpoint is not None:
+                            self._append(encode(NoteRec(job.id, CHECKPOINT, extra.checkpoint)))
                 self.records_migrated += 1
             for name, index in list(self._pause_file.items()):
                 tube = self.engine.tubes.get(name)
@@ -477,6 +552,18 @@ class Wal:
                       job.delay, job.ttr, deadline, job.created + self.offset, job.reserves,
                       job.timeouts, job.releases, job.buries, job.kicks, job.body)
 
+    def _kept(self, job: Job) -> KeptRec:
+        """The whole record of a kept (finished) job: `body` its result, `deadline` when it
+        finished."""
+        extra = job.extra
+        off = self.offset
+        return KeptRec(job.id, job.seq, job.tube.name, job.pri, job.delay, job.ttr,
+                       job.created + off,
+                       job.reserved_at + off if job.reserved_at >= 0 else -1.0,
+                       job.deadline + off, job.reserves, job.timeouts, job.releases,
+                       job.buries, job.kicks, None if extra is None else extra.reason,
+                       job.body)
+
     def _append(self, record: bytes) -> None:
         segment = self.segments[-1]
         if not self._pending:
@@ -484,11 +571,12 @@ class Wal:
         self._pending.append(record)
         segment.used += len(record)
 
-    def _lodge(self, job: Job) -> None:
+    def _lodge(self, job: Job, w: int = -1) -> None:
         segment = self.segments[-1]
         job.file = segment.index
         segment.jobs.append(job.id)
-        w = weight(job)
+        if w < 0:
+            w = weight(job)
         segment.live += w
         self.live_bytes += w
 

@@ -21,14 +21,18 @@ from typing import Any, NamedTuple
 import msgpack  # type: ignore[import-untyped]
 
 MAGIC = b"TUBEWAL\n"
-VERSION = 1
+# 2 added job tracking's records (KeptRec, NoteRec); a version-1 log reads as it always did.
+VERSION = 2
+READABLE = (1, 2)
 PREFIX = MAGIC + struct.pack("<I", VERSION)
 FRAME_HEAD = struct.Struct("<II")
 # A frame this large is damage, not data: the biggest record is one 1 GiB job plus fields.
 FRAME_MAX = (1 << 30) + (1 << 20)
 
 # Record tags.
-HEADER, JOB, UPDATE, DELETE, PAUSE = range(5)
+HEADER, JOB, UPDATE, DELETE, PAUSE, KEPT, NOTE = range(7)
+# NoteRec kinds.
+REASON, CHECKPOINT = 0, 1
 # Job states as logged. Reserved jobs are never logged: after a restart they are ready.
 READY, DELAYED, BURIED = 1, 3, 4
 
@@ -37,6 +41,8 @@ FIELDS_MAX = 128  # a job record without its tube name and body
 UPDATE_MAX = 80
 DELETE_MAX = 24
 PAUSE_MAX = 40  # plus the tube name
+NOTE_MAX = 32  # plus the data
+KEPT_MAX = 160  # a kept record without its tube name, reason and result
 
 
 class Header(NamedTuple):
@@ -97,12 +103,44 @@ class PauseRec(NamedTuple):
     until: float
 
 
-Record = Header | JobRec | UpdateRec | DeleteRec | PauseRec
+class KeptRec(NamedTuple):
+    """The whole record of a finished job kept for `result` and `job-status` (job tracking):
+    written when it finishes, and again when compaction carries it forward. Supersedes the
+    job's JobRec; a DeleteRec ends it (evicted or expired)."""
+
+    id: int
+    seq: int
+    tube: str
+    pri: int
+    delay: int
+    ttr: int
+    created: float  # wall clock, as all times here
+    reserved: float  # when last reserved; -1: not known
+    finished: float
+    reserves: int
+    timeouts: int
+    releases: int
+    buries: int
+    kicks: int
+    reason: bytes | None
+    result: bytes
+
+
+class NoteRec(NamedTuple):
+    """A live job's failure reason (`fail`) or checkpoint, replacing the previous one of its
+    kind. Compaction writes the notes of a job it carries forward right after its JobRec."""
+
+    id: int
+    kind: int  # REASON or CHECKPOINT
+    data: bytes
+
+
+Record = Header | JobRec | UpdateRec | DeleteRec | PauseRec | KeptRec | NoteRec
 _TAGS: dict[type, int] = {Header: HEADER, JobRec: JOB, UpdateRec: UPDATE, DeleteRec: DELETE,
-                          PauseRec: PAUSE}
+                          PauseRec: PAUSE, KeptRec: KEPT, NoteRec: NOTE}
 _MAKE: dict[int, Callable[[Iterable[Any]], Record]] = {
     HEADER: Header._make, JOB: JobRec._make, UPDATE: UpdateRec._make,
-    DELETE: DeleteRec._make, PAUSE: PauseRec._make,
+    DELETE: DeleteRec._make, PAUSE: PauseRec._make, KEPT: KeptRec._make, NOTE: NoteRec._make,
 }
 
 # Record arrays as tuples, for readers that skip building NamedTuples (start-up speed): the
@@ -112,7 +150,8 @@ UPDATE_AT = {name: i + 1 for i, name in enumerate(UpdateRec._fields)}
 PAUSE_AT = {name: i + 1 for i, name in enumerate(PauseRec._fields)}
 _LENGTHS = {HEADER: len(Header._fields) + 1, JOB: len(JobRec._fields) + 1,
             UPDATE: len(UpdateRec._fields) + 1, DELETE: len(DeleteRec._fields) + 1,
-            PAUSE: len(PauseRec._fields) + 1}
+            PAUSE: len(PauseRec._fields) + 1, KEPT: len(KeptRec._fields) + 1,
+            NOTE: len(NoteRec._fields) + 1}
 
 _packb = msgpack.Packer(use_bin_type=True).pack
 
@@ -177,8 +216,9 @@ def check_prefix(data: bytes) -> str | None:
     if len(data) < len(PREFIX) or data[: len(MAGIC)] != MAGIC:
         return "not a tubeserver log segment (bad magic)"
     (version,) = struct.unpack_from("<I", data, len(MAGIC))
-    if version != VERSION:
-        return f"log format version {version} is not supported (this server reads {VERSION})"
+    if version not in READABLE:
+        return (f"log format version {version} is not supported (this server reads "
+                f"{' and '.join(map(str, READABLE))})")
     return None
 
 
