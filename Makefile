@@ -40,8 +40,8 @@ unit: $(VENV)/.installed-test
 # sources stay correct without mypyc.
 unit-interpreted: $(VENV)/.installed-test
 	TUBESERVER_PURE=1 $(BIN)/tubeserver --version
-	TUBESERVER_PURE=1 $(BIN)/pytest -q tests/test_engine.py tests/test_engine_state.py \
-		tests/test_parser.py tests/test_dispatch.py tests/test_walrecords.py tests/test_wal.py \
+	TUBESERVER_PURE=1 $(BIN)/pytest -q tests/test_engine.py tests/test_engine_state.py tests/test_tracking.py \
+		tests/test_parser.py tests/test_parser_tracking.py tests/test_dispatch.py tests/test_walrecords.py tests/test_wal.py \
 		tests/test_differential.py tests/test_build.py tests/test_tube.py
 
 test: lint typecheck unit

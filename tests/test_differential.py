@@ -75,6 +75,17 @@ SERVER_VOLATILE = frozenset(
         "total-connections",
         "current-connections",
         # tubeserver's own keys, after beanstalkd's (test_stats checks their place).
+        "cmd-finish",
+        "cmd-fail",
+        "cmd-result",
+        "cmd-job-status",
+        "cmd-checkpoint",
+        "cmd-peek-checkpoint",
+        "current-result-waiters",
+        "kept-records",
+        "kept-record-bytes",
+        "kept-records-expired",
+        "kept-records-evicted",
         "build",
     }
 )

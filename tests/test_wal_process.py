@@ -979,7 +979,7 @@ def test_every_state_priority_delay_and_pause_comes_back(tmp_path: Path) -> None
 
 def test_compaction_keeps_the_log_small_around_a_long_lived_job(tmp_path: Path) -> None:
     wal = tmp_path / "wal"
-    args = ("-b", str(wal), "-s", str(SEGMENT), "-f", "0")
+    args = ("-b", str(wal), "-s", str(SEGMENT), "-f", "0", "--result-ttl", "0")
     body = bytes(500)
     with tubeserver(*args, log_dir=tmp_path) as server:
         with server.conn() as conn:
