@@ -4,9 +4,9 @@ Both clients own a `ClientCore`: it holds the codec, the serializer and the serv
 does everything that does not touch a socket: building commands from method arguments,
 turning raw job frames into `Job`s, the connect-time use/watch sequence, splitting put_many
 and delete_many into pipelined windows, and the feature detection of the extensions
-(reserve-batch, job tracking). The clients
-only add "write these bytes, read until these replies are complete" with their own I/O and
-timeouts, so the two stay identical in behaviour.
+(reserve-batch, job tracking). The clients only add "write these bytes, read until these
+replies are complete" with their own I/O and timeouts, so the two stay identical in
+behaviour.
 """
 
 from __future__ import annotations

@@ -138,9 +138,10 @@ class Buried(ServerError):
 
 
 class JobFailed(ServerError):
-    """`wait_result` (extension): the job failed, i.e. it was buried (by `fail`, or a plain
-    `bury` whose reason is empty). `id` is the job; `reason` is the failure reason decoded
-    like a result (None when empty). The job stays buried: kick it to retry it."""
+    """`wait_result` (extension): the job failed, i.e. it is buried (by `fail`, or by a plain
+    `bury`, which keeps the last reason). `id` is the job; `reason` is its last failure
+    reason decoded like a result (None if it never had one). The job stays buried: kick it
+    to retry it."""
 
     reply = b"FAILED"
 
