@@ -6,7 +6,9 @@ delete_many, the connect-time use/watch) are matched in order. `core.ClientCore`
 the logic that needs no I/O; `Client` (blocking sockets) and `TrioClient` (trio streams) add
 only I/O and timeouts, with the same method names, arguments and results. The pools in
 `pool`/`trio_pool` spread producers over several servers and let consumers reserve from all
-of them, handling each job on the connection that reserved it.
+of them, handling each job on the connection that reserved it. The job-tracking extension
+(finish with a result, fail with a reason, wait_result, status, checkpoints) is methods of
+the same clients; on servers without it they raise ExtensionNotSupported.
 """
 
 from typing import TYPE_CHECKING, Any
@@ -26,6 +28,7 @@ from .errors import (
     ExtensionNotSupported,
     InternalError,
     IOTimeout,
+    JobFailed,
     JobTooBig,
     NoServerAvailable,
     NotFound,
@@ -48,6 +51,7 @@ from .job import (
 )
 from .pool import ConsumerPool, ProducerPool
 from .stats import Stats, StatsJob, StatsTube
+from .status import JobStatus
 from .sync import Client
 
 if TYPE_CHECKING:
@@ -94,6 +98,8 @@ __all__ = [
     "IOTimeout",
     "InternalError",
     "Job",
+    "JobFailed",
+    "JobStatus",
     "JobTooBig",
     "Msgpack",
     "NoServerAvailable",

@@ -8,11 +8,13 @@ next one: which success word to expect, whether a body follows, and for `reserve
 many job frames. Feeding the same bytes whole or one at a time gives the same replies.
 
 Server error lines (NOT_FOUND, TIMED_OUT, ...) are ordinary replies: `Reply.error` holds the
-exception and the stream stays in sync. Anything else that does not fit (unknown word, wrong
-argument count, a bad number, a body without its CRLF, an over-long line, bytes arriving with
-no command outstanding) raises `UnexpectedReply`, and from then on the codec is broken: every
-call raises again, and the I/O layer must close the connection. Nothing else is ever raised
-for bad input. Memory is bounded: a line may be at most MAX_LINE bytes and a body at most
+exception and the stream stays in sync; so is `FAILED <id> <bytes>` + reason, the tracking
+extension's answer to `result` for a failed job (a JobFailed holding the raw reason). Anything
+else that does not fit (unknown word, wrong argument count, a bad number, a body without its
+CRLF, an over-long line, a malformed YAML payload, bytes arriving with no command
+outstanding) raises `UnexpectedReply`, and from then on the codec is broken: every call
+raises again, and the I/O layer must close the connection. Nothing else is ever raised for
+bad input. Memory is bounded: a line may be at most MAX_LINE bytes and a body at most
 `max_body` bytes; a body is kept only once, when complete.
 """
 
@@ -24,9 +26,9 @@ from typing import Final, Literal, NoReturn
 
 import attrs
 
-from . import stats
+from . import stats, status
 from .commands import Command, ReserveBatch, Shape
-from .errors import SERVER_ERRORS, Buried, ServerError, UnexpectedReply
+from .errors import SERVER_ERRORS, Buried, JobFailed, ServerError, UnexpectedReply
 from .job import NAME_CHARS, NAME_MAX, U64_MAX
 
 # A reply line, CRLF included, longer than this is garbage (the longest real one is
@@ -96,6 +98,8 @@ class Codec:
         # Reply in progress: a body of this size is awaited (for a job frame or YAML) ...
         self._body_size: int | None = None
         self._frame_id = 0
+        # ... the body is the reason of a FAILED reply to `result` ...
+        self._failed = False
         # ... and, inside a RESERVED-BATCH, the frames still to come and those read.
         self._batch_left = 0
         self._batch: list[RawJob] = []
@@ -215,6 +219,11 @@ class Codec:
             return Reply(command, error=Buried(_number(args[0])))
         if word == b"BURIED" and command.verb == "release" and not args:
             return Reply(command, error=Buried(None))
+        if word == b"FAILED" and command.verb == "result" and len(args) == 2:
+            self._frame_id = _number(args[0])
+            self._expect_body(args[1])
+            self._failed = True
+            return None
         raise _Violation(f"unexpected reply {line[:60]!r}")
 
     def _on_success(self, command: Command[object], args: list[bytes]) -> Reply | None:
@@ -236,7 +245,7 @@ class Codec:
             return Reply(command, _number(arg))
         if shape is Shape.NAME:
             return Reply(command, _name(arg))
-        if shape is Shape.MAPPING or shape is Shape.LIST:
+        if shape is Shape.MAPPING or shape is Shape.LIST or shape is Shape.STATUS:
             self._expect_body(arg)
             return None
         if shape is Shape.BATCH:
@@ -251,6 +260,9 @@ class Codec:
 
     def _on_body(self, command: Command[object], body: bytes) -> Reply | None:
         shape = command.shape
+        if self._failed:
+            self._failed = False
+            return Reply(command, error=JobFailed(self._frame_id, body))
         if shape is Shape.JOB:
             return Reply(command, RawJob(self._frame_id, body))
         if shape is Shape.BATCH:
@@ -263,6 +275,8 @@ class Codec:
         try:
             if shape is Shape.MAPPING:
                 return Reply(command, stats.parse_mapping(body, command.verb))
+            if shape is Shape.STATUS:
+                return Reply(command, status.parse_job_status(body))
             return Reply(command, stats.parse_list(body))
         except stats.StatsFormatError as e:
             raise _Violation(f"bad YAML payload: {e}") from None

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, cast
 import attrs
 
 from . import stats as s
+from . import status as st
 from .job import BATCH_MAX, NAME_CHARS, NAME_MAX, RESERVE_TIMEOUT_MAX, U32_MAX, U64_MAX
 
 if TYPE_CHECKING:
@@ -33,6 +34,7 @@ class Shape(enum.Enum):
     BATCH = "BATCH"  # RESERVED-BATCH <n>\r\n then n RESERVED frames
     MAPPING = "MAPPING"  # OK <bytes>\r\n<yaml mapping>\r\n
     LIST = "LIST"  # OK <bytes>\r\n<yaml sequence>\r\n
+    STATUS = "STATUS"  # OK <bytes>\r\n<job-status yaml>\r\n, read into a JobStatus
     NO_REPLY = "NO_REPLY"  # quit
 
 
@@ -78,6 +80,13 @@ def _tube(_inst: Any, _attr: Any, value: Any) -> None:
 def _reserve_timeout(_inst: Any, _attr: Any, value: Any) -> None:
     if value is not None:
         _int(value, "timeout", RESERVE_TIMEOUT_MAX)
+
+
+def _wait_timeout(_inst: Any, _attr: Any, value: Any) -> None:
+    _int(value, "timeout", RESERVE_TIMEOUT_MAX)
+
+
+_data = attrs.validators.instance_of(bytes)
 
 
 class Command(Generic[R]):
@@ -417,3 +426,91 @@ class Quit(Bare[None]):
 
     shape = Shape.NO_REPLY
     verb = "quit"
+
+
+# --------------------------------------------------------------------------- job tracking
+# Extension (tubeserver): results, failure reasons and checkpoints; see protocol.md.
+
+
+@attrs.frozen
+class Finish(Command[None]):
+    """Extension: `finish <id> <bytes>` + result -> FINISHED: delete, keeping the result."""
+
+    id: int = attrs.field(validator=_u64("job id"))
+    result: bytes = attrs.field(validator=_data)
+    ok = b"FINISHED"
+    verb = "finish"
+
+    def encode(self) -> bytes:
+        return b"finish %d %d\r\n%b\r\n" % (self.id, len(self.result), self.result)
+
+
+@attrs.frozen
+class Fail(Command[None]):
+    """Extension: `fail <id> <pri> <bytes>` + reason -> BURIED: bury, keeping the reason."""
+
+    id: int = attrs.field(validator=_u64("job id"))
+    priority: int = attrs.field(validator=_u32("priority"))
+    reason: bytes = attrs.field(validator=_data)
+    ok = b"BURIED"
+    verb = "fail"
+
+    def encode(self) -> bytes:
+        return b"fail %d %d %d\r\n%b\r\n" % (
+            self.id, self.priority, len(self.reason), self.reason
+        )
+
+
+@attrs.frozen
+class Result(Command["RawJob"]):
+    """Extension: `result <id> <timeout>` -> RESULT <id> <bytes> + result. The codec turns
+    FAILED <id> <bytes> + reason into a JobFailed error (TIMED_OUT and NOT_FOUND as usual)."""
+
+    id: int = attrs.field(validator=_u64("job id"))
+    timeout: int = attrs.field(validator=_wait_timeout)
+    ok = b"RESULT"
+    shape = Shape.JOB
+    verb = "result"
+
+    def encode(self) -> bytes:
+        return b"result %d %d\r\n" % (self.id, self.timeout)
+
+
+@attrs.frozen
+class JobStatus(Command[st.JobStatus]):
+    """Extension: `job-status <id>` -> OK <bytes> + YAML mapping, live or finished job."""
+
+    id: int = attrs.field(validator=_u64("job id"))
+    ok = b"OK"
+    shape = Shape.STATUS
+    verb = "job-status"
+
+    def encode(self) -> bytes:
+        return b"job-status %d\r\n" % self.id
+
+
+@attrs.frozen
+class Checkpoint(Command[None]):
+    """Extension: `checkpoint <id> <bytes>` + data -> CHECKPOINTED (and the TTR restarts)."""
+
+    id: int = attrs.field(validator=_u64("job id"))
+    data: bytes = attrs.field(validator=_data)
+    ok = b"CHECKPOINTED"
+    verb = "checkpoint"
+
+    def encode(self) -> bytes:
+        return b"checkpoint %d %d\r\n%b\r\n" % (self.id, len(self.data), self.data)
+
+
+@attrs.frozen
+class PeekCheckpoint(Command["RawJob"]):
+    """Extension: `peek-checkpoint <id>` -> FOUND <id> <bytes> + checkpoint."""
+
+    id: int = attrs.field(validator=_u64("job id"))
+    ok = b"FOUND"
+    shape = Shape.JOB
+    verb = "peek-checkpoint"
+
+    def encode(self) -> bytes:
+        return b"peek-checkpoint %d\r\n" % self.id
+

@@ -3,9 +3,10 @@
 Both clients own a `ClientCore`: it holds the codec, the serializer and the server name, and
 does everything that does not touch a socket: building commands from method arguments,
 turning raw job frames into `Job`s, the connect-time use/watch sequence, splitting put_many
-and delete_many into pipelined windows, and the reserve-batch feature detection. The clients
-only add "write these bytes, read until these replies are complete" with their own I/O and
-timeouts, so the two stay identical in behaviour.
+and delete_many into pipelined windows, and the feature detection of the extensions
+(reserve-batch, job tracking). The clients only add "write these bytes, read until these
+replies are complete" with their own I/O and timeouts, so the two stay identical in
+behaviour.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from .errors import (
     BatchError,
     DecodeError,
     ExtensionNotSupported,
+    JobFailed,
     UnknownCommand,
 )
 from .job import (
@@ -105,6 +107,9 @@ class ClientCore(Generic[T]):
         self.codec = Codec()
         # reserve-batch support on this connection: None until the server has answered.
         self.batch_supported: bool | None = None
+        # Job tracking (finish, fail, result, job-status, checkpoint, peek-checkpoint), one
+        # extension: None until the server has answered one of its commands.
+        self.tracking_supported: bool | None = None
 
     # ----------------------------------------------------------------- bodies and jobs
 
@@ -177,3 +182,59 @@ class ClientCore(Generic[T]):
         if reply.error is None:
             self.batch_supported = True
         return self.jobs(raws)
+
+    # ----------------------------------------------------------------- job tracking
+
+    def encode_data(self, value: T | None) -> bytes:
+        """The bytes of a result, reason or checkpoint: encoded like a body; None is empty."""
+        return b"" if value is None else self.serializer.dumps(value)
+
+    def decode_data(self, id: int, data: bytes, what: str) -> T | None:
+        """A result, reason or checkpoint of job `id`, decoded like a body. Empty data is
+        None: it is what a plain delete or bury leaves, and msgpack cannot decode it."""
+        if not data:
+            return None
+        try:
+            value: T = self.serializer.loads(data)
+        except Exception as e:
+            raw = Job(id, data, self.server)
+            raise DecodeError(raw, [raw], what) from e
+        return value
+
+    def tracking_probe(self, cmd: c.Command[object]) -> c.Command[object] | None:
+        """The command to send before `cmd` to learn whether the server knows job tracking,
+        or None; ExtensionNotSupported at once if this connection already knows it does not.
+
+        A server without the extension answers UNKNOWN_COMMAND to the line of finish, fail
+        or checkpoint and then reads the data after it as a command of its own (a result
+        ``b"delete 7"`` would delete job 7 on beanstalkd). So before the first of those on a
+        connection, a `job-status` of the same job, which carries no data, asks first.
+        """
+        if self.tracking_supported is False:
+            raise ExtensionNotSupported(cmd.verb)
+        if self.tracking_supported is None and isinstance(cmd, c.Finish | c.Fail | c.Checkpoint):
+            return c.JobStatus(cmd.id)
+        return None
+
+    def tracking_reply(self, cmd: c.Command[object], reply: Reply) -> None:
+        """Learn from the reply to a tracking command (or to its probe) whether the server
+        knows the extension: BAD_FORMAT or UNKNOWN_COMMAND before it ever answered one means
+        it does not (ExtensionNotSupported naming `cmd`, as for reserve-batch)."""
+        if isinstance(reply.error, BadFormat | UnknownCommand) and not self.tracking_supported:
+            self.tracking_supported = False
+            raise ExtensionNotSupported(cmd.verb) from reply.error
+        self.tracking_supported = True
+
+    def result(self, cmd: c.Result, reply: Reply) -> T | None:
+        """The decoded result of a `result` reply; JobFailed with the decoded reason, or the
+        server's error (TimedOut, NotFound)."""
+        error = reply.error
+        if isinstance(error, JobFailed) and reply.command is cmd:
+            assert isinstance(error.reason, bytes)  # the codec's raw reason
+            raise JobFailed(error.id, self.decode_data(error.id, error.reason, "reason"))
+        raw = cmd.unwrap(reply)
+        return self.decode_data(raw.id, raw.body, "result")
+
+    def checkpoint(self, raw: RawJob) -> T | None:
+        """The decoded checkpoint of a peek-checkpoint reply."""
+        return self.decode_data(raw.id, raw.body, "checkpoint")

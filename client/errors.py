@@ -7,11 +7,13 @@ others (`ConnectionClosed`, `UnexpectedReply`, `IOTimeout`) mean the connection 
     ├── ServerError                 the server answered with an error line (`.reply`)
     │   ├── BadFormat  UnknownCommand  ExpectedCRLF  JobTooBig  NotFound  NotIgnored
     │   ├── Draining  DeadlineSoon  TimedOut  OutOfMemory  InternalError
-    │   └── Buried                  put/release answered BURIED; `.id` for put
+    │   ├── Buried                  put/release answered BURIED; `.id` for put
+    │   └── JobFailed               wait_result: the job failed (was buried); `.id`, `.reason`
     ├── ExtensionNotSupported       the server does not implement an extension command
     ├── BatchError                  put_many/delete_many: some items failed (`.results`)
     ├── NoServerAvailable           a pool tried every server and none accepted (`.errors`)
-    ├── DecodeError                 the serializer could not decode a body (`.job`, raw)
+    ├── DecodeError                 the serializer could not decode a body, result, reason or
+    │                               checkpoint (`.job`, with the raw bytes)
     ├── UnexpectedReply             protocol violation; the connection was closed
     └── ConnectionClosed            (also a builtin ConnectionError) no usable connection
         ├── ConnectFailed           could not connect (refused, unreachable, connect timeout)
@@ -135,6 +137,27 @@ class Buried(ServerError):
         return "BURIED" if self.id is None else f"BURIED {self.id}"
 
 
+class JobFailed(ServerError):
+    """`wait_result` (extension): the job failed, i.e. it is buried (by `fail`, or by a plain
+    `bury`, which keeps the last reason). `id` is the job; `reason` is its last failure
+    reason decoded like a result (None if it never had one). The job stays buried: kick it
+    to retry it."""
+
+    reply = b"FAILED"
+
+    def __init__(self, id: int, reason: object = None) -> None:
+        super().__init__(id, reason)
+        self.id = id
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"job {self.id} failed: {self.reason!r}"
+
+    # A reason may be unhashable (a msgpack map).
+    def __hash__(self) -> int:
+        return hash((type(self), self.id))
+
+
 # Error lines without arguments, by reply word. BURIED is special (success for `bury`).
 SERVER_ERRORS: dict[bytes, type[ServerError]] = {
     cls.reply: cls
@@ -205,9 +228,15 @@ class IOTimeout(ConnectionClosed, TimeoutError):
 class DecodeError(TubeError, ValueError):
     """The serializer could not decode a job body. The job stays reserved (for reserve) on
     the server; `job` is it with its raw bytes body, so it can be buried or deleted, and
-    `jobs` holds every job of the reply (one, or a whole reserve_batch) with raw bodies."""
+    `jobs` holds every job of the reply (one, or a whole reserve_batch) with raw bodies.
 
-    def __init__(self, job: Job[bytes], jobs: Sequence[Job[bytes]]) -> None:
-        super().__init__(f"cannot decode the body of job {job.id} from {job.server}")
+    From wait_result and peek_checkpoint (extension), `what` is "result", "reason" or
+    "checkpoint" and `job.body` holds those raw bytes instead of the job's body."""
+
+    def __init__(
+        self, job: Job[bytes], jobs: Sequence[Job[bytes]], what: str = "body"
+    ) -> None:
+        super().__init__(f"cannot decode the {what} of job {job.id} from {job.server}")
+        self.what = what
         self.job = job
         self.jobs = list(jobs)

@@ -8,7 +8,8 @@ that names that server. `ConsumerPool` keeps one connection per server and reser
 of them in turn: a round of non-blocking ``reserve-with-timeout 0`` over every server, then a
 short blocking reserve (`wait` seconds) on one server, rotating, so a busy server cannot
 starve the others and an idle one does not block the rest for long. Each job is finished
-(delete/release/bury/touch) on the connection that reserved it, found by `Job.server`.
+(delete/release/bury/touch, and the tracking extension's finish/fail/checkpoint) on the
+connection that reserved it, found by `Job.server`.
 
 What a pool does not promise, plainly:
 
@@ -58,6 +59,7 @@ from .job import (
 from .sync import Client
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 # Errors after which a producer pool tries the next server. JOB_TOO_BIG, BAD_FORMAT and the
 # like are the caller's problem and would fail everywhere: they are raised at once.
@@ -404,10 +406,10 @@ class ConsumerPool(Generic[T]):
             )
         return client
 
-    def _finish(self, job: Job[Any], action: Callable[[Client[T]], None]) -> None:
+    def _finish(self, job: Job[Any], action: Callable[[Client[T]], R]) -> R:
         client = self._owner(job)
         try:
-            action(client)
+            return action(client)
         except CONNECTION_ERRORS:
             self._lost(self._index[client.server])
             raise
@@ -429,6 +431,24 @@ class ConsumerPool(Generic[T]):
     def touch(self, job: Job[Any]) -> None:
         """Restart the TTR of a job this pool reserved, on its server's connection."""
         self._finish(job, lambda c: c.touch(job.id))
+
+    def finish(self, job: Job[Any], result: T | None = None) -> None:
+        """Extension: finish a job this pool reserved with `result`, on its server's
+        connection (see `Client.finish`)."""
+        self._finish(job, lambda c: c.finish(job.id, result))
+
+    def fail(self, job: Job[Any], reason: T | None, priority: int = DEFAULT_PRIORITY) -> None:
+        """Extension: bury a job this pool reserved, keeping `reason` (see `Client.fail`)."""
+        self._finish(job, lambda c: c.fail(job.id, reason, priority))
+
+    def checkpoint(self, job: Job[Any], data: T | None) -> None:
+        """Extension: store a checkpoint with a job this pool reserved and restart its TTR."""
+        self._finish(job, lambda c: c.checkpoint(job.id, data))
+
+    def peek_checkpoint(self, job: Job[Any]) -> T | None:
+        """Extension: the checkpoint of a job this pool reserved, read on its server's
+        connection, to resume from it (NotFound if it has none)."""
+        return self._finish(job, lambda c: c.peek_checkpoint(job.id))
 
     def close(self) -> None:
         """Close every connection (idempotent); reserved jobs go back to ready."""

@@ -126,6 +126,7 @@ STRING_KEYS: dict[str, frozenset[str]] = {
     "stats": frozenset({"version", "id", "hostname", "os", "platform"}),
     "stats-tube": frozenset({"name"}),
     "stats-job": frozenset({"tube", "state"}),
+    "job-status": frozenset({"tube", "state", "created", "reserved", "finished", "expires"}),
 }
 # Keys whose values are floats even when written without a decimal point.
 FLOAT_KEYS = frozenset({"rusage-utime", "rusage-stime"})
@@ -197,7 +198,7 @@ def _lines(payload: bytes) -> list[str]:
 def parse_mapping(payload: bytes, kind: str) -> dict[str, StatValue]:
     """A flat YAML mapping (``---\\n`` then ``key: value\\n`` lines) as a dict.
 
-    `kind` ("stats", "stats-tube", "stats-job") selects the keys forced to str.
+    `kind` ("stats", "stats-tube", "stats-job", "job-status") selects the keys forced to str.
     """
     strings = STRING_KEYS.get(kind, frozenset())
     out: dict[str, StatValue] = {}

@@ -40,6 +40,7 @@ from .job import (
     job_id,
 )
 from .stats import Stats, StatsJob, StatsTube
+from .status import JobStatus
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -224,6 +225,18 @@ class Client(Generic[T]):
             replies += self._exchange(window)
         return replies
 
+    def _tracking(self, cmd: c.Command[object], wait: int | None = None) -> Reply:
+        """The reply to a job-tracking command, probing first if it carries data and the
+        server has not yet shown that it knows the extension (see ClientCore)."""
+        core = self._core
+        probe = core.tracking_probe(cmd)
+        if probe is not None:
+            (answer,) = self._exchange([probe])
+            core.tracking_reply(cmd, answer)
+        (reply,) = self._exchange([cmd], wait)
+        core.tracking_reply(cmd, reply)
+        return reply
+
     # ----------------------------------------------------------------- producing
 
     def put(
@@ -385,3 +398,51 @@ class Client(Generic[T]):
     def pause_tube(self, tube: str, delay: int) -> None:
         """Hold back reserves from `tube` for `delay` seconds (0 ends a pause)."""
         self._call(c.PauseTube(tube, delay))
+
+    # ----------------------------------------------------------------- job tracking
+    # Extension (tubeserver). Results, reasons and checkpoints are encoded and decoded like
+    # bodies; None stands for empty data. On a server without the extension (beanstalkd),
+    # each method raises ExtensionNotSupported and the connection stays usable.
+
+    def finish(self, job: Job[Any] | int, result: T | None = None) -> None:
+        """Delete a job as `delete` does and keep `result` for `wait_result` and `status`
+        (None: an empty result, as a plain delete leaves). NotFound as for delete."""
+        cmd = c.Finish(job_id(job), self._core.encode_data(result))
+        cmd.unwrap(self._tracking(cmd))
+
+    def fail(
+        self, job: Job[Any] | int, reason: T | None, priority: int = DEFAULT_PRIORITY
+    ) -> None:
+        """Bury a job this connection reserved, as `bury` does, keeping `reason` (replacing
+        any earlier one); `wait_result` then raises JobFailed with it."""
+        cmd = c.Fail(job_id(job), priority, self._core.encode_data(reason))
+        cmd.unwrap(self._tracking(cmd))
+
+    def wait_result(self, id: Job[Any] | int, timeout: int) -> T | None:
+        """Wait up to `timeout` whole seconds (0: don't wait) for a job to be finished and
+        return its result (None if empty). Raises JobFailed (with the reason) if the job is
+        buried, TimedOut if it is still live after `timeout`, NotFound if the server never
+        had it or no longer keeps its record. The I/O timeout is counted on top of
+        `timeout`, as for reserve; the connection is busy until the answer comes."""
+        cmd = c.Result(job_id(id), timeout)
+        return self._core.result(cmd, self._tracking(cmd, timeout))
+
+    def status(self, id: Job[Any] | int) -> JobStatus:
+        """The state, counters and times of a live job or of a finished one whose record is
+        kept (NotFound otherwise)."""
+        cmd = c.JobStatus(job_id(id))
+        return cmd.unwrap(self._tracking(cmd))
+
+    def checkpoint(self, job: Job[Any] | int, data: T | None) -> None:
+        """Store `data` with a job this connection reserved (replacing the previous
+        checkpoint) and restart its TTR, as touch does. It stays with the job through
+        release, TTR expiry, bury and kick, so the next worker can resume from it."""
+        cmd = c.Checkpoint(job_id(job), self._core.encode_data(data))
+        cmd.unwrap(self._tracking(cmd))
+
+    def peek_checkpoint(self, id: Job[Any] | int) -> T | None:
+        """A job's checkpoint (None if it is empty), from any connection. Like the other
+        peeks, raises NotFound when there is nothing to show: no live job with that id, or
+        a job without a checkpoint."""
+        cmd = c.PeekCheckpoint(job_id(id))
+        return self._core.checkpoint(cmd.unwrap(self._tracking(cmd)))

@@ -41,6 +41,7 @@ from .job import (
     job_id,
 )
 from .stats import Stats, StatsJob, StatsTube
+from .status import JobStatus
 from .sync import ClientOptions
 
 T = TypeVar("T")
@@ -241,6 +242,18 @@ class TrioClient(Generic[T]):
             replies += await self._exchange(window)
         return replies
 
+    async def _tracking(self, cmd: c.Command[object], wait: int | None = None) -> Reply:
+        """The reply to a job-tracking command, probing first if it carries data and the
+        server has not yet shown that it knows the extension (see ClientCore)."""
+        core = self._core
+        probe = core.tracking_probe(cmd)
+        if probe is not None:
+            (answer,) = await self._exchange([probe])
+            core.tracking_reply(cmd, answer)
+        (reply,) = await self._exchange([cmd], wait)
+        core.tracking_reply(cmd, reply)
+        return reply
+
     # ----------------------------------------------------------------- producing
 
     async def put(
@@ -371,3 +384,39 @@ class TrioClient(Generic[T]):
     async def pause_tube(self, tube: str, delay: int) -> None:
         """Hold back reserves from `tube` for `delay` seconds (0 ends a pause)."""
         await self._call(c.PauseTube(tube, delay))
+
+    # ----------------------------------------------------------------- job tracking
+    # Extension (tubeserver); see `Client.finish` and the methods after it.
+
+    async def finish(self, job: Job[Any] | int, result: T | None = None) -> None:
+        """Delete a job as `delete` does and keep `result` (None: empty) for wait_result."""
+        cmd = c.Finish(job_id(job), self._core.encode_data(result))
+        cmd.unwrap(await self._tracking(cmd))
+
+    async def fail(
+        self, job: Job[Any] | int, reason: T | None, priority: int = DEFAULT_PRIORITY
+    ) -> None:
+        """Bury a job this connection reserved, keeping `reason` for wait_result."""
+        cmd = c.Fail(job_id(job), priority, self._core.encode_data(reason))
+        cmd.unwrap(await self._tracking(cmd))
+
+    async def wait_result(self, id: Job[Any] | int, timeout: int) -> T | None:
+        """A job's result once it is finished, waiting up to `timeout` whole seconds;
+        JobFailed, TimedOut or NotFound otherwise (see `Client.wait_result`)."""
+        cmd = c.Result(job_id(id), timeout)
+        return self._core.result(cmd, await self._tracking(cmd, timeout))
+
+    async def status(self, id: Job[Any] | int) -> JobStatus:
+        """The status of a live or finished job (NotFound if unknown)."""
+        cmd = c.JobStatus(job_id(id))
+        return cmd.unwrap(await self._tracking(cmd))
+
+    async def checkpoint(self, job: Job[Any] | int, data: T | None) -> None:
+        """Store `data` with a job this connection reserved and restart its TTR."""
+        cmd = c.Checkpoint(job_id(job), self._core.encode_data(data))
+        cmd.unwrap(await self._tracking(cmd))
+
+    async def peek_checkpoint(self, id: Job[Any] | int) -> T | None:
+        """A job's checkpoint (None if empty); NotFound if it has none or no such job."""
+        cmd = c.PeekCheckpoint(job_id(id))
+        return self._core.checkpoint(cmd.unwrap(await self._tracking(cmd)))

@@ -7,13 +7,14 @@ per-server lock.
 `TrioConsumerPool` runs, inside its own nursery, `per_server` reserver tasks for every
 server. Each task owns one connection: it reserves (``reserve-with-timeout wait``), hands
 the job to a consumer through an unbuffered memory channel, and reserves nothing else until
-that job is finished through the pool (delete, release or bury). So every job is finished on
-the connection that reserved it, that connection is idle when the finishing command comes
-(no wait behind a blocking reserve), and at most `per_server` jobs per server are reserved
-at a time: one may be waiting in the channel for a consumer while its TTR runs. A task whose
-connection fails reconnects with jittered exponential backoff; the other servers keep
-feeding the channel. Leaving ``async with`` cancels the tasks: their connections close, and
-the server puts jobs that were reserved but not finished back to ready.
+that job is finished through the pool (delete, release or bury; finish or fail with the
+tracking extension). So every job is finished on the connection that reserved it, that
+connection is idle when the finishing command comes (no wait behind a blocking reserve), and
+at most `per_server` jobs per server are reserved at a time: one may be waiting in the
+channel for a consumer while its TTR runs. A task whose connection fails reconnects with
+jittered exponential backoff; the other servers keep feeding the channel. Leaving
+``async with`` cancels the tasks: their connections close, and the server puts jobs that
+were reserved but not finished back to ready.
 
 The same non-promises as `tubeclient.pool`: no ordering or priority across servers,
 at-least-once (never exactly-once), job ids unique per server only, no replication.
@@ -359,7 +360,7 @@ class TrioConsumerPool(Generic[T]):
     async def reserve(self, timeout: float | None = None) -> Job[T]:
         """The next job from any server; TimedOut after `timeout` seconds (None: wait as long
         as it takes). At most `per_server` jobs per server are out at once: finish jobs
-        (delete, release, bury) to receive more. Raises DecodeError for a body the
+        (delete, release, bury, finish, fail) to receive more. Raises DecodeError for a body the
         serializer rejects (finish `error.job` through the pool, e.g. bury it) and
         ConnectionClosed once the pool is closed."""
         limit = check_reserve_timeout(timeout)
@@ -424,3 +425,30 @@ class TrioConsumerPool(Generic[T]):
     async def touch(self, job: Job[Any]) -> None:
         """Restart the TTR of a job the pool handed out (it stays held)."""
         await self._take(job, finish=False).client.touch(job.id)
+
+    async def finish(self, job: Job[Any], result: T | None = None) -> None:
+        """Extension: finish a job the pool handed out with `result`, on the connection
+        that reserved it (see `Client.finish`)."""
+        held = self._take(job, finish=True)
+        try:
+            await held.client.finish(job.id, result)
+        finally:
+            held.done.set()
+
+    async def fail(
+        self, job: Job[Any], reason: T | None, priority: int = DEFAULT_PRIORITY
+    ) -> None:
+        """Extension: bury a job the pool handed out, keeping `reason` (see `Client.fail`)."""
+        held = self._take(job, finish=True)
+        try:
+            await held.client.fail(job.id, reason, priority)
+        finally:
+            held.done.set()
+
+    async def checkpoint(self, job: Job[Any], data: T | None) -> None:
+        """Extension: store a checkpoint with a job the pool handed out (it stays held)."""
+        await self._take(job, finish=False).client.checkpoint(job.id, data)
+
+    async def peek_checkpoint(self, job: Job[Any]) -> T | None:
+        """Extension: the checkpoint of a job the pool handed out (NotFound if none)."""
+        return await self._take(job, finish=False).client.peek_checkpoint(job.id)
