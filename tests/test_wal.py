@@ -36,11 +36,11 @@ from tubeserver import recovery
 from tubeserver.engine import Engine
 from tubeserver.errors import InternalError, OutOfMemory, ProtocolError
 from tubeserver.invariants import check_invariants
-from tubeserver.tracking import DEFAULT_TTL, Tracker
 from tubeserver.job import JobState
 from tubeserver.replay import weight
 from tubeserver.server import Config, Server
 from tubeserver.session import Session
+from tubeserver.tracking import DEFAULT_TTL, Tracker
 from tubeserver.wal import SLACK, DirLock, Wal, WalError
 from tubeserver.walrecords import DELETE_MAX
 

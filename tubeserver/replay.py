@@ -150,9 +150,9 @@ class Folded:
               ) -> dict[int, tuple[array[int], int]]:
         """Move the jobs into `engine` (times shifted from the wall clock by `shift`; the
         engine's clock reads `now`), buried ones last in the order of their burial, then the
-        kept records of finished jobs that have not expired. Returns, per segment, the ids of the jobs
-        whose whole record it holds (an array: 8 bytes an id, where a list of ints costs 40)
-        and their weight."""
+        kept records of finished jobs that have not expired. Returns, per segment, the ids of
+        the jobs whose whole record it holds (an array: 8 bytes an id, where a list of ints
+        costs 40) and their weight."""
         tubes = {name: engine.tube(name) for name in self.tubes}
         # The engine takes over this dict (restore_job's own insert then finds each job
         # there): a second dict of a million jobs would cost 40 MB, and its freed first
