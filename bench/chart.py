@@ -1,4 +1,5 @@
-"""The ratio chart: one horizontal bar per row, tubeserver / beanstalkd, with the target marked.
+"""The ratio chart: one horizontal bar per row, tubeserver / beanstalkd (or the two columns a
+row names), with the target marked.
 
 matplotlib is an optional extra (`pip install tubeserver[bench]`); without it `draw` returns
 False and the runner says so. Rendering uses the Agg canvas directly: no display, no pyplot.
@@ -10,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .report import Row
+from .workloads import BEANSTALKD, TUBESERVER
 
 PASS, MISS, NONE, BOUND = "#4c9a5b", "#c8553d", "#8c8c8c", "#d9a21b"
 
@@ -32,7 +34,8 @@ def draw(rows: Sequence[Row], path: Path, title: str) -> bool:
     high = max([*present, 1.0]) * 1.6
     colors = [{"": NONE, "pass": PASS, "MISS": MISS}.get(r.status, BOUND) for r in items]
     ys = list(range(len(items)))
-    # Bars grow from parity (1.0): left means tubeserver has less of the metric than beanstalkd.
+    # Bars grow from parity (1.0): left means the first column (tubeserver) has less of the
+    # metric than the second (beanstalkd, or what the label names).
     ax.barh(ys, [v - 1.0 if v > 0 else 0.0 for v in values], left=1.0, color=colors,
             height=0.6)
     for y, r, v in zip(ys, items, values, strict=True):
@@ -55,12 +58,18 @@ def draw(rows: Sequence[Row], path: Path, title: str) -> bool:
     ax.set_yticklabels([
         f"{r.variant.name}: {r.metric.label}"
         + ("" if r.metric.higher_is_better else " (lower is better)")
+        + ("" if _default(r) else f" [{' / '.join(c.name for c in r.columns)}]")
         for r in items
     ], fontsize=8)
     ax.invert_yaxis()
-    ax.set_xlabel("tubeserver / beanstalkd (log scale); dashed: the issue's target; "
-                  "amber: generator-bound")
+    ax.set_xlabel("tubeserver / beanstalkd, or [first / second column] as named (log scale)\n"
+                  "dashed: the issue's target; amber: generator-bound")
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(str(path), dpi=120)
     return True
+
+
+def _default(r: Row) -> bool:
+    """The row compares tubeserver with beanstalkd, as the axis says."""
+    return r.columns == (TUBESERVER, BEANSTALKD)

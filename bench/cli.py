@@ -15,7 +15,7 @@ import shutil
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -89,7 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="tubebench",
         description="Run the same workloads against tubeserver and beanstalkd on 127.0.0.1, "
         "alternating rounds, and report medians, min-max and the ratio tubeserver/beanstalkd "
-        "next to the targets of issue 10. The load comes from a C generator (bench/gen.c, "
+        "next to the targets of issue 10; the tracking workload sets tubeserver with job "
+        "tracking on against itself with it off. The load comes from a C generator (bench/gen.c, "
         "built with $CC or cc on first use) held to a C null responder.",
     )
     p.add_argument("--quick", action="store_true",
@@ -97,8 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--only", type=_only, default=[], metavar="WORKLOAD[,..]",
                    help=f"run only these workloads: {', '.join(WORKLOADS)}")
     p.add_argument("--rounds", type=_positive, metavar="N",
-                   help="rounds per workload (default 5, --quick 3; memory and restart at "
-                   "most 3, --quick 1)")
+                   help="rounds per workload (default 5, --quick 3; memory, restart and "
+                   "tracking memory at most 3, --quick 1)")
     p.add_argument("--out", type=Path, default=Path("tubebench-results"), metavar="DIR",
                    help="where the JSON and PNG go (default ./tubebench-results)")
     p.add_argument("--tubeserver", metavar="CMD",
@@ -133,20 +134,28 @@ def _beanstalkd(path: str | None) -> str | None:
     return "/usr/bin/beanstalkd" if os.access("/usr/bin/beanstalkd", os.X_OK) else None
 
 
-def _order(v: Variant, kinds: Sequence[str], ceiling: bool) -> list[str]:
-    order = [k for k in kinds if k in v.kinds]
+def _order(v: Variant, kinds: Collection[str], ceiling: bool) -> list[str]:
+    """The columns of `v` to run in each round, first column first, then the null."""
+    order = [c.name for c in v.columns if c.name in v.kinds and c.server in kinds]
     if ceiling and v.ceiling is not None:
         order.append(report.NULL)
     return order
 
 
+def column_kind(v: Variant, name: str, kinds: Mapping[str, ServerKind]) -> ServerKind:
+    """The server a column of `v` starts: its server's command with the column's flags, under
+    the column's name (so errors and the workload's checks say which column)."""
+    column = v.column(name)
+    base = kinds[column.server]
+    return ServerKind(column.name, (*base.argv, *column.flags))
+
+
 def run_all(variants: Sequence[Variant], kinds: dict[str, ServerKind], rounds: int,
             settings: Settings, ceiling: bool, progress: bool) -> report.Results:
     results = report.Results(list(variants))
-    names = list(kinds)
     plan = [(v, r, k) for v in variants if v.run is not None
             for r in range(min(rounds, v.max_rounds or rounds))
-            for k in _order(v, names, ceiling)]
+            for k in _order(v, kinds, ceiling)]
     bar = _progress(len(plan), progress)
     null_server = None
     try:
@@ -162,7 +171,7 @@ def run_all(variants: Sequence[Variant], kinds: dict[str, ServerKind], rounds: i
                         sample = v.ceiling(null_server.port, settings)
                     else:
                         assert v.run is not None
-                        sample = v.run(kinds[k], settings)
+                        sample = v.run(column_kind(v, k, kinds), settings)
                     results.add(v, k, sample)
                 except Exception as e:  # the row reports it; the other rows go on
                     message = str(e) or type(e).__name__
@@ -251,7 +260,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     base = args.out / f"tubebench-{time.strftime('%Y%m%d-%H%M%S')}-{mode}"
     json_path = base.with_suffix(".json")
     png_path = base.with_suffix(".png")
-    drew = chart.draw(rows, png_path, f"tubebench {mode}: tubeserver / beanstalkd, "
+    drew = chart.draw(rows, png_path, f"tubebench {mode}: ratios of medians, "
                       f"{m['nproc']} cores, {m['date']}")
     meta["chart"] = png_path.name if drew else None
     json_path.write_text(json.dumps(report.to_json(results, rows, meta), indent=2) + "\n")

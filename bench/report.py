@@ -17,7 +17,7 @@ from typing import Any
 import attrs
 
 from .summary import Spread, Target, human, judge, near_ceiling, ratio, spread
-from .workloads import Metric, Sample, Variant
+from .workloads import Column, Metric, Sample, Variant
 
 KINDS = ("tubeserver", "beanstalkd")
 NULL = "null"
@@ -96,10 +96,13 @@ class Cell:
 
 @attrs.frozen
 class Row:
+    """One metric of one variant: its first column (`ours`: tubeserver, as a rule) over its
+    second (`theirs`: beanstalkd, or tubeserver in another configuration)."""
+
     variant: Variant
     metric: Metric
-    tubeserver: Cell
-    beanstalkd: Cell | None  # None: not run (--no-beanstalkd)
+    ours: Cell
+    theirs: Cell | None  # None: not run (--no-beanstalkd), or a row of one column
     ceiling: Cell | None  # the generator against the null responder (its ceiling or floor)
     ratio: float | None
     status: str
@@ -109,10 +112,14 @@ class Row:
         return self.metric.target
 
     @property
+    def columns(self) -> tuple[Column, ...]:
+        return self.variant.columns
+
+    @property
     def generator_bound(self) -> bool:
         """Either server got within 80% of the generator's own ceiling (or floor)."""
-        return self.tubeserver.generator_bound or bool(
-            self.beanstalkd is not None and self.beanstalkd.generator_bound)
+        return self.ours.generator_bound or bool(
+            self.theirs is not None and self.theirs.generator_bound)
 
 
 def _cell(results: Results, name: str, kind: str, metric: Metric,
@@ -136,19 +143,22 @@ def _ceiling(results: Results, v: Variant, m: Metric) -> Cell | None:
 def rows(results: Results, with_beanstalkd: bool = True) -> list[Row]:
     out: list[Row] = []
     for v in results.variants:
+        first, *rest = v.columns
+        second = rest[0] if rest and (with_beanstalkd or rest[0].server != "beanstalkd") \
+            else None
         for m in v.metrics:
             ceiling = _ceiling(results, v, m)
             cs = ceiling.spread if ceiling is not None else None
             if v.best_of:
-                ours = _best(results, v.best_of, "tubeserver", m)
+                ours = _best(results, v.best_of, first.name, m)
             else:
-                ours = _cell(results, v.name, "tubeserver", m, cs)
+                ours = _cell(results, v.name, first.name, m, cs)
             theirs: Cell | None = None
-            if with_beanstalkd and v.reference is not None:
+            if second is not None and v.reference is not None:
                 refs = tuple(x.name for x in results.variants if x.workload == v.reference)
-                theirs = _best(results, refs, "beanstalkd", m)
-            elif with_beanstalkd:
-                theirs = _cell(results, v.name, "beanstalkd", m, cs)
+                theirs = _best(results, refs, second.name, m)
+            elif second is not None:
+                theirs = _cell(results, v.name, second.name, m, cs)
             r = ratio(ours.spread, theirs.spread if theirs is not None else None)
             st = judge(m.target, r, ours.generator_bound,
                        theirs is not None and theirs.generator_bound)
@@ -186,19 +196,44 @@ HEADER = ("workload", "metric", "tubeserver", "beanstalkd", "ratio", "target", "
           "null", "gen cores")
 
 
+def _heading(r: Row, current: tuple[str, str]) -> tuple[str, str]:
+    """The two column names a row is printed under: its own, or, for a row of one column,
+    the current heading when its first column is the same."""
+    names = [c.name for c in r.columns]
+    if len(names) == 1:
+        return current if current[0] == names[0] else (names[0], "")
+    return names[0], names[1]
+
+
 def table(rs: Sequence[Row], generator: str = "c") -> str:
     """Medians [min-max] per server, the ratio, the issue's target and pass/MISS (or
-    generator-bound), and the generator against the null responder; errors in footnotes."""
-    lines: list[list[str]] = [list(HEADER)]
+    generator-bound), and the generator against the null responder; errors in footnotes.
+    Rows that compare other columns than tubeserver and beanstalkd get a heading of their
+    own naming them, and a legend says what each such column runs."""
+    lines: list[list[str] | None] = []  # None: a rule under the heading above it
     notes: list[str] = []
-    for r in rs:
+    legend: dict[str, str] = {}
+    heading: tuple[str, str] = (HEADER[2], HEADER[3])
+    for i, r in enumerate(rs):
+        names = _heading(r, heading)
+        if i == 0 or names != heading:
+            if i:
+                lines.append([""] * len(HEADER))
+            lines += [[*HEADER[:2], *names, *HEADER[4:]], None]
+            heading = names
+        for c in r.columns:
+            if c.name != c.command:
+                legend[c.name] = c.command
         better = "" if r.metric.higher_is_better else " (lower)"
-        theirs = r.beanstalkd.text() if r.beanstalkd is not None else "(not run)"
-        if r.beanstalkd is not None and r.beanstalkd.note and r.beanstalkd.spread is not None:
-            theirs += f" ({r.beanstalkd.note})"
-        ours = r.tubeserver.text()
-        if r.tubeserver.note and r.tubeserver.spread is not None:
-            ours += f" ({r.tubeserver.note})"
+        if r.theirs is not None:
+            theirs = r.theirs.text()
+            if r.theirs.note and r.theirs.spread is not None:
+                theirs += f" ({r.theirs.note})"
+        else:
+            theirs = "(not run)" if len(r.columns) > 1 else "n/a"
+        ours = r.ours.text()
+        if r.ours.note and r.ours.spread is not None:
+            ours += f" ({r.ours.note})"
         lines.append([
             r.variant.name, f"{r.metric.label}{better}", ours, theirs,
             "-" if r.ratio is None else f"{r.ratio:.2f}",
@@ -207,7 +242,8 @@ def table(rs: Sequence[Row], generator: str = "c") -> str:
             r.ceiling.text() if r.ceiling is not None else "",
             _cores(r),
         ])
-        for kind, cell in (("tubeserver", r.tubeserver), ("beanstalkd", r.beanstalkd),
+        for kind, cell in ((r.columns[0].name, r.ours),
+                           (r.columns[-1].name, r.theirs if len(r.columns) > 1 else None),
                            ("null", r.ceiling)):
             if cell is None:
                 continue
@@ -216,12 +252,18 @@ def table(rs: Sequence[Row], generator: str = "c") -> str:
                 line = f"{head}: {r.variant.name}, {kind}: {message}"
                 if line not in notes:
                     notes.append(line)
-    widths = [max(len(row[i]) for row in lines) for i in range(len(HEADER))]
-    text = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+    if not lines:
+        lines = [list(HEADER), None]
+    widths = [max(len(row[i]) for row in lines if row is not None) for i in range(len(HEADER))]
+    text = ["  ".join("-" * w for w in widths) if row is None else
+            "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
             for row in lines]
-    text.insert(1, "  ".join("-" * w for w in widths))
     text.append("")
-    text.append("median [min-max] over rounds; ratio = tubeserver / beanstalkd medians.")
+    text.append("median [min-max] over rounds; ratio = the first column's median / the "
+                "second's (tubeserver / beanstalkd unless the heading names others).")
+    if legend:
+        text.append("columns: " + "; ".join(f"{k} = {v}" for k, v in legend.items())
+                    + "; n/a: nothing to compare with.")
     if generator == "c":
         text.append("null: the same load against the null responder (C, canned replies, no "
                     "jobs): the generator's ceiling for rates;")
@@ -232,14 +274,14 @@ def table(rs: Sequence[Row], generator: str = "c") -> str:
                     "beanstalkd: NOT a ceiling.")
     text.append("* = within 80% of it: the number may be the generator's; such a row reads "
                 "generator-bound, never pass.")
-    text.append("gen cores: the generator's CPU use (tubeserver/beanstalkd run), in cores of the "
-                f"{os.cpu_count()} this machine has.")
+    text.append("gen cores: the generator's CPU use (first/second column's run), in cores of "
+                f"the {os.cpu_count()} this machine has.")
     text.extend(notes)
     return "\n".join(text)
 
 
 def _cores(r: Row) -> str:
-    cells = [r.tubeserver, r.beanstalkd] if r.variant.reference is None else [r.tubeserver]
+    cells = [r.ours, r.theirs] if r.variant.reference is None else [r.ours]
     got = [c.gen_cpu for c in cells if c is not None]
     if not any(g is not None for g in got):
         return ""
@@ -258,8 +300,11 @@ def to_json(results: Results, rs: Sequence[Row], meta: Mapping[str, Any]) -> dic
             "metric": r.metric.key,
             "label": r.metric.label,
             "better": "higher" if r.metric.higher_is_better else "lower",
-            "tubeserver": r.tubeserver.to_json(),
-            "beanstalkd": None if r.beanstalkd is None else r.beanstalkd.to_json(),
+            # Each column's cell under its name: "tubeserver" and "beanstalkd" as a rule.
+            "columns": [{"name": c.name, "server": c.server, "flags": list(c.flags)}
+                        for c in r.columns],
+            **{c.name: None if cell is None else cell.to_json()
+               for c, cell in zip(r.columns, (r.ours, r.theirs), strict=False)},
             "ceiling": None if r.ceiling is None else r.ceiling.to_json(),
             "ratio": r.ratio,
             "generator_bound": r.generator_bound,

@@ -56,6 +56,26 @@ CeilingFn = Callable[[int, Settings], Sample]
 
 
 @attrs.frozen
+class Column:
+    """One side of a row: a server of the command line (`tubeserver` or `beanstalkd`)
+    started with `flags` before the workload's own, under `name` in the table, the chart and
+    the JSON. A row's ratio is its first column over its second."""
+
+    name: str
+    server: str
+    flags: tuple[str, ...] = ()
+
+    @property
+    def command(self) -> str:
+        """What the column runs, for the legend: `tubeserver --result-ttl 0`."""
+        return " ".join((self.server, *self.flags))
+
+
+TUBESERVER = Column("tubeserver", "tubeserver")
+BEANSTALKD = Column("beanstalkd", "beanstalkd")
+
+
+@attrs.frozen
 class Variant:
     name: str  # unique: "put c10 d16"
     workload: str  # the --only name: "put"
@@ -65,13 +85,30 @@ class Variant:
     # The same shape against the null responder: the generator's own ceiling (rates) or
     # floor (latencies), for the metrics its sample has.
     ceiling: CeilingFn | None = None
-    kinds: tuple[str, ...] = ("tubeserver", "beanstalkd")
-    # The beanstalkd column comes from the best beanstalkd median among this workload's
+    # What the row compares, first over second; one column: nothing to compare with.
+    columns: tuple[Column, ...] = (TUBESERVER, BEANSTALKD)
+    # The columns this variant runs itself (by name; default: all of them).
+    kinds: tuple[str, ...] = attrs.field()
+    # The second column comes from the best median of that column among this workload's
     # variants instead (reserve-batch against beanstalkd's best reserve+delete).
     reference: str | None = None
-    # The tubeserver column is the best median among these variants (run nothing itself).
+    # The first column is the best median among these variants (run nothing itself).
     best_of: tuple[str, ...] = ()
     max_rounds: int | None = None
+
+    @kinds.default
+    def _all_columns(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns)
+
+    def __attrs_post_init__(self) -> None:
+        if not 1 <= len(self.columns) <= 2:
+            raise ValueError(f"{self.name}: one or two columns, not {len(self.columns)}")
+        names = {c.name for c in self.columns}
+        if len(names) != len(self.columns) or not set(self.kinds) <= names:
+            raise ValueError(f"{self.name}: columns {sorted(names)}, runs {self.kinds}")
+
+    def column(self, name: str) -> Column:
+        return next(c for c in self.columns if c.name == name)
 
 
 RATE = Metric("rate", "jobs/s", True)
@@ -82,13 +119,15 @@ P999 = Metric("p999", "p99.9 ms", False)
 
 # ---------------------------------------------------------------- shared steps
 
-def _check(server: Server, **want: int) -> None:
-    """The server's own counters (`stats`; each run has a fresh server) against ours."""
+def _check(server: Server, **want: int) -> dict[str, str]:
+    """The server's own counters (`stats`; each run has a fresh server) against ours; the
+    `stats` read."""
     got = server.stats()
     for key, value in want.items():
         name = key.replace("_", "-")
         if int(got.get(name, "-1")) != value:
             raise BenchError(f"{server.kind.name}: {name} is {got.get(name)}, expected {value}")
+    return got
 
 
 def _measure(settings: Settings, load: Load) -> Outcome:
@@ -114,6 +153,15 @@ def _fill(port: int, n: int, settings: Settings) -> None:
                                       limit_s=60 + n / 2000))
     if out.errors or out.timed_out or out.done != n:
         raise BenchError(f"filling stopped at {out.done} of {n} jobs"
+                         + (f" ({out.first_error})" if out.errors else ""))
+
+
+def _empty(port: int, n: int, settings: Settings) -> None:
+    """Reserve and delete `n` ready jobs, pipelined (not measured)."""
+    out = settings.generator.run(Load("drain", port, n, FILL_CONNS, FILL_DEPTH, body=BODY,
+                                      limit_s=60 + n / 2000))
+    if out.errors or out.timed_out or out.done != n:
+        raise BenchError(f"draining stopped at {out.done} of {n} jobs"
                          + (f" ({out.first_error})" if out.errors else ""))
 
 
@@ -158,15 +206,19 @@ def put(conns: int, depth: int, n: int, extra: Sequence[str] = (),
 
 # ---------------------------------------------------------------- drain: reserve + delete
 
-def drain(conns: int, depth: int, n: int, batch: int = 0) -> tuple[RunFn, CeilingFn]:
+def drain(conns: int, depth: int, n: int, batch: int = 0,
+          kept: Mapping[str, int] | None = None) -> tuple[RunFn, CeilingFn]:
     """reserve-with-timeout 0 + delete (`depth` in flight), or with `batch`: reserve-batch
-    `batch` 0 with a delete sent for each job as it arrives, until `n` jobs are deleted."""
+    `batch` 0 with a delete sent for each job as it arrives, until `n` jobs are deleted.
+    `kept`: the `kept-records` each column (by name) must show afterwards, so a column said
+    to track jobs, or not to, is seen to."""
 
     def load(port: int, settings: Settings) -> Load:
         return Load("batch" if batch else "drain", port, n, conns, depth, batch=batch or 100,
                     body=BODY, limit_s=settings.limit_s)
 
     def run(kind: ServerKind, settings: Settings) -> Sample:
+        info: dict[str, object] = {}
         with servers.running(kind) as server:
             _fill(server.port, n, settings)
             _check(server, current_jobs_ready=n)
@@ -174,13 +226,22 @@ def drain(conns: int, depth: int, n: int, batch: int = 0) -> tuple[RunFn, Ceilin
             if not out.timed_out:
                 if out.done != n:
                     raise BenchError(f"deleted {out.done} of {n} jobs")
-                _check(server, current_jobs_ready=0, current_jobs_reserved=0)
-        return _rate_sample(out)
+                want = {} if kept is None else {"kept_records": _kept(kept, kind)}
+                stats = _check(server, current_jobs_ready=0, current_jobs_reserved=0, **want)
+                if kept is not None:
+                    info["kept_records"] = int(stats["kept-records"])
+        return Sample({"rate": out.rate}, {**_info(out), **info})
 
     def ceiling(port: int, settings: Settings) -> Sample:
         return _rate_sample(_measure(settings, load(port, settings)))
 
     return run, ceiling
+
+
+def _kept(kept: Mapping[str, int], kind: ServerKind) -> int:
+    if kind.name not in kept:
+        raise BenchError(f"no kept-records expected for {kind.name}")
+    return kept[kind.name]
 
 
 # ---------------------------------------------------------------- full cycle
@@ -262,6 +323,40 @@ def memory(n: int) -> RunFn:
     return run
 
 
+# protocol.md, Retention: a kept record counts its result and reason plus 200 bytes.
+RECORD_COST = 200
+
+
+def kept_memory(n: int) -> RunFn:
+    """Resident memory per kept record: put `n` jobs, reserve+delete them all (each leaves a
+    record with an empty result), then VmRSS after the drain less VmRSS before the fill, per
+    job. Beside it, the server's own count of that memory (`kept-record-bytes`) per record,
+    which is what `--result-memory` bounds. `n` must fit in the server's bound: an evicted
+    record would make both numbers lie."""
+
+    def run(kind: ServerKind, settings: Settings) -> Sample:
+        with servers.running(kind) as server:
+            time.sleep(0.2)
+            before = server.rss_bytes()
+            _fill(server.port, n, settings)
+            _check(server, current_jobs_ready=n)
+            filled = server.rss_bytes()
+            _empty(server.port, n, settings)
+            after = server.rss_bytes()
+            stats = _check(server, current_jobs_ready=0, current_jobs_reserved=0,
+                           cmd_delete=n, kept_records=n, kept_records_evicted=0,
+                           kept_record_bytes=n * RECORD_COST)
+        accounted = int(stats["kept-record-bytes"])
+        return Sample({"bytes_per_record": (after - before) / n,
+                       "accounted_per_record": accounted / n},
+                      {"rss_before": before, "rss_filled": filled, "rss_after": after,
+                       "jobs": n, "kept_records": int(stats["kept-records"]),
+                       "kept_record_bytes": accounted,
+                       "kept_record_bytes_per_record": accounted / n})
+
+    return run
+
+
 SETTLE_S = 0.5  # after a restart, before reading RSS: let the process finish its start-up
 
 
@@ -317,7 +412,8 @@ def _wait_jobs(server: Server, n: int, limit: float) -> float:
 
 # ---------------------------------------------------------------- the catalogue
 
-WORKLOADS = ("put", "drain", "batch", "cycle", "paced", "memory", "restart", "durable")
+WORKLOADS = ("put", "drain", "batch", "cycle", "paced", "memory", "restart", "durable",
+             "tracking")
 # `--only batch` needs beanstalkd's reserve+delete rows for its reference column.
 NEEDS = {"batch": ("drain",)}
 
@@ -332,7 +428,8 @@ def _rate(goal: float | None) -> Metric:
 
 def catalogue(quick: bool, jobs: int | None = None) -> list[Variant]:
     """Every variant, in running order, with issue 10's targets (ratios tubeserver /
-    beanstalkd). `jobs` replaces every job count (for smoke runs)."""
+    beanstalkd), then job tracking's (see `tracking`). `jobs` replaces every job count (for
+    smoke runs)."""
     q = quick
 
     def J(full: int, fast: int) -> int:
@@ -396,6 +493,32 @@ def catalogue(quick: bool, jobs: int | None = None) -> list[Variant]:
                            {"connections": conns, "depth": 1, "body": BODY, "jobs": n,
                             "max seconds": secs, "flags": "-b DIR -f 0"},
                            (_rate(rate_goal),), run, ceil))
+    out.extend(tracking(q, jobs))
+    return out
+
+
+# Job tracking against itself: the server started as it comes (records kept for a day)
+# beside the same server keeping none, as beanstalkd keeps none.
+TRACKING_ON = Column("tracking on", "tubeserver")
+TRACKING_OFF = Column("tracking off", "tubeserver", ("--result-ttl", "0"))
+
+
+def tracking(quick: bool, jobs: int | None = None) -> list[Variant]:
+    """What job tracking costs: reserve+delete throughput at the load of `drain c10 d16` with
+    records on over off (the issue's bound: at most 15% slower), and the memory a kept
+    record takes (tubeserver alone: beanstalkd keeps nothing to compare with)."""
+    n = _scale(60_000 if quick else 200_000, jobs)
+    run, ceil = drain(10, 16, n, kept={TRACKING_ON.name: n, TRACKING_OFF.name: 0})
+    out = [Variant("tracking drain c10 d16", "tracking",
+                   {"connections": 10, "depth": 16, "body": BODY, "jobs": n,
+                    "columns": f"{TRACKING_ON.command} / {TRACKING_OFF.command}"},
+                   (_rate(0.85),), run, ceil, columns=(TRACKING_ON, TRACKING_OFF))]
+    # 200k records count 40 MB: inside the default --result-memory of 64 MiB, none evicted.
+    n = _scale(50_000 if quick else 200_000, jobs)
+    out.append(Variant("tracking memory", "tracking", {"body": BODY, "jobs": n},
+                       (Metric("bytes_per_record", "RSS bytes/kept record", False),
+                        Metric("accounted_per_record", "kept-record-bytes/record", False)),
+                       kept_memory(n), columns=(TRACKING_ON,), max_rounds=1 if quick else 3))
     return out
 
 

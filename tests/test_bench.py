@@ -296,7 +296,45 @@ def test_catalogue_carries_issue_10_targets() -> None:
         ("batch100 best", "rate"): ">= 2.5", ("paced 2000/s", "p99"): "<= 1.5",
         ("memory", "bytes_per_job"): "<= 1.3", ("restart", "seconds"): "<= 1",
         ("restart", "rss_mb"): "<= 1.5", ("durable c10", "rate"): ">= 5",
+        ("tracking drain c10 d16", "rate"): ">= 0.85",
     }
+
+
+def test_tracking_rows_compare_tubeserver_with_itself() -> None:
+    variants = {v.name: v for v in workloads.catalogue(quick=False)}
+    drain, mem = variants["tracking drain c10 d16"], variants["tracking memory"]
+    assert drain.params["jobs"] == variants["drain c10 d16"].params["jobs"]
+    assert [(c.server, c.flags) for c in drain.columns] == [
+        ("tubeserver", ()), ("tubeserver", ("--result-ttl", "0"))]
+    assert drain.kinds == ("tracking on", "tracking off") and drain.ceiling is not None
+    assert [c.name for c in mem.columns] == ["tracking on"] and mem.ceiling is None
+    # Every record must fit in the default --result-memory, or eviction skews the numbers.
+    assert int(str(mem.params["jobs"])) * workloads.RECORD_COST <= 64 * 1024 * 1024
+    assert {v.name for v in workloads.select(list(variants.values()), ["tracking"])} == {
+        "tracking drain c10 d16", "tracking memory"}
+
+
+def test_a_variant_runs_only_its_own_columns() -> None:
+    with pytest.raises(ValueError, match="columns"):
+        workloads.Variant("v", "put", {}, (workloads.RATE,), None, kinds=("nope",))
+    with pytest.raises(ValueError, match="columns"):
+        workloads.Variant("v", "put", {}, (workloads.RATE,), None,
+                          columns=(workloads.TUBESERVER, workloads.TUBESERVER))
+    with pytest.raises(ValueError, match="one or two"):
+        workloads.Variant("v", "put", {}, (workloads.RATE,), None, columns=())
+
+
+def test_a_column_starts_its_server_with_its_flags() -> None:
+    v = next(v for v in workloads.catalogue(quick=True) if v.name == "tracking drain c10 d16")
+    kinds = {"tubeserver": servers.ServerKind("tubeserver", ("ts", "-x")),
+             "beanstalkd": servers.ServerKind("beanstalkd", ("bs",))}
+    off = cli.column_kind(v, "tracking off", kinds)
+    assert off == servers.ServerKind("tracking off", ("ts", "-x", "--result-ttl", "0"))
+    assert off.command(7) == ["ts", "-x", "--result-ttl", "0", "-l", "127.0.0.1", "-p", "7"]
+    assert cli.column_kind(v, "tracking on", kinds).argv == ("ts", "-x")
+    # Both columns are tubeserver: they run without beanstalkd too, the null after them.
+    assert cli._order(v, ["tubeserver"], ceiling=True) == ["tracking on", "tracking off",
+                                                           report.NULL]
 
 
 @pytest.mark.parametrize("argv", [["--bogus"], ["--only", "nope"], ["--rounds", "0"],
@@ -361,6 +399,45 @@ def test_end_to_end_tiny_run(tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")  # the chart needs the `bench` extra
     assert data["chart"] and (tmp_path / str(data["chart"])).stat().st_size > 0
     assert (tmp_path / "latest-full.png").exists()
+
+
+def test_end_to_end_tracking_run(tmp_path: Path) -> None:
+    # Without beanstalkd: both columns of the tracking rows are tubeserver.
+    data = _run(tmp_path, "--only", "tracking", "--no-beanstalkd")
+    rows = data["rows"]
+    assert isinstance(rows, list)
+    by = {(r["variant"], r["metric"]): r for r in rows}
+    assert set(by) == {("tracking drain c10 d16", "rate"),
+                       ("tracking memory", "bytes_per_record"),
+                       ("tracking memory", "accounted_per_record")}
+    drain = by[("tracking drain c10 d16", "rate")]
+    assert [c["name"] for c in drain["columns"]] == ["tracking on", "tracking off"]
+    assert drain["columns"][1]["flags"] == ["--result-ttl", "0"]
+    assert "tubeserver" not in drain and "beanstalkd" not in drain
+    for key in ("tracking on", "tracking off", "ceiling"):
+        cell = drain[key]
+        assert cell["error"] is None, (key, cell["error"])
+        assert len(cell["samples"]) == 1 and cell["median"] > 0
+    assert drain["ratio"] == drain["tracking on"]["median"] / drain["tracking off"]["median"]
+    assert drain["target"] == ">= 0.85"
+    assert drain["status"] in ("pass", "MISS", "generator-bound")
+    for metric in ("bytes_per_record", "accounted_per_record"):
+        row = by[("tracking memory", metric)]
+        assert [c["name"] for c in row["columns"]] == ["tracking on"]
+        assert row["tracking on"]["error"] is None, row["tracking on"]["error"]
+        assert len(row["tracking on"]["samples"]) == 1
+        assert row["ratio"] is None and row["target"] is None and row["ceiling"] is None
+    # The server's own count: 200 bytes a record with an empty result (protocol.md).
+    assert by[("tracking memory", "accounted_per_record")]["tracking on"]["median"] == 200
+    runs = data["runs"]
+    assert isinstance(runs, list)
+    info = {(r["variant"], r["server"]): [s["info"] for s in r["samples"]] for r in runs}
+    assert [i["kept_records"] for i in info[("tracking drain c10 d16", "tracking on")]] == [200]
+    assert [i["kept_records"] for i in info[("tracking drain c10 d16", "tracking off")]] == [0]
+    assert len(info[("tracking drain c10 d16", "null")]) == 1
+    (mem,) = info[("tracking memory", "tracking on")]
+    assert mem["kept_records"] == 200 and mem["kept_record_bytes_per_record"] == 200
+    assert {"rss_before", "rss_filled", "rss_after"} <= set(mem)
 
 
 def test_tubeserver_alone_leaves_ratios_blank(tmp_path: Path) -> None:
@@ -513,6 +590,30 @@ def test_c_generator_drives_a_real_server(gen: CGenerator, name: str) -> None:
         assert out.latency.p50_ns <= out.latency.p99_ns <= out.latency.p999_ns
         assert out.sent_rate is not None and out.sent_rate > 0
         assert srv.stats()["current-jobs-ready"] == "0"
+
+
+def test_tracking_drain_fails_when_a_column_does_not_do_what_it_says(gen: CGenerator) -> None:
+    settings = workloads.Settings(gen, limit_s=20)
+    run, _ = workloads.drain(2, 4, 50, kept={"tracking on": 50, "tracking off": 0})
+    tubeserver = (sys.executable, "-m", "tubeserver")
+    assert run(servers.ServerKind("tracking on", tubeserver), settings).info["kept_records"] == 50
+    # Named "off" but started without --result-ttl 0: it keeps records, and the run says so.
+    with pytest.raises(workloads.BenchError, match="kept-records is 50, expected 0"):
+        run(servers.ServerKind("tracking off", tubeserver), settings)
+    with pytest.raises(workloads.BenchError, match="no kept-records expected"):
+        run(servers.ServerKind("tubeserver", tubeserver), settings)
+
+
+def test_kept_memory_checks_the_servers_count(gen: CGenerator) -> None:
+    settings = workloads.Settings(gen, limit_s=20)
+    tubeserver = (sys.executable, "-m", "tubeserver")
+    sample = workloads.kept_memory(300)(servers.ServerKind("tracking on", tubeserver), settings)
+    assert sample.values["accounted_per_record"] == workloads.RECORD_COST
+    assert sample.info["kept_records"] == 300
+    # Records off: none kept, and no number comes out.
+    off = servers.ServerKind("tracking off", (*tubeserver, "--result-ttl", "0"))
+    with pytest.raises(workloads.BenchError, match="kept-records is 0, expected 300"):
+        workloads.kept_memory(300)(off, settings)
 
 
 def test_c_generator_on_the_null_responder(gen: CGenerator) -> None:
@@ -683,8 +784,8 @@ def _results(ts: float, bs: float, ceiling: float, metric: str = "rate"
 def test_rows_mark_a_server_near_the_generator_ceiling() -> None:
     res, _ = _results(ts=170.0, bs=100.0, ceiling=200.0)  # tubeserver at 85% of the ceiling
     (row,) = report.rows(res)
-    assert row.generator_bound and row.tubeserver.generator_bound
-    assert row.beanstalkd is not None and not row.beanstalkd.generator_bound
+    assert row.generator_bound and row.ours.generator_bound
+    assert row.theirs is not None and not row.theirs.generator_bound
     assert row.status == "generator-bound"  # 1.7 would pass: it cannot
     text = report.table([row])
     assert "generator-bound" in text and "170*" in text
@@ -700,7 +801,7 @@ def test_rows_mark_a_server_near_the_generator_ceiling() -> None:
 def test_rows_mark_a_latency_near_the_generator_floor() -> None:
     res, _ = _results(ts=0.2, bs=0.1, ceiling=0.09, metric="p99")  # floor 90% of beanstalkd's
     (row,) = report.rows(res)
-    assert row.beanstalkd is not None and row.beanstalkd.generator_bound
+    assert row.theirs is not None and row.theirs.generator_bound
     assert row.status == "MISS"  # 2.0 > 1.0, and beanstalkd is better still than measured
     res, _ = _results(ts=0.1, bs=0.1, ceiling=0.09, metric="p99")
     (row,) = report.rows(res)
@@ -719,10 +820,45 @@ def test_best_of_row_takes_the_better_variant() -> None:
         res.add(by[name], "beanstalkd", workloads.Sample({"rate": value}))
         res.add(by[name], report.NULL, workloads.Sample({"rate": 110.0}))
     best = next(r for r in report.rows(res) if r.variant.name == "batch100 best")
-    assert best.tubeserver.note == "best: batch100 c1" and best.ratio == 3.0
-    assert best.beanstalkd is not None and best.beanstalkd.note == "best: drain c10 d16"
+    assert best.ours.note == "best: batch100 c1" and best.ratio == 3.0
+    assert best.theirs is not None and best.theirs.note == "best: drain c10 d16"
     # beanstalkd's best drain ran at 91% of its ceiling: 3.0 would pass, it cannot.
     assert best.status == "generator-bound"
+
+
+def test_tracking_rows_print_under_their_own_columns() -> None:
+    variants = workloads.tracking(quick=True, jobs=10)
+    drain, mem = variants
+    res = report.Results([*workloads.catalogue(quick=True, jobs=10)[:1], *variants])
+    put = res.variants[0]
+    res.add(put, "tubeserver", workloads.Sample({"rate": 300.0}))
+    res.add(put, "beanstalkd", workloads.Sample({"rate": 100.0}))
+    for kind, value in (("tracking on", 90.0), ("tracking off", 100.0), (report.NULL, 1e6)):
+        res.add(drain, kind, workloads.Sample({"rate": value}))
+    res.add(mem, "tracking on", workloads.Sample({"bytes_per_record": 260.0,
+                                                  "accounted_per_record": 200.0}))
+    rs = report.rows(res, with_beanstalkd=False)
+    by = {(r.variant.name, r.metric.key): r for r in rs}
+    row = by[("tracking drain c10 d16", "rate")]
+    # --no-beanstalkd blanks beanstalkd's column, not a second tubeserver.
+    assert by[("put c10 d1", "rate")].theirs is None
+    assert row.theirs is not None and row.ratio == 0.9 and row.status == "pass"
+    assert by[("tracking memory", "bytes_per_record")].theirs is None
+    lines = report.table(rs).splitlines()
+    headings = [line.split() for line in lines if line.startswith("workload")]
+    assert [h[2:6] for h in headings] == [["tubeserver", "beanstalkd", "ratio", "target"],
+                                          ["tracking", "on", "tracking", "off"]]
+    second = lines.index(next(x for x in lines if "tracking on" in x and "workload" in x))
+    assert all("tracking" not in x for x in lines[:second])  # nothing under beanstalkd
+    body = [x for x in lines[second:] if x.startswith("tracking ")]
+    assert "90.0" in body[0] and "100" in body[0] and "0.90" in body[0]
+    assert body[1].split()[-2:] == ["n/a", "-"] and "260" in body[1]
+    assert "columns: tracking on = tubeserver; tracking off = tubeserver --result-ttl 0; " \
+           "n/a: nothing to compare with." in lines
+    js = {(r["variant"], r["metric"]): r for r in report.to_json(res, rs, {})["rows"]}
+    assert js[("tracking drain c10 d16", "rate")]["tracking off"]["samples"] == [100.0]
+    assert js[("put c10 d1", "rate")]["beanstalkd"] is None
+    assert "tracking off" not in js[("tracking memory", "bytes_per_record")]
 
 
 def test_a_round_that_fell_behind_is_noted_under_the_table() -> None:
@@ -730,6 +866,6 @@ def test_a_round_that_fell_behind_is_noted_under_the_table() -> None:
     why = "consumed slower than the offered rate"
     res.add(v, "tubeserver", workloads.Sample({"p99": 0.3}, {"warning": why}))
     (row,) = report.rows(res)
-    assert row.tubeserver.warnings == (why,)
+    assert row.ours.warnings == (why,)
     assert f"note: v, tubeserver: {why}" in report.table([row]).splitlines()
     assert report.to_json(res, [row], {})["rows"][0]["tubeserver"]["warnings"] == [why]
