@@ -323,8 +323,8 @@ def memory(n: int) -> RunFn:
     return run
 
 
-# protocol.md, Retention: a kept record counts its result and reason plus 200 bytes.
-RECORD_COST = 200
+# protocol.md, Retention: a kept record counts its result and reason plus 300 bytes.
+RECORD_COST = 300
 
 
 def kept_memory(n: int) -> RunFn:
@@ -513,7 +513,7 @@ def tracking(quick: bool, jobs: int | None = None) -> list[Variant]:
                    {"connections": 10, "depth": 16, "body": BODY, "jobs": n,
                     "columns": f"{TRACKING_ON.command} / {TRACKING_OFF.command}"},
                    (_rate(0.85),), run, ceil, columns=(TRACKING_ON, TRACKING_OFF))]
-    # 200k records count 40 MB: inside the default --result-memory of 64 MiB, none evicted.
+    # 200k records count 60 MB: inside the default --result-memory of 64 MiB, none evicted.
     n = _scale(50_000 if quick else 200_000, jobs)
     out.append(Variant("tracking memory", "tracking", {"body": BODY, "jobs": n},
                        (Metric("bytes_per_record", "RSS bytes/kept record", False),

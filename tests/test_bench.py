@@ -427,7 +427,7 @@ def test_end_to_end_tracking_run(tmp_path: Path) -> None:
         assert row["tracking on"]["error"] is None, row["tracking on"]["error"]
         assert len(row["tracking on"]["samples"]) == 1
         assert row["ratio"] is None and row["target"] is None and row["ceiling"] is None
-    # The server's own count: 200 bytes a record with an empty result (protocol.md).
+    # The server's own count: 300 bytes a record with an empty result (protocol.md).
     assert by[("tracking memory", "accounted_per_record")]["tracking on"]["median"] == 200
     runs = data["runs"]
     assert isinstance(runs, list)
