@@ -428,7 +428,8 @@ def test_end_to_end_tracking_run(tmp_path: Path) -> None:
         assert len(row["tracking on"]["samples"]) == 1
         assert row["ratio"] is None and row["target"] is None and row["ceiling"] is None
     # The server's own count: 300 bytes a record with an empty result (protocol.md).
-    assert by[("tracking memory", "accounted_per_record")]["tracking on"]["median"] == workloads.RECORD_COST
+    accounted = by[("tracking memory", "accounted_per_record")]["tracking on"]["median"]
+    assert accounted == workloads.RECORD_COST
     runs = data["runs"]
     assert isinstance(runs, list)
     info = {(r["variant"], r["server"]): [s["info"] for s in r["samples"]] for r in runs}
@@ -436,7 +437,8 @@ def test_end_to_end_tracking_run(tmp_path: Path) -> None:
     assert [i["kept_records"] for i in info[("tracking drain c10 d16", "tracking off")]] == [0]
     assert len(info[("tracking drain c10 d16", "null")]) == 1
     (mem,) = info[("tracking memory", "tracking on")]
-    assert mem["kept_records"] == 200 and mem["kept_record_bytes_per_record"] == workloads.RECORD_COST
+    assert mem["kept_records"] == 200
+    assert mem["kept_record_bytes_per_record"] == workloads.RECORD_COST
     assert {"rss_before", "rss_filled", "rss_after"} <= set(mem)
 
 
