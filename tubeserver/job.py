@@ -67,8 +67,8 @@ class Job:
     per put and restored record."""
 
     __slots__ = (
-        "body", "created", "deadline", "delay", "extra", "file", "id", "pos", "pri",
-        "reserved_at", "reserver", "reserves", "seq", "state", "ttr", "tube",
+        "body", "created", "deadline", "delay_ttr", "extra", "file", "id", "pos", "pri",
+        "reserved_at", "reserver", "reserves", "seq", "state", "tube",
     )
 
     def __init__(self, id: int, tube: Tube, pri: int, delay: int, ttr: int, body: bytes,
@@ -79,8 +79,10 @@ class Job:
         self.id = id
         self.tube = tube
         self.pri = pri
-        self.delay = delay  # seconds: the delay last set by put or release
-        self.ttr = ttr  # seconds, at least 1
+        # delay (the seconds last set by put or release) and ttr (seconds, at least 1), both
+        # 32-bit, in one field: a job is 16 bytes smaller for it (one field fewer keeps it in
+        # the 160-byte step), which pays for `reserved_at`.
+        self.delay_ttr = (delay << 32) | ttr
         self.body = body  # finished: its result
         self.created = created
         self.state = state
@@ -102,6 +104,18 @@ class Job:
         # record (stats-job reports it as `file`) and the log order of its last logged change.
         self.file = file
         self.seq = seq
+
+    @property
+    def delay(self) -> int:
+        return self.delay_ttr >> 32
+
+    @delay.setter
+    def delay(self, value: int) -> None:
+        self.delay_ttr = (value << 32) | (self.delay_ttr & 0xFFFFFFFF)
+
+    @property
+    def ttr(self) -> int:
+        return self.delay_ttr & 0xFFFFFFFF
 
     def more(self) -> JobExtra:
         """The job's JobExtra, made if it has none yet."""

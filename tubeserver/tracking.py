@@ -4,9 +4,11 @@ A finished job (deleted by `finish` or `delete`) is not dropped while tracking i
 object itself becomes its record (state FINISHED, `body` its result, `deadline` when it
 finished) and moves out of the engine's live jobs into `records`, so a plain delete allocates
 nothing. Every record is kept TTL seconds after it finished, so records expire in the order
-they were made: `records` is a dict in insertion order, oldest first, and expiry and eviction
-pop from its front. One timer on the engine's heap stands for the front's expiry
-(`timer_at`); when it fires the engine expires what is due and sets the next.
+they were made: `order` holds them oldest first, and expiry and eviction pop from its front.
+(A deque beside the dict, not the dict's own order: a dict popped from the front again and
+again makes each `next(iter(...))` scan past the holes left behind, which turned a long drain
+quadratic.) One timer on the engine's heap stands for the front's expiry (`timer_at`); when
+it fires the engine expires what is due and sets the next.
 
 Memory: each record counts RECORD_COST plus its result and reason; past `memory`, the oldest
 records are evicted. Checkpoints belong to live jobs and are dropped when a job finishes.
@@ -19,6 +21,7 @@ waiter's seq as a reserve's is. Pure: no clock, no I/O.
 
 from __future__ import annotations
 
+from collections import deque
 from typing import TYPE_CHECKING, Final
 
 from .job import Job, JobState
@@ -87,7 +90,8 @@ class Tracker:
     def __init__(self, ttl: float = DEFAULT_TTL, memory: int = DEFAULT_MEMORY) -> None:
         self.ttl = ttl  # seconds a record is kept; 0: records are off
         self.memory = memory  # bytes all records may cost together
-        self.records: dict[int, Job] = {}  # finished jobs, oldest first
+        self.records: dict[int, Job] = {}  # finished jobs by id
+        self.order: deque[Job] = deque()  # the same, oldest first
         self.bytes = 0
         self.expired = 0
         self.evicted = 0
@@ -106,6 +110,7 @@ class Tracker:
         """Keep the finished `job` (its `deadline` is when it finished; `fits` said yes) as
         the newest record. Returns the oldest records evicted to make room for it."""
         self.records[job.id] = job
+        self.order.append(job)
         self.bytes += cost(job)
         evicted: list[Job] = []
         while self.bytes > self.memory:
@@ -120,26 +125,23 @@ class Tracker:
         return job.deadline + self.ttl
 
     def next_expiry(self) -> float | None:
-        for job in self.records.values():
-            return job.deadline + self.ttl
-        return None
+        return self.order[0].deadline + self.ttl if self.order else None
 
     def expire(self, now: float) -> list[Job]:
         """Drop the records due by `now`; returns them."""
-        records = self.records
+        order = self.order
         ttl = self.ttl
         expired: list[Job] = []
-        while records:
-            job = next(iter(records.values()))
-            if job.deadline + ttl > now:
+        while order:
+            if order[0].deadline + ttl > now:
                 break
             expired.append(self._drop_oldest())
         self.expired += len(expired)
         return expired
 
     def _drop_oldest(self) -> Job:
-        job_id = next(iter(self.records))
-        job = self.records.pop(job_id)
+        job = self.order.popleft()
+        del self.records[job.id]
         self.bytes -= cost(job)
         return job
 
@@ -174,6 +176,7 @@ class Tracker:
 
 def check_tracker(tracker: Tracker, live: dict[int, Job], sessions: dict[Session, None]) -> None:
     """Assert the tracker's promises (the engine's check_invariants calls this)."""
+    assert list(tracker.order) == list(tracker.records.values())
     total = 0
     last = float("-inf")
     for job_id, job in tracker.records.items():
