@@ -178,7 +178,7 @@ class Hub:
         if rounds.logged:
             server = self.server
             assert server.wal is not None
-            failed = not await server.commit(server.wal.seq)
+            failed = not await server.commit(server.wal.seq, whole_round=True)
         rounds.settle(failed)
 
     # --- listeners -----------------------------------------------------------------------
