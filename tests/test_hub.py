@@ -329,7 +329,7 @@ async def test_a_failed_commit_turns_only_logged_replies_into_internal_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async with running(wal_dir=tmp_path) as r:
-        async def fail(seq: int) -> bool:
+        async def fail(seq: int, whole_round: bool = False) -> bool:
             return False
 
         monkeypatch.setattr(r.server, "commit", fail)
