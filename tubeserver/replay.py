@@ -169,13 +169,7 @@ class Folded:
                 job.deadline += shift
             else:
                 job.deadline = 0.0
-            held = ids.get(job.file)
-            if held is None:
-                ids[job.file] = array("Q", [job.id])
-                live[job.file] = weight(job)
-            else:
-                held.append(job.id)
-                live[job.file] += weight(job)
+            _lodge(ids, live, job)
             if job.state is _BURIED:
                 buried.append(job)
             else:
@@ -195,15 +189,20 @@ class Folded:
                 job.reserved_at += shift
             engine.restore_record(job, now)
             if records.get(job.id) is job:
-                held = ids.get(job.file)
-                if held is None:
-                    ids[job.file] = array("Q", [job.id])
-                    live[job.file] = weight(job)
-                else:
-                    held.append(job.id)
-                    live[job.file] += weight(job)
+                _lodge(ids, live, job)
         self.kept = {}
         return {index: (held, live[index]) for index, held in ids.items()}
+
+
+def _lodge(ids: dict[int, array[int]], live: dict[int, int], job: Job) -> None:
+    """Count `job`'s whole record in its segment: its id, and its weight."""
+    held = ids.get(job.file)
+    if held is None:
+        ids[job.file] = array("Q", [job.id])
+        live[job.file] = weight(job)
+    else:
+        held.append(job.id)
+        live[job.file] += weight(job)
 
 
 def _seq(job: Job) -> int:
