@@ -32,6 +32,7 @@ COMPILED = [
     "tubeserver/replies.py",
     "tubeserver/rounds.py",
     "tubeserver/session.py",
+    "tubeserver/timers.py",
     "tubeserver/tracking.py",
     "tubeserver/tube.py",
     "tubeserver/walrecords.py",

@@ -19,7 +19,7 @@ PACKAGES = {"tubeserver": "tubeserver", "client": "tubeclient"}
 # The sans-IO core: no trio, no I/O, no clock, no randomness.
 CORE = (
     "engine", "job", "tube", "session", "parser", "commands", "errors", "limits", "replies",
-    "stats", "dispatch", "walrecords", "replay", "tracking", "invariants",
+    "stats", "dispatch", "walrecords", "replay", "tracking", "invariants", "timers",
 )
 # Standard-library and third-party modules the core may use: pure computation only. A new
 # pure module may be added here; anything touching sockets, files, processes, threads, clocks
@@ -42,7 +42,7 @@ STATS_EXTRA = frozenset({"os", "resource", "secrets", "datetime"})
 # Deliberate per-module exceptions to PURE; each one is a decision, not a convenience.
 EXTRA_ALLOWED: dict[str, frozenset[str]] = {"stats": STATS_EXTRA}
 # The engine side must not know about the layers that feed it.
-LOWER = ("engine", "job", "tube", "session", "tracking")
+LOWER = ("engine", "job", "tube", "session", "tracking", "timers")
 UPPER = ("parser", "dispatch", "connection", "hub", "server", "__main__")
 TRIO_ALLOWED = frozenset({"server", "connection", "hub", "__main__"})
 

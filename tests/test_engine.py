@@ -680,7 +680,7 @@ def test_timer_heap_sweeps_after_many_touches(e: Engine) -> None:
     for _ in range(20000):
         now += 0.001
         e.touch(s, job.id, now)
-        assert len(e._timers) <= 4097 + 8
+        assert len(e.timers.heap) <= 4097 + 8
     check_invariants(e)
     e.tick(now + 9.999)
     assert job.state is RESERVED
@@ -696,7 +696,7 @@ def test_timer_heap_stays_bounded_with_waiter_churn(e: Engine) -> None:
         job = put(e, p, now=now)
         assert wakeups(e) == [(w.id, job.id, None)]
         e.delete(w, job.id, 0.0)
-        assert len(e._timers) <= 4097 + 8
+        assert len(e.timers.heap) <= 4097 + 8
     check_invariants(e)
 
 
@@ -712,7 +712,7 @@ def test_timer_heap_forgets_pauses_of_vanished_tubes(e: Engine) -> None:
     e.reserve_job(s, job.id, 0.0)
     for i in range(10):
         e.touch(s, job.id, float(i))
-    held = len(e._timers)
+    held = len(e.timers.heap)
     assert held <= 4097 + 8, f"{held} timer entries for 1 job, 1 session and 1 tube"
 
 

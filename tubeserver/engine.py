@@ -10,13 +10,13 @@ its condition was re-checked, so a TTR expiry cannot be lost (beanstalkd #262, #
 
 from __future__ import annotations
 
-import heapq
 from typing import Final, Protocol
 
 from .errors import DeadlineSoon, Draining, NotFound, NotIgnored, ProtocolError, TimedOut
 from .job import Job, JobState
 from .limits import DEADLINE_MARGIN, DEFAULT_TUBE, URGENT_PRIORITY
 from .session import Session, Waiter
+from .timers import DELAY, EXPIRE, PAUSE, RESULT, SOON, TTR, WAIT, Timer, Timers
 from .tracking import NOTE_CHECKPOINT, NOTE_REASON, Outcome, ResultWait, Tracker, outcome
 from .tube import Tube
 
@@ -28,18 +28,6 @@ BURIED: Final = JobState.BURIED
 DELETED: Final = JobState.DELETED
 FINISHED: Final = JobState.FINISHED
 
-# Timer kinds. An entry is (at, seq, kind, target, check); `check` must still match the
-# target when the entry fires, otherwise the entry is stale and is skipped.
-_DELAY: Final = 0
-_TTR: Final = 1
-_PAUSE: Final = 2
-_WAIT: Final = 3
-_SOON: Final = 4
-_RESULT: Final = 5  # a `result` waiter's timeout
-_EXPIRE: Final = 6  # the oldest kept record's expiry
-Timer = tuple[float, int, int, object, float]
-
-_TIMER_SWEEP_MIN: Final = 4096
 
 
 class Journal(Protocol):
@@ -98,8 +86,7 @@ class Engine:
         self.total_connections = 0
         self._next_id = 1
         self._next_session = 1
-        self._timers: list[Timer] = []
-        self._seq = 0
+        self.timers = Timers()
         self._dirty: dict[Tube, None] = {}  # tubes that may now match a waiter to a job
         self._wakeups: list[Wakeup] = []
         self._batch_waiters = 0  # waiting reserve-batch sessions: only they can hold out
@@ -122,7 +109,7 @@ class Engine:
         """Forget a session; its reserved jobs go back to ready (not counted as timeouts)."""
         if s.closed:
             return
-        if self._timers and self._timers[0][0] <= now:
+        if self.timers.due(now):
             # As before any command: TTRs that ran out count as timeouts, whatever the
             # ticker's lag.
             self.tick(now)
@@ -223,17 +210,16 @@ class Engine:
             raise DeadlineSoon()
         if timeout == 0:
             raise TimedOut()
-        self._seq += 1
-        waiter = Waiter(self._seq, None if timeout is None else now + timeout, count)
+        waiter = Waiter(self.timers.next_seq(), None if timeout is None else now + timeout, count)
         s.waiter = waiter
         if count is not None:
             self._batch_waiters += 1
         for t in s.watched:
             t.waiters[s] = None
         if waiter.timeout_at is not None:
-            self._push_timer(waiter.timeout_at, _WAIT, s, waiter.seq)
+            self.timers.push(waiter.timeout_at, WAIT, s, waiter.seq)
         if soonest is not None:
-            self._push_timer(soonest - DEADLINE_MARGIN, _SOON, s, waiter.seq)
+            self.timers.push(soonest - DEADLINE_MARGIN, SOON, s, waiter.seq)
 
     def cancel_wait(self, s: Session) -> None:
         """`s` no longer waits in a reserve or a `result` (it hung up or went away)."""
@@ -332,7 +318,7 @@ class Engine:
     def touch(self, s: Session, job_id: int, now: float) -> None:
         job = self._own(s, job_id)
         job.deadline = now + job.ttr
-        self._push_timer(job.deadline, _TTR, job, job.deadline)
+        self.timers.push(job.deadline, TTR, job, job.deadline)
 
     # --- job tracking (the rules are tracking.py's) ----------------------------------------
 
@@ -346,10 +332,9 @@ class Engine:
             return outcome(job)
         if timeout == 0:
             raise TimedOut()
-        self._seq += 1
-        wait = ResultWait(job_id, self._seq, now + timeout)
+        wait = ResultWait(job_id, self.timers.next_seq(), now + timeout)
         self.tracker.add_waiter(s, wait)
-        self._push_timer(now + timeout, _RESULT, s, wait.seq)
+        self.timers.push(now + timeout, RESULT, s, wait.seq)
         return None
 
     def job_status(self, job_id: int) -> Job:
@@ -379,7 +364,7 @@ class Engine:
 
     def _set_expiry(self, at: float) -> None:
         self.tracker.timer_at = at
-        self._push_timer(at, _EXPIRE, self.tracker, at)
+        self.timers.push(at, EXPIRE, self.tracker, at)
 
     def watch(self, s: Session, name: str) -> int:
         tube = self._tube(name)
@@ -459,7 +444,7 @@ class Engine:
         tube.pause_token += 1
         if delay:
             tube.paused_until = now + delay
-            self._push_timer(tube.paused_until, _PAUSE, tube, tube.pause_token)
+            self.timers.push(tube.paused_until, PAUSE, tube, tube.pause_token)
         else:
             # beanstalkd pauses for 1 ns, which has passed by the next command: unpause now.
             tube.paused_until = 0.0
@@ -488,8 +473,7 @@ class Engine:
                 tube.urgent_count += 1
         elif state is DELAYED:
             tube.delayed.add(job)
-            self._seq += 1
-            self._timers.append((job.deadline, self._seq, _DELAY, job, job.deadline))
+            self.timers.add_unordered(job.deadline, DELAY, job, job.deadline)
         elif state is BURIED:
             tube.buried[job.id] = job
         else:
@@ -517,13 +501,13 @@ class Engine:
         tube.paused_until = 0.0
         if until is not None:
             tube.paused_until = until
-            self._push_timer(until, _PAUSE, tube, tube.pause_token)
+            self.timers.push(until, PAUSE, tube, tube.pause_token)
 
     def finish_restore(self, next_id: int) -> None:
         """Ids below `next_id` were used before: never again. Heaps get their order, and
         tubes left empty go away."""
         self._next_id = max(self._next_id, next_id)
-        heapq.heapify(self._timers)
+        self.timers.reorder()
         for tube in self.tube_list:
             tube.ready.reorder()
             tube.delayed.reorder()
@@ -538,65 +522,57 @@ class Engine:
 
     def next_deadline(self) -> float | None:
         """When `tick` next has work to do (possibly earlier, never later)."""
-        return self._timers[0][0] if self._timers else None
+        return self.timers.next_at()
 
     def tick(self, now: float) -> None:
         """Apply every time-driven change due at `now`."""
-        timers = self._timers
+        # Entries come out live (their condition re-checked): act on each.
+        timers = self.timers
         waits: list[Timer] = []
-        while timers and timers[0][0] <= now:
-            entry = heapq.heappop(timers)
-            _, _, kind, target, check = entry
-            if kind == _DELAY:
+        while (entry := timers.pop_due(now)) is not None:
+            kind = entry[2]
+            target = entry[3]
+            if kind == DELAY or kind == TTR:
                 assert isinstance(target, Job)
-                if target.state is DELAYED and target.deadline == check:
-                    self._detach(target)
-                    self._make_ready(target)
-            elif kind == _TTR:
-                assert isinstance(target, Job)
-                if target.state is RESERVED and target.deadline == check:
-                    self._detach(target)
+                self._detach(target)
+                if kind == TTR:
                     target.timeouts += 1
                     self.job_timeouts += 1
-                    self._make_ready(target)
-            elif kind == _PAUSE:
+                self._make_ready(target)
+            elif kind == PAUSE:
                 assert isinstance(target, Tube)
-                if target.pause_token == check and target.paused:
-                    target.paused_until = 0.0
-                    self._dirty[target] = None
-            elif kind == _RESULT:
+                target.paused_until = 0.0
+                self._dirty[target] = None
+            elif kind == RESULT:
                 assert isinstance(target, Session)
-                wait = target.result_wait
-                if wait is not None and wait.seq == check:
-                    self.tracker.remove_waiter(target)
-                    self._wakeups.append(Wakeup(target, None, TimedOut()))
-            elif kind == _EXPIRE:
+                self.tracker.remove_waiter(target)
+                self._wakeups.append(Wakeup(target, None, TimedOut()))
+            elif kind == EXPIRE:
                 tracker = self.tracker
-                if tracker.timer_at == check:
-                    tracker.timer_at = None
-                    for gone in tracker.expire(now):
-                        if self.journal is not None:
-                            self.journal.forget(gone)
-                    due = tracker.next_expiry()
-                    if due is not None:
-                        self._set_expiry(due)
+                tracker.timer_at = None
+                for gone in tracker.expire(now):
+                    if self.journal is not None:
+                        self.journal.forget(gone)
+                due = tracker.next_expiry()
+                if due is not None:
+                    self._set_expiry(due)
             else:
                 waits.append(entry)
         # Jobs that became available go to waiters before any waiter is timed out.
         self._match(now)
         # When both are due, DEADLINE_SOON wins over TIMED_OUT (as in beanstalkd).
-        waits.sort(key=lambda entry: entry[2] != _SOON)
+        waits.sort(key=lambda entry: entry[2] != SOON)
         for _, _, kind, target, check in waits:
             assert isinstance(target, Session)
             waiter = target.waiter
             if waiter is None or waiter.seq != check:
                 continue
-            if kind == _SOON:
+            if kind == SOON:
                 soonest = self._soonest_deadline(target)
                 if soonest is None:
                     continue
                 if now < soonest - DEADLINE_MARGIN:
-                    self._push_timer(soonest - DEADLINE_MARGIN, _SOON, target, waiter.seq)
+                    self.timers.push(soonest - DEADLINE_MARGIN, SOON, target, waiter.seq)
                     continue
             # Timed out, or deadline soon: a batch waiter takes whatever is ready now. (A
             # single waiter never has a job ready here: it would have been served.)
@@ -604,7 +580,7 @@ class Engine:
                 self._grant(target, now)
             else:
                 self.cancel_wait(target)
-                error = TimedOut() if kind == _WAIT else DeadlineSoon()
+                error = TimedOut() if kind == WAIT else DeadlineSoon()
                 self._wakeups.append(Wakeup(target, None, error))
 
     def drain_wakeups(self) -> list[Wakeup]:
@@ -684,7 +660,7 @@ class Engine:
     def _start_delay(self, job: Job, now: float) -> None:
         job.deadline = now + job.delay
         job.tube.push_delayed(job)
-        self._push_timer(job.deadline, _DELAY, job, job.deadline)
+        self.timers.push(job.deadline, DELAY, job, job.deadline)
 
     def _reserve(self, s: Session, job: Job, now: float) -> None:
         job.move(RESERVED)
@@ -694,7 +670,7 @@ class Engine:
         job.reserves += 1
         job.tube.reserved_count += 1
         s.reserved[job.id] = job
-        self._push_timer(job.deadline, _TTR, job, job.deadline)
+        self.timers.push(job.deadline, TTR, job, job.deadline)
 
     def _kick(self, job: Job) -> None:
         self._detach(job)
@@ -778,34 +754,6 @@ class Engine:
     def _deadline_soon(self, s: Session, now: float) -> bool:
         soonest = self._soonest_deadline(s)
         return soonest is not None and now >= soonest - DEADLINE_MARGIN
-
-    def _push_timer(self, at: float, kind: int, target: object, check: float) -> None:
-        self._seq += 1
-        heapq.heappush(self._timers, (at, self._seq, kind, target, check))
-        # Stale entries (touched jobs, served waiters) wait for their time to be popped;
-        # sweep them when they clearly outnumber the live ones.
-        bound = len(self.jobs) + 3 * len(self.sessions) + len(self.tubes) + 1
-        if len(self._timers) > _TIMER_SWEEP_MIN and len(self._timers) > 2 * bound:
-            self._timers = [e for e in self._timers if self._timer_live(e)]
-            heapq.heapify(self._timers)
-
-    def _timer_live(self, entry: Timer) -> bool:
-        _, _, kind, target, check = entry
-        if kind == _DELAY:
-            assert isinstance(target, Job)
-            return target.state is DELAYED and target.deadline == check
-        if kind == _TTR:
-            assert isinstance(target, Job)
-            return target.state is RESERVED and target.deadline == check
-        if kind == _PAUSE:
-            assert isinstance(target, Tube)
-            return target.paused and target.pause_token == check
-        if kind == _EXPIRE:
-            return self.tracker.timer_at == check
-        assert isinstance(target, Session)
-        if kind == _RESULT:
-            return target.result_wait is not None and target.result_wait.seq == check
-        return target.waiter is not None and target.waiter.seq == check
 
 
 def _found(job: Job | None) -> Job:

@@ -22,7 +22,7 @@ def check_invariants(engine: Engine) -> None:
     assert [t.index for t in e.tube_list] == list(range(len(e.tube_list)))
     assert {t.name: t for t in e.tube_list} == e.tubes
 
-    timed = {id(entry[3]) for entry in e._timers if e._timer_live(entry)}
+    timed = e.timers.live_targets()
     counts: dict[Tube, list[int]] = {t: [0, 0, 0, 0, 0] for t in e.tube_list}
     for job_id, job in e.jobs.items():
         assert job.id == job_id and 0 < job_id < e._next_id
