@@ -22,19 +22,24 @@ from setuptools import setup
 # hub's per-round socket work (no trio, no clock).
 COMPILED = [
     "tubeserver/commands.py",
+    "tubeserver/deps.py",
     "tubeserver/dispatch.py",
     "tubeserver/engine.py",
     "tubeserver/errors.py",
+    "tubeserver/flow.py",
     "tubeserver/job.py",
+    "tubeserver/keys.py",
     "tubeserver/limits.py",
     "tubeserver/parser.py",
     "tubeserver/replay.py",
     "tubeserver/replies.py",
     "tubeserver/rounds.py",
+    "tubeserver/schedules.py",
     "tubeserver/session.py",
     "tubeserver/timers.py",
     "tubeserver/tracking.py",
     "tubeserver/tube.py",
+    "tubeserver/tubelimits.py",
     "tubeserver/walrecords.py",
 ]
 

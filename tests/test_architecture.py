@@ -19,7 +19,8 @@ PACKAGES = {"tubeserver": "tubeserver", "client": "tubeclient"}
 # The sans-IO core: no trio, no I/O, no clock, no randomness.
 CORE = (
     "engine", "job", "tube", "session", "parser", "commands", "errors", "limits", "replies",
-    "stats", "dispatch", "walrecords", "replay", "tracking", "invariants", "timers",
+    "stats", "dispatch", "walrecords", "replay", "tracking", "invariants", "timers", "flow",
+    "keys", "deps", "tubelimits", "schedules",
 )
 # Standard-library and third-party modules the core may use: pure computation only. A new
 # pure module may be added here; anything touching sockets, files, processes, threads, clocks
@@ -40,9 +41,13 @@ IO_OR_TIME = frozenset({
 # and datetime, to write job-status's wall-clock times (from numbers it is given, never now).
 STATS_EXTRA = frozenset({"os", "resource", "secrets", "datetime"})
 # Deliberate per-module exceptions to PURE; each one is a decision, not a convenience.
-EXTRA_ALLOWED: dict[str, frozenset[str]] = {"stats": STATS_EXTRA}
+# schedules.py: calendar arithmetic on wall times it is given (datetime, cronsim); it never
+# asks for the time.
+SCHEDULES_EXTRA = frozenset({"datetime", "cronsim"})
+EXTRA_ALLOWED: dict[str, frozenset[str]] = {"stats": STATS_EXTRA, "schedules": SCHEDULES_EXTRA}
 # The engine side must not know about the layers that feed it.
-LOWER = ("engine", "job", "tube", "session", "tracking", "timers")
+LOWER = ("engine", "job", "tube", "session", "tracking", "timers", "flow", "keys", "deps",
+         "tubelimits", "schedules")
 UPPER = ("parser", "dispatch", "connection", "hub", "server", "__main__")
 TRIO_ALLOWED = frozenset({"server", "connection", "hub", "__main__"})
 

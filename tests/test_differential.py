@@ -44,6 +44,8 @@ from diff_sessions import (
     Step,
 )
 
+from tubeserver.stats import FLOW_COMMAND_KEYS
+
 SELFTEST = os.environ.get("TUBESERVER_DIFF_SELFTEST") == "1"
 READ_TIMEOUT = 4.0  # per reply; the slowest legitimate reply (TTR expiry) takes ~1-2 s
 MAX_LINE = 64 * 1024  # a reply line longer than this is a framing failure, not a wait
@@ -86,6 +88,13 @@ SERVER_VOLATILE = frozenset(
         "kept-record-bytes",
         "kept-records-expired",
         "kept-records-evicted",
+        *FLOW_COMMAND_KEYS,
+        "current-dependent-jobs",
+        "current-unique-keys",
+        "unique-duplicates",
+        "current-schedules",
+        "schedule-firings",
+        "current-tube-limits",
         "build",
     }
 )

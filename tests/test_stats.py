@@ -15,7 +15,7 @@ import yaml
 from tubeserver import commands as c
 from tubeserver.dispatch import Dispatcher
 from tubeserver.engine import Engine
-from tubeserver.stats import COMMAND_KEYS, TRACKING_COMMAND_KEYS, ProcessInfo
+from tubeserver.stats import COMMAND_KEYS, FLOW_COMMAND_KEYS, TRACKING_COMMAND_KEYS, ProcessInfo
 
 TRICKY = ["123", "1.5", "true", "null", "yes", "0x1F", "1e5", "$x", "(a)", "a;b", "a/b+c_d."]
 
@@ -55,7 +55,10 @@ def test_stats_keys_in_order_and_typed(d: Dispatcher) -> None:
     assert keys[5:5 + len(COMMAND_KEYS)] == list(COMMAND_KEYS)
     # tubeserver's own keys come after all of beanstalkd's
     own = [*TRACKING_COMMAND_KEYS, "current-result-waiters", "kept-records",
-           "kept-record-bytes", "kept-records-expired", "kept-records-evicted", "build"]
+           "kept-record-bytes", "kept-records-expired", "kept-records-evicted",
+           *FLOW_COMMAND_KEYS, "current-dependent-jobs", "current-unique-keys",
+           "unique-duplicates", "current-schedules", "schedule-firings", "current-tube-limits",
+           "build"]
     assert keys[-len(own) - 6:] == ["binlog-max-size", "draining", "id", "hostname", "os",
                                     "platform", *own]
     assert stats["build"] in ("compiled (mypyc)", "interpreted") or stats["build"].startswith(

@@ -214,4 +214,4 @@ def test_job_status_shows_wall_clock_times_and_sizes() -> None:
     assert [k for k, _ in job_status(job, e.tracker, wall)] == [
         "id", "tube", "state", "pri", "delay", "ttr", "reserves", "timeouts", "releases",
         "buries", "kicks", "created", "reserved", "finished", "result-bytes", "reason-bytes",
-        "checkpoint-bytes", "expires"]
+        "checkpoint-bytes", "expires", "key", "parents"]

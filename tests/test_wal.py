@@ -57,7 +57,8 @@ def open_log(directory: Path, now: float, *, segment_size: int = 4096,
     found = recovery.read(directory, repair)
     pauses = recovery.restore(found, engine, now, now + OFFSET)
     wal = Wal(directory, engine, segment_size=segment_size, fsync_ms=fsync_ms, offset=OFFSET,
-              segments=found.segments, next_seq=found.next_seq, pauses=pauses)
+              segments=found.segments, next_seq=found.next_seq, pauses=pauses,
+              metas=found.meta_file)
     engine.journal = wal
     return engine, wal
 

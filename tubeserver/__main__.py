@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import trio
 
@@ -64,6 +65,16 @@ def _flag(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected 1/0, true/false, yes/no or on/off, got {text!r}")
 
 
+def _timezone(text: str) -> str:
+    try:
+        ZoneInfo(text)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise argparse.ArgumentTypeError(
+            f"unknown time zone {text!r} (an IANA name such as Europe/Berlin, or UTC)"
+        ) from None
+    return text
+
+
 def _listen(text: str) -> str:
     if not text:
         raise argparse.ArgumentTypeError("empty listen address")
@@ -83,6 +94,7 @@ _SETTINGS: list[tuple[str, str, Callable[[str], object], object]] = [
     ("TUBESERVER_NO_FSYNC", "no_fsync", _flag, False),
     ("TUBESERVER_RESULT_TTL", "result_ttl", _result_ttl, int(DEFAULT_TTL)),
     ("TUBESERVER_RESULT_MEMORY", "result_memory", _result_memory, DEFAULT_MEMORY),
+    ("TUBESERVER_TIMEZONE", "timezone", _timezone, None),
 ]
 # Meaningless without a log directory: said so when given on the command line.
 _LOG_ONLY = ("segment_size", "fsync_ms", "no_fsync")
@@ -136,6 +148,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"memory all kept records may use, results and reasons included "
                        f"(default {DEFAULT_MEMORY}); the oldest go first "
                        "[TUBESERVER_RESULT_MEMORY]")
+    flow = p.add_argument_group(
+        "flow control", "Schedules, unique jobs, dependencies and tube limits are set by "
+        "clients (see protocol.md); kept in the log with -b.")
+    flow.add_argument("--timezone", type=_timezone, metavar="NAME",
+                      help="read schedules' cron times in this IANA time zone, daylight saving "
+                      "included (default: UTC) [TUBESERVER_TIMEZONE]")
     p.add_argument("-V", "--verbose", action="count",
                    help="log connections; twice also logs every command "
                    "[TUBESERVER_VERBOSE=N]")
@@ -180,7 +198,7 @@ def parse_config(argv: Sequence[str], environ: dict[str, str]) -> Config:
     return Config(listen=args.listen, port=args.port, max_job_size=size, verbose=args.verbose,
                   wal_dir=args.wal_dir, fsync_ms=fsync_ms, segment_size=args.segment_size,
                   wal_repair=args.wal_repair, result_ttl=args.result_ttl,
-                  result_memory=args.result_memory)
+                  result_memory=args.result_memory, timezone=args.timezone)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

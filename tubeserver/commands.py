@@ -266,10 +266,80 @@ class Rejected(_Record):
         self.error = error
         self.verb = verb
 
+
+# Flow control (flow.py). The framed ones get their body from the parser once it is read.
+
+
+class PutUnique(_Record):
+    __slots__ = ("key", "window", "pri", "delay", "ttr", "body")
+
+    def __init__(self, key: str, window: int, pri: int, delay: int, ttr: int,
+                 body: bytes = b"") -> None:
+        self.key = key
+        self.window = window
+        self.pri = pri
+        self.delay = delay
+        self.ttr = ttr
+        self.body = body
+
+
+class PutAfter(_Record):
+    __slots__ = ("parents", "pri", "delay", "ttr", "body")
+
+    def __init__(self, parents: tuple[int, ...], pri: int, delay: int, ttr: int,
+                 body: bytes = b"") -> None:
+        self.parents = parents
+        self.pri = pri
+        self.delay = delay
+        self.ttr = ttr
+        self.body = body
+
+
+class Schedule(_Record):
+    __slots__ = ("name", "tube", "pri", "ttr", "spec", "body")
+
+    def __init__(self, name: str, tube: str, pri: int, ttr: int, spec: str,
+                 body: bytes = b"") -> None:
+        self.name = name
+        self.tube = tube
+        self.pri = pri
+        self.ttr = ttr
+        self.spec = spec  # checked by dispatch (schedules.parse_spec): BAD_FORMAT there
+        self.body = body
+
+
+class Unschedule(_Record):
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+class ListSchedules(_Record):
+    __slots__ = ()
+
+
+class TubeLimits(_Record):
+    __slots__ = ("tube", "max_reserved", "max_jobs", "rate")
+
+    def __init__(self, tube: str, max_reserved: int, max_jobs: int, rate: float) -> None:
+        self.tube = tube
+        self.max_reserved = max_reserved
+        self.max_jobs = max_jobs
+        self.rate = rate
+
+
+class ListTubeLimits(_Record):
+    __slots__ = ()
+
+
+Framed = PutUnique | PutAfter | Schedule
+
 Command = (
     Put | Use | Reserve | ReserveBatch | ReserveJob | Delete | Release | Bury | Touch | Watch
     | Ignore | Peek | PeekReady | PeekDelayed | PeekBuried | Kick | KickJob | StatsJob
     | StatsTube | Stats | ListTubes | ListTubeUsed | ListTubesWatched | PauseTube | Quit
-    | Finish | Fail | Result | JobStatus | Checkpoint | PeekCheckpoint
+    | Finish | Fail | Result | JobStatus | Checkpoint | PeekCheckpoint | PutUnique | PutAfter
+    | Schedule | Unschedule | ListSchedules | TubeLimits | ListTubeLimits
 )
 Event = Command | Rejected

@@ -13,17 +13,22 @@ from typing import Any
 from . import commands as c
 from . import replies
 from .engine import Engine, Wakeup
-from .errors import InternalError, NotFound, ProtocolError
+from .errors import BadFormat, InternalError, NotFound, ProtocolError
+from .schedules import BadSpec, parse_spec
 from .session import Session
 from .stats import (
     COMMAND_KEYS,
+    FLOW_COMMAND_KEYS,
     TRACKING_COMMAND_KEYS,
     LogStats,
     ProcessInfo,
     job_stats,
     job_status,
+    limits_list,
+    schedules_list,
     server_stats,
     to_yaml,
+    to_yaml_seq,
     tube_stats,
 )
 
@@ -60,7 +65,8 @@ class Dispatcher:
         self.on_bug = on_bug
         # The write-ahead log's figures for `stats`, when there is a log.
         self.log_stats: Callable[[], LogStats] = LogStats
-        self.counts: dict[str, int] = dict.fromkeys(COMMAND_KEYS + TRACKING_COMMAND_KEYS, 0)
+        self.counts: dict[str, int] = dict.fromkeys(
+            COMMAND_KEYS + TRACKING_COMMAND_KEYS + FLOW_COMMAND_KEYS, 0)
         # The wall clock minus the engine's clock, for the times job-status shows.
         self.wall = 0.0
         self._handlers: dict[type, Callable[[Any, Session, float], Result]] = {
@@ -76,7 +82,10 @@ class Dispatcher:
             c.PauseTube: self._pause_tube, c.Quit: self._quit, c.Rejected: self._rejected,
             c.Finish: self._finish, c.Fail: self._fail, c.Result: self._result,
             c.JobStatus: self._job_status, c.Checkpoint: self._checkpoint,
-            c.PeekCheckpoint: self._peek_checkpoint,
+            c.PeekCheckpoint: self._peek_checkpoint, c.PutUnique: self._put_unique,
+            c.PutAfter: self._put_after, c.Schedule: self._schedule,
+            c.Unschedule: self._unschedule, c.ListSchedules: self._list_schedules,
+            c.TubeLimits: self._tube_limits, c.ListTubeLimits: self._list_tube_limits,
         }
 
     def handle(self, s: Session, event: c.Event, now: float) -> Result:
@@ -250,6 +259,47 @@ class Dispatcher:
     def _peek_checkpoint(self, cmd: c.PeekCheckpoint, s: Session, now: float) -> Result:
         self.counts["cmd-peek-checkpoint"] += 1
         return replies.found_data(cmd.id, self.engine.peek_checkpoint(cmd.id))
+
+    # Flow control (flow.py and its modules have the rules).
+
+    def _put_unique(self, cmd: c.PutUnique, s: Session, now: float) -> Result:
+        self.counts["cmd-put-unique"] += 1
+        job_id, new = self.engine.flow.put_unique(s, cmd.key, cmd.window, cmd.pri, cmd.delay,
+                                                  cmd.ttr, cmd.body, now)
+        return replies.inserted(job_id) if new else replies.duplicate(job_id)
+
+    def _put_after(self, cmd: c.PutAfter, s: Session, now: float) -> Result:
+        self.counts["cmd-put-after"] += 1
+        job = self.engine.flow.put_after(s, list(cmd.parents), cmd.pri, cmd.delay, cmd.ttr,
+                                         cmd.body, now)
+        return replies.inserted(job.id)
+
+    def _schedule(self, cmd: c.Schedule, s: Session, now: float) -> Result:
+        self.counts["cmd-schedule"] += 1
+        try:
+            spec = parse_spec(cmd.spec)
+        except BadSpec:
+            raise BadFormat() from None
+        self.engine.flow.schedule(cmd.name, cmd.tube, cmd.pri, cmd.ttr, cmd.body, spec, now)
+        return replies.SCHEDULED
+
+    def _unschedule(self, cmd: c.Unschedule, s: Session, now: float) -> Result:
+        self.counts["cmd-unschedule"] += 1
+        self.engine.flow.unschedule(cmd.name)
+        return replies.UNSCHEDULED
+
+    def _list_schedules(self, cmd: c.ListSchedules, s: Session, now: float) -> Result:
+        self.counts["cmd-list-schedules"] += 1
+        return replies.ok(to_yaml_seq(schedules_list(self.engine.flow.schedules.table.values())))
+
+    def _tube_limits(self, cmd: c.TubeLimits, s: Session, now: float) -> Result:
+        self.counts["cmd-tube-limits"] += 1
+        self.engine.flow.set_limits(cmd.tube, cmd.max_reserved, cmd.max_jobs, cmd.rate, now)
+        return replies.LIMITED
+
+    def _list_tube_limits(self, cmd: c.ListTubeLimits, s: Session, now: float) -> Result:
+        self.counts["cmd-list-tube-limits"] += 1
+        return replies.ok(to_yaml_seq(limits_list(self.engine)))
 
     def _rejected(self, cmd: c.Rejected, s: Session, now: float) -> Result:
         if cmd.verb == "put":

@@ -12,13 +12,44 @@ from __future__ import annotations
 
 from typing import Final, Protocol
 
-from .errors import DeadlineSoon, Draining, NotFound, NotIgnored, ProtocolError, TimedOut
+from .errors import (
+    DeadlineSoon,
+    Draining,
+    NotFound,
+    NotIgnored,
+    ProtocolError,
+    TimedOut,
+    TubeFull,
+)
+from .flow import Flow
 from .job import Job, JobState
 from .limits import DEADLINE_MARGIN, DEFAULT_TUBE, URGENT_PRIORITY
 from .session import Session, Waiter
-from .timers import DELAY, EXPIRE, PAUSE, RESULT, SOON, TTR, WAIT, Timer, Timers
-from .tracking import NOTE_CHECKPOINT, NOTE_REASON, Outcome, ResultWait, Tracker, outcome
+from .timers import (
+    DELAY,
+    EXPIRE,
+    KEYS,
+    LIMIT,
+    PAUSE,
+    RESULT,
+    SCHEDULE,
+    SOON,
+    TTR,
+    WAIT,
+    Timer,
+    Timers,
+)
+from .tracking import (
+    NOTE_CHECKPOINT,
+    NOTE_PARENTS,
+    NOTE_REASON,
+    Outcome,
+    ResultWait,
+    Tracker,
+    outcome,
+)
 from .tube import Tube
+from .tubelimits import TubeLimits
 
 # Final: compiled, these are static reads rather than lookups in the module's globals.
 READY: Final = JobState.READY
@@ -27,6 +58,7 @@ DELAYED: Final = JobState.DELAYED
 BURIED: Final = JobState.BURIED
 DELETED: Final = JobState.DELETED
 FINISHED: Final = JobState.FINISHED
+WAITING: Final = JobState.WAITING
 
 
 
@@ -51,6 +83,8 @@ class Journal(Protocol):
     def finish(self, job: Job, result: bytes, finished: float, keep: bool) -> None: ...
     def note(self, job: Job, kind: int) -> None: ...
     def forget(self, job: Job) -> None: ...
+    def admit_meta(self, size: int) -> None: ...
+    def meta(self, kind: int, name: str, value: object) -> None: ...
 
 
 class Wakeup:
@@ -91,6 +125,8 @@ class Engine:
         self._wakeups: list[Wakeup] = []
         self._batch_waiters = 0  # waiting reserve-batch sessions: only they can hold out
         self.journal: Journal | None = None
+        # Flow control (flow.py): unique keys, dependencies, tube limits, schedules.
+        self.flow = Flow(self)
         self._tube(DEFAULT_TUBE)
 
     # --- sessions --------------------------------------------------------------------
@@ -129,20 +165,38 @@ class Engine:
 
     # --- producer commands -------------------------------------------------------------
 
-    def put(self, s: Session, pri: int, delay: int, ttr: int, body: bytes, now: float) -> Job:
+    def put(self, s: Session, pri: int, delay: int, ttr: int, body: bytes, now: float,
+            parents: list[int] | None = None) -> Job:
+        """put; with `parents` (live job ids) the job waits until they finish (flow.py)."""
+        s.producer = True
+        return self.insert(s.used, pri, delay, ttr, body, now, parents)
+
+    def insert(self, tube: Tube, pri: int, delay: int, ttr: int, body: bytes, now: float,
+               parents: list[int] | None = None) -> Job:
+        """A new job in `tube` (put's, and a schedule's firing)."""
         if self.draining:
             raise Draining()
-        s.producer = True
-        tube = s.used
+        limits = tube.limits
+        if limits is not None and limits.full(tube.job_count):
+            raise TubeFull()
         journal = self.journal
         if journal is not None:
             journal.admit_put(tube.name, len(body))
+            if parents is not None:
+                journal.admit_note(8 * len(parents))
         job = Job(self._next_id, tube, pri, delay, max(ttr, 1), body, now, READY)
         self._next_id += 1
         self.jobs[job.id] = job
         tube.total_jobs += 1
         self.total_jobs += 1
-        if delay:
+        if parents is not None:
+            job.state = WAITING
+            tube.waiting[job.id] = job
+            self.flow.deps.wait(job, parents)
+            if journal is not None:
+                journal.put(job)
+                journal.note(job, NOTE_PARENTS)
+        elif delay:
             job.state = DELAYED
             self._start_delay(job, now)
             if journal is not None:
@@ -174,12 +228,12 @@ class Engine:
         """
         s.worker = True
         if self._batch_waiters and any(
-            t.waiters and t.ready_count and not t.paused for t in s.watched
+            t.waiters and t.ready_count and self._open(t, now) for t in s.watched
         ):
             # Older batch reservers are holding out for a full batch on jobs `s` could take:
             # they were first in line, so they get what is ready now (a partial batch) first.
             self._flush_holders(s, now)
-        job = self._best_ready(s)
+        job = self._best_ready(s, now)
         if job is None:
             self._wait(s, None, timeout, now)
             return None
@@ -197,7 +251,7 @@ class Engine:
         its timeout passes (a partial batch), or a single reserver competes for them.
         """
         s.worker = True
-        available = self._available(s)
+        available = self._available(s, now)
         if available >= count or (available and (timeout == 0 or self._deadline_soon(s, now))):
             return self._take_best(s, count, now)
         self._wait(s, count, timeout, now)
@@ -216,6 +270,8 @@ class Engine:
             self._batch_waiters += 1
         for t in s.watched:
             t.waiters[s] = None
+            if t.limits is not None and t.ready_count:
+                self._open(t, now)  # held back by its rate: arm the timer that reopens it
         if waiter.timeout_at is not None:
             self.timers.push(waiter.timeout_at, WAIT, s, waiter.seq)
         if soonest is not None:
@@ -247,6 +303,7 @@ class Engine:
         job = self.jobs.get(job_id)
         if job is None or (job.state is RESERVED and job.reserver is not s):
             raise NotFound()
+        ran = job.state is RESERVED  # finished by its worker, not cancelled (deps.py)
         tracker = self.tracker
         extra = job.extra
         keep = tracker.fits(result, None if extra is None else extra.reason)
@@ -274,8 +331,12 @@ class Engine:
             job.move(DELETED)
             if tracker.ttl > 0:
                 tracker.evicted += 1  # larger than the whole bound, or no room in the log
+        if extra is not None or self.flow.deps.children:
+            self.flow.job_ended(job, ran, now)
         job.tube.cmd_delete += 1
         self._maybe_drop(job.tube)
+        if self._dirty:  # a limited tube has room again, or children were released
+            self._match(now)
 
     def release(self, s: Session, job_id: int, pri: int, delay: int, now: float) -> None:
         job = self._own(s, job_id)
@@ -426,7 +487,7 @@ class Engine:
 
     def kick_job(self, job_id: int, now: float) -> None:
         job = self.jobs.get(job_id)
-        if job is None or job.state not in (BURIED, DELAYED):
+        if job is None or job.state not in (BURIED, DELAYED, WAITING):
             raise NotFound()
         if self.journal is not None:
             self.journal.admit_updates(1)
@@ -476,6 +537,8 @@ class Engine:
             self.timers.add_unordered(job.deadline, DELAY, job, job.deadline)
         elif state is BURIED:
             tube.buried[job.id] = job
+        elif state is WAITING:
+            self.flow.restore_waiting(job)
         else:
             raise ValueError(f"job {job.id} cannot be restored as {state.value}")
         if job.id >= self._next_id:
@@ -547,6 +610,16 @@ class Engine:
                 assert isinstance(target, Session)
                 self.tracker.remove_waiter(target)
                 self._wakeups.append(Wakeup(target, None, TimedOut()))
+            elif kind == LIMIT:
+                assert isinstance(target, TubeLimits)
+                target.timer_at = None
+                tube = self.tubes.get(target.name)
+                if tube is not None and tube.limits is target:
+                    self._dirty[tube] = None
+            elif kind == KEYS:
+                self.flow.expire_keys(now)
+            elif kind == SCHEDULE:
+                self.flow.fire(now)
             elif kind == EXPIRE:
                 tracker = self.tracker
                 tracker.timer_at = None
@@ -576,7 +649,7 @@ class Engine:
                     continue
             # Timed out, or deadline soon: a batch waiter takes whatever is ready now. (A
             # single waiter never has a job ready here: it would have been served.)
-            if self._available(target):
+            if self._available(target, now):
                 self._grant(target, now)
             else:
                 self.cancel_wait(target)
@@ -593,6 +666,7 @@ class Engine:
         tube = self.tubes.get(name)
         if tube is None:
             tube = Tube(name, index=len(self.tube_list))
+            tube.limits = self.flow.limits.get(name)
             self.tubes[name] = tube
             self.tube_list.append(tube)
         return tube
@@ -620,10 +694,10 @@ class Engine:
             raise NotFound()
         return job
 
-    def _best_ready(self, s: Session) -> Job | None:
+    def _best_ready(self, s: Session, now: float) -> Job | None:
         best: Job | None = None
         for tube in s.watched:
-            if tube.paused:
+            if tube.paused or (tube.limits is not None and not self._open(tube, now)):
                 continue
             job = tube.peek_ready()
             if job is not None and (best is None or (job.pri, job.id) < (best.pri, best.id)):
@@ -650,6 +724,11 @@ class Engine:
             assert job.reserver is not None
             del job.reserver.reserved[job.id]
             job.reserver = None
+            if tube.limits is not None and tube.waiters:
+                self._dirty[tube] = None  # it may be under its max-reserved again
+        elif state is WAITING:
+            del tube.waiting[job.id]
+            self.flow.deps.forget(job)
 
     def _make_ready(self, job: Job) -> None:
         job.move(READY)
@@ -668,7 +747,10 @@ class Engine:
         job.deadline = now + job.ttr
         job.reserved_at = now
         job.reserves += 1
-        job.tube.reserved_count += 1
+        tube = job.tube
+        tube.reserved_count += 1
+        if tube.limits is not None:
+            tube.limits.take(now)
         s.reserved[job.id] = job
         self.timers.push(job.deadline, TTR, job, job.deadline)
 
@@ -685,21 +767,22 @@ class Engine:
         while dirty:
             best: Job | None = None
             for tube in list(dirty):
-                job = None if tube.paused or not tube.waiters else tube.peek_ready()
+                job = (tube.peek_ready() if tube.waiters and self._open(tube, now)
+                       else None)
                 if job is None:
                     del dirty[tube]
                 elif best is None or (job.pri, job.id) < (best.pri, best.id):
                     best = job
             if best is None:
                 return
-            s = self._next_served(best.tube)
+            s = self._next_served(best.tube, now)
             if s is None:
                 # Only batch reservers holding out for more: the jobs stay ready for others.
                 del dirty[best.tube]
                 continue
             self._grant(s, now)
 
-    def _next_served(self, tube: Tube) -> Session | None:
+    def _next_served(self, tube: Tube, now: float) -> Session | None:
         """Which of `tube`'s waiters gets its ready jobs now, if any.
 
         The first waiter in line is served when any waiter wants a single job (a batch
@@ -714,7 +797,7 @@ class Engine:
             count = s.waiter.count
             if count is None:
                 return first
-            if self._available(s) >= count:
+            if self._available(s, now) >= count:
                 return s
         return None
 
@@ -730,20 +813,43 @@ class Engine:
             self._wakeups.append(Wakeup(s, None, None, tuple(jobs)))
 
     def _flush_holders(self, s: Session, now: float) -> None:
-        holders = {h: None for t in s.watched if t.ready_count and not t.paused
+        holders = {h: None for t in s.watched if t.ready_count and self._open(t, now)
                    for h in t.waiters}
         for h in sorted(holders, key=lambda h: h.waiter.seq if h.waiter else 0):
-            if h.waiter is not None and self._available(h):
+            if h.waiter is not None and self._available(h, now):
                 self._grant(h, now)
 
-    def _available(self, s: Session) -> int:
-        return sum(t.ready_count for t in s.watched if not t.paused)
+    def _available(self, s: Session, now: float) -> int:
+        """How many jobs `s` could reserve now."""
+        count = 0
+        for t in s.watched:
+            if t.paused:
+                continue
+            limits = t.limits
+            count += t.ready_count if limits is None else min(
+                t.ready_count, limits.room(t.reserved_count, now))
+        return count
+
+    def _open(self, tube: Tube, now: float) -> bool:
+        """Whether a job of `tube` may be handed out now (unpaused, within its limits). When
+        only its rate holds it back and clients wait, a timer reopens it."""
+        if tube.paused:
+            return False
+        limits = tube.limits
+        if limits is None or limits.room(tube.reserved_count, now) > 0:
+            return True
+        if tube.waiters and tube.ready_count and limits.rate_bound(tube.reserved_count):
+            at = limits.next_token(now)
+            if limits.timer_at is None or limits.timer_at > at:
+                limits.timer_at = at
+                self.timers.push(at, LIMIT, limits, at)
+        return False
 
     def _take_best(self, s: Session, count: int, now: float) -> list[Job]:
         """Reserve up to `count` of the best ready jobs for `s`, in (pri, id) order."""
         jobs: list[Job] = []
         while len(jobs) < count:
-            job = self._best_ready(s)
+            job = self._best_ready(s, now)
             if job is None:
                 break
             self._detach(job)

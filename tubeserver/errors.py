@@ -63,3 +63,9 @@ class OutOfMemory(ProtocolError):
 
 class InternalError(ProtocolError):
     reply = b"INTERNAL_ERROR\r\n"
+
+
+class TubeFull(ProtocolError):
+    """A put into a tube holding its `tube-limits` max-jobs (only ever with limits set)."""
+
+    reply = b"TUBE_FULL\r\n"

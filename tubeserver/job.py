@@ -21,6 +21,7 @@ class JobState(enum.Enum):
     BURIED = "buried"
     DELETED = "deleted"
     FINISHED = "finished"  # deleted, and its record is kept (tracking.py)
+    WAITING = "waiting"  # put-after: until its parents finish (deps.py); "delayed" to stats-job
 
 
 _S = JobState
@@ -33,6 +34,9 @@ TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     _S.DELAYED: frozenset({_S.READY, _S.RESERVED, _S.DELETED, _S.FINISHED}),
     # kick, reserve-job, delete
     _S.BURIED: frozenset({_S.READY, _S.RESERVED, _S.DELETED, _S.FINISHED}),
+    # parents finished (then its own delay), a parent cancelled, reserve-job / kick-job, delete
+    _S.WAITING: frozenset({_S.READY, _S.DELAYED, _S.BURIED, _S.RESERVED, _S.DELETED,
+                           _S.FINISHED}),
     _S.DELETED: frozenset(),
     _S.FINISHED: frozenset(),
 }
@@ -47,11 +51,13 @@ class IllegalTransition(Exception):
 
 
 class JobExtra:
-    """What most jobs never need: the counters of stats-job that stay zero for most, and
-    job tracking's data (tracking.py): the last failure reason and the checkpoint. Made on
-    first need."""
+    """What most jobs never need: the counters of stats-job that stay zero for most, job
+    tracking's data (tracking.py): the last failure reason and the checkpoint, and flow
+    control's: the unique key (keys.py) and the parents still open (deps.py). Made on first
+    need."""
 
-    __slots__ = ("buries", "checkpoint", "kicks", "reason", "releases", "timeouts")
+    __slots__ = ("buries", "checkpoint", "key", "kicks", "parents", "reason", "releases",
+                 "timeouts")
 
     def __init__(self, timeouts: int, releases: int, buries: int, kicks: int) -> None:
         self.timeouts = timeouts
@@ -60,6 +66,8 @@ class JobExtra:
         self.kicks = kicks
         self.reason: bytes | None = None  # from `fail`; kept through bury, kick, finish
         self.checkpoint: bytes | None = None  # from `checkpoint`; dropped when it finishes
+        self.key: str | None = None  # from `put-unique`; kept in its record when finished
+        self.parents: list[int] | None = None  # put-after: parents not finished yet
 
 
 class Job:

@@ -36,3 +36,7 @@ DEADLINE_MARGIN: Final = 1.0  # seconds before a TTR deadline when reserve answe
 MIN_PAUSE: Final = 1e-9
 
 DEFAULT_TUBE: Final = "default"
+# put-after: parents a job may wait on.
+PARENTS_MAX: Final = 100
+# tube-limits: the highest rate, in jobs per second.
+RATE_MAX: Final = 1_000_000.0

@@ -1,8 +1,9 @@
 """Sans-IO command parser: bytes in through `feed`, command values out of `next_event`.
 
 It never touches a socket or a clock, and feeding the same stream whole or one byte at a time
-yields the same events. Buffering is bounded: a command line longer than LINE_MAX is dropped
-up to its CRLF (then BAD_FORMAT), and an oversized put body is skipped without being kept.
+yields the same events. Buffering is bounded: a command line longer than LINE_MAX (LONG_LINE_MAX
+for flow control's commands with data) is dropped up to its CRLF (then BAD_FORMAT), and an
+oversized put body is skipped without being kept.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ NAME_MAX: Final = limits.NAME_MAX
 RESERVE_TIMEOUT_MAX: Final = limits.RESERVE_TIMEOUT_MAX
 U32_MAX: Final = limits.U32_MAX
 U64_MAX: Final = limits.U64_MAX
+PARENTS_MAX: Final = limits.PARENTS_MAX
+RATE_MAX: Final = limits.RATE_MAX
 
 # Parser._hot reads a line byte by byte: native loops when mypyc compiled this module, but
 # slower interpreted than the general path's bytes methods, so by default only compiled.
@@ -188,6 +191,67 @@ def _p_peek_checkpoint(rest: bytes) -> c.Event:
     return c.PeekCheckpoint(_one_id(rest))
 
 
+def _p_unschedule(rest: bytes) -> c.Event:
+    return c.Unschedule(parse_name(rest))
+
+
+def _p_tube_limits(rest: bytes) -> c.Event:
+    tube, max_reserved, max_jobs, rate = _numbers(rest, 4)
+    return c.TubeLimits(parse_name(tube), _number(max_reserved, U32_MAX),
+                        _number(max_jobs, U32_MAX), _rate(rate))
+
+
+def _rate(token: bytes) -> float:
+    """Jobs per second: digits, optionally a point and more digits."""
+    whole, point, fraction = token.partition(b".")
+    if not whole.isdigit() or (point and not fraction.isdigit()):
+        raise BadFormat()
+    rate = float(token)
+    if rate > RATE_MAX:
+        raise BadFormat()
+    return rate
+
+
+# The extension commands followed by data (flow control): header -> (command without its
+# body, <bytes>); and where <bytes> sits among the header's fields, to skip the data of a
+# malformed header as for put.
+def _h_put_unique(rest: bytes) -> tuple[c.Framed, int]:
+    key, window, pri, delay, ttr, size = _numbers(rest, 6)
+    return c.PutUnique(parse_name(key), _number(window, U32_MAX), _number(pri, U32_MAX),
+                       _number(delay, U32_MAX), _number(ttr, U32_MAX)), _number(size, U32_MAX)
+
+
+def _h_put_after(rest: bytes) -> tuple[c.Framed, int]:
+    ids, pri, delay, ttr, size = _numbers(rest, 5)
+    parents: dict[int, None] = {}  # distinct, in order
+    for token in ids.split(b","):
+        parents[_number(token, U64_MAX)] = None
+    if len(parents) > PARENTS_MAX:
+        raise BadFormat()
+    return c.PutAfter(tuple(parents), _number(pri, U32_MAX), _number(delay, U32_MAX),
+                      _number(ttr, U32_MAX)), _number(size, U32_MAX)
+
+
+def _h_schedule(rest: bytes) -> tuple[c.Framed, int]:
+    fields = rest.split(None, 5)
+    if len(fields) != 6 or not fields[5].isascii():
+        raise BadFormat()
+    name, tube, pri, ttr, size, spec = fields
+    return c.Schedule(parse_name(name), parse_name(tube), _number(pri, U32_MAX),
+                      _number(ttr, U32_MAX), spec.decode("ascii")), _number(size, U32_MAX)
+
+
+# Their lines may be longer than beanstalkd's 224 bytes: a 200-byte key or two names, or 100
+# parent ids, and then the numbers.
+LONG_LINE_MAX: Final = 2560
+_LONG_VERBS: Final = (b"put-unique ", b"put-after ", b"schedule ")
+_EXT_FRAMED: Final[dict[bytes, tuple[Callable[[bytes], tuple[c.Framed, int]], int]]] = {
+    b"put-unique": (_h_put_unique, 5),
+    b"put-after": (_h_put_after, 4),
+    b"schedule": (_h_schedule, 4),
+}
+
+
 def _p_pause_tube(rest: bytes) -> c.Event:
     name, _, delay = rest.partition(b" ")
     return c.PauseTube(parse_name(name), _number(_numbers(delay, 1)[0], U32_MAX))
@@ -214,12 +278,15 @@ _WITH_ARGS: Final[dict[bytes, Callable[[bytes], c.Event]]] = {
     b"result": _p_result,
     b"job-status": _p_job_status,
     b"peek-checkpoint": _p_peek_checkpoint,
+    b"unschedule": _p_unschedule,
+    b"tube-limits": _p_tube_limits,
 }
 # Commands followed by data (as put by its body): the kind, the fields before <bytes>.
 _PUT: Final = 0
 _FINISH: Final = 1
 _FAIL: Final = 2
 _CHECKPOINT: Final = 3
+_EXT: Final = 4  # flow control's: the command waits in Parser._ext
 _FRAMED: Final[dict[bytes, int]] = {b"finish": _FINISH, b"fail": _FAIL, b"checkpoint": _CHECKPOINT}
 _FRAMED_VERBS: Final = ("put", "finish", "fail", "checkpoint")
 _FRAMED_FIELDS: Final = (4, 2, 3, 2)  # fields in the header line, <bytes> last
@@ -235,6 +302,8 @@ _NO_ARGS: Final[dict[bytes, c.Event]] = {
     b"list-tube-used": c.ListTubeUsed(),
     b"list-tubes-watched": c.ListTubesWatched(),
     b"quit": c.Quit(),
+    b"list-schedules": c.ListSchedules(),
+    b"list-tube-limits": c.ListTubeLimits(),
 }
 
 
@@ -261,6 +330,8 @@ class Parser:
         # A header awaiting its data: (kind, field, field, field, size); kind _PUT has pri,
         # delay, ttr; _FINISH and _CHECKPOINT the id; _FAIL the id and pri.
         self._put: tuple[int, int, int, int, int] | None = None
+        self._ext: c.Framed | None = None  # kind _EXT: the command, waiting for its body
+        self._ext_verb = ""
 
     def feed(self, data: bytes | bytearray) -> None:
         if self._pos == len(self._buf) and not self._later:
@@ -320,10 +391,14 @@ class Parser:
                 return hot
         end = buf.find(b"\r\n", pos, pos + LINE_MAX)
         if end < 0:
-            if len(buf) - pos >= LINE_MAX:
-                self._discarding = True
-                return self._discard()
-            return None
+            limit = LONG_LINE_MAX if buf.startswith(_LONG_VERBS, pos) else LINE_MAX
+            if limit > LINE_MAX:
+                end = buf.find(b"\r\n", pos, pos + limit)
+            if end < 0:
+                if len(buf) - pos >= limit:
+                    self._discarding = True
+                    return self._discard()
+                return None
         self._pos = end + 2
         return self._line(buf[pos:end])
 
@@ -418,8 +493,16 @@ class Parser:
         self._put = None
         self._pos = pos + size + 2
         if buf[pos + size] != _CR or buf[pos + size + 1] != _LF:
-            return c.Rejected(ExpectedCRLF(), _FRAMED_VERBS[kind])
+            self._ext = None
+            verb = self._ext_verb if kind == _EXT else _FRAMED_VERBS[kind]
+            return c.Rejected(ExpectedCRLF(), verb)
         data = buf[pos : pos + size]
+        if kind == _EXT:
+            event = self._ext
+            assert event is not None
+            self._ext = None
+            event.body = data
+            return event
         if kind == _PUT:
             return c.Put(a, b, d, data)
         if kind == _FINISH:
@@ -440,6 +523,9 @@ class Parser:
         kind = _FRAMED.get(verb)
         if kind is not None:
             return self._data_header(kind, rest)
+        ext = _EXT_FRAMED.get(verb)
+        if ext is not None:
+            return self._ext_header(verb.decode("ascii"), ext[0], ext[1], rest)
         parse = _WITH_ARGS.get(verb)
         if parse is None:
             return c.Rejected(_classify(line))
@@ -479,6 +565,23 @@ class Parser:
         if size > self.max_job_size:
             return self._skip_body(size, c.Rejected(JobTooBig(), verb))
         self._put = (kind, id, pri, 0, size)
+        return self._body()
+
+    def _ext_header(self, verb: str, parse: Callable[[bytes], tuple[c.Framed, int]],
+                    size_at: int, rest: bytes) -> c.Event | None:
+        try:
+            event, size = parse(rest)
+        except BadFormat:
+            tokens = rest.split()
+            if len(tokens) > size_at and tokens[size_at].isdigit() and (
+                    int(tokens[size_at]) <= U32_MAX):
+                return self._skip_body(int(tokens[size_at]), c.Rejected(BadFormat()))
+            return c.Rejected(BadFormat())
+        if size > self.max_job_size:
+            return self._skip_body(size, c.Rejected(JobTooBig(), verb))
+        self._ext = event
+        self._ext_verb = verb
+        self._put = (_EXT, 0, 0, 0, size)
         return self._body()
 
     def _bad_put_header(self, rest: bytes) -> c.Event | None:

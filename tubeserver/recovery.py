@@ -53,6 +53,8 @@ class Recovered:
     repaired: bool = False  # damage was skipped: the log must be rewritten without it
     # Tidying done only once the whole log has read well: (file, new size or -1 to delete).
     trims: list[tuple[Path, int]] = attrs.Factory(list)
+    # After restore: the segment of each meta record still in effect (for the writer).
+    meta_file: dict[tuple[int, str], int] = attrs.Factory(dict)
 
     @property
     def records(self) -> int:
@@ -181,5 +183,12 @@ def restore(out: Recovered, engine: Engine, now: float, wall: float) -> dict[str
         engine.restore_pause(name, pause.delay, pause.until + shift if paused else None)
         if paused:
             pause_file[name] = file
+    # Flow control's state after the jobs, which key holds and waiting children refer to.
+    flow = engine.flow
+    flow.wall_offset = wall - now
+    for (kind, name), (value, file) in out.folded.metas.items():
+        flow.restore_meta(kind, name, value, now)
+        if flow.meta_value(kind, name) is not None:
+            out.meta_file[(kind, name)] = file
     engine.finish_restore(out.next_id)
     return {name: file for name, file in pause_file.items() if name in engine.tubes}

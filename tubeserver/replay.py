@@ -20,10 +20,13 @@ from .walrecords import (
     DELETE,
     JOB,
     KEPT,
+    META,
     NOTE,
+    PARENTS,
     PAUSE,
     REASON,
     UPDATE,
+    WAITING,
     PauseRec,
 )
 
@@ -31,6 +34,7 @@ _READY: Final = JobState.READY
 _DELAYED: Final = JobState.DELAYED
 _BURIED: Final = JobState.BURIED
 _FINISHED: Final = JobState.FINISHED
+_WAITING: Final = JobState.WAITING
 
 
 def state_of(code: int) -> JobState:
@@ -39,6 +43,8 @@ def state_of(code: int) -> JobState:
         return _BURIED
     if code == DELAYED:
         return _DELAYED
+    if code == WAITING:
+        return _WAITING
     return _READY
 
 
@@ -63,6 +69,8 @@ class Folded:
         self.kept: dict[int, Job] = {}  # records of finished jobs (job tracking)
         self.tubes: dict[str, Tube] = {}
         self.pauses: dict[str, tuple[PauseRec, int]] = {}  # tube -> (record, segment)
+        # Flow control's (kind, name) -> (latest value, segment); removed ones are dropped.
+        self.metas: dict[tuple[int, str], tuple[Any, int]] = {}
         self.max_id = 0
         self.max_seq = 0
         self.records = 0
@@ -114,10 +122,17 @@ class Folded:
                 if job is not None:
                     if rec[2] == REASON:
                         job.more().reason = rec[3]
+                    elif rec[2] == PARENTS:
+                        job.more().parents = array("Q", rec[3]).tolist()
                     else:
                         job.more().checkpoint = rec[3]
             elif tag == KEPT:
                 self._kept(index, rec)
+            elif tag == META:
+                if rec[3] is None:
+                    self.metas.pop((rec[1], rec[2]), None)
+                else:
+                    self.metas[(rec[1], rec[2])] = (rec[3], index)
             else:
                 return False
         self.records += len(records)

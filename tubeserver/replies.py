@@ -20,10 +20,17 @@ KICKED: Final = b"KICKED\r\n"
 PAUSED: Final = b"PAUSED\r\n"
 FINISHED: Final = b"FINISHED\r\n"
 CHECKPOINTED: Final = b"CHECKPOINTED\r\n"
+SCHEDULED: Final = b"SCHEDULED\r\n"
+UNSCHEDULED: Final = b"UNSCHEDULED\r\n"
+LIMITED: Final = b"LIMITED\r\n"
 
 
 def inserted(job_id: int) -> bytes:
     return b"INSERTED %d\r\n" % job_id
+
+
+def duplicate(job_id: int) -> bytes:
+    return b"DUPLICATE %d\r\n" % job_id
 
 
 def reserved(job: Job) -> bytes:

@@ -22,8 +22,10 @@ import socket as _socket
 import stat
 import time
 from collections.abc import Sequence
+from datetime import tzinfo
 from pathlib import Path
 from typing import Protocol
+from zoneinfo import ZoneInfo
 
 import attrs
 import trio
@@ -56,6 +58,7 @@ class Config:
     wal_repair: bool = False
     result_ttl: int = int(DEFAULT_TTL)  # seconds; 0: no records of finished jobs
     result_memory: int = DEFAULT_MEMORY
+    timezone: str | None = None  # schedules' cron times; None: UTC
 
 
 class Peer(Protocol):
@@ -72,7 +75,7 @@ class Server:
     """Engine plus dispatcher plus the glue that ties connections to them."""
 
     def __init__(self, max_job_size: int, verbose: int = 0,
-                 tracker: Tracker | None = None) -> None:
+                 tracker: Tracker | None = None, timezone: tzinfo | None = None) -> None:
         self.max_job_size = max_job_size
         self.verbose = verbose
         self.engine = Engine(tracker)
@@ -80,6 +83,8 @@ class Server:
             self.engine, ProcessInfo.gather(max_job_size, trio.current_time()), _log_bug
         )
         self.dispatcher.wall = time.time() - trio.current_time()
+        self.engine.flow.wall_offset = self.dispatcher.wall
+        self.engine.flow.schedules.tz = timezone
         self.conns: dict[Session, Peer] = {}
         self._tick_scope: trio.CancelScope | None = None
         self.wal: Wal | None = None
@@ -111,7 +116,8 @@ class Server:
             pauses = recovery.restore(found, self.engine, now, wall)
             self.wal = Wal(directory, self.engine, segment_size=config.segment_size,
                            fsync_ms=config.fsync_ms, offset=wall - now,
-                           segments=found.segments, next_seq=found.next_seq, pauses=pauses)
+                           segments=found.segments, next_seq=found.next_seq, pauses=pauses,
+                           metas=found.meta_file)
             if found.repaired:
                 self.wal.rebase()
                 log.error("REPAIR: the log was rewritten without the damaged records")
@@ -229,11 +235,17 @@ class Server:
     async def run_ticker(self) -> None:
         while True:
             due = self.engine.next_deadline()
+            if self.engine.flow.schedules.table:
+                # Schedules keep the wall clock: look at it at least once a minute, so that
+                # a clock set (or a resumed VM) moves their timer.
+                due = min(math.inf if due is None else due, trio.current_time() + 60.0)
             with trio.CancelScope(deadline=math.inf if due is None else due) as scope:
                 self._tick_scope = scope
                 await trio.sleep_forever()
             self._tick_scope = None
-            self.engine.tick(trio.current_time())
+            now = trio.current_time()
+            self.engine.flow.set_wall_offset(time.time() - now)
+            self.engine.tick(now)
             self.after_change()
 
     async def handle(self, stream: trio.abc.Stream, peer: str = "-") -> None:
@@ -298,7 +310,8 @@ async def serve(config: Config, *, task_status: trio.TaskStatus[list[trio.Socket
     """Run until SIGTERM or SIGINT. Raises ListenError when it cannot listen and WalError when
     the log cannot be used. The log is read before listening: connections find every job."""
     server = Server(config.max_job_size, config.verbose,
-                    Tracker(config.result_ttl, config.result_memory))
+                    Tracker(config.result_ttl, config.result_memory),
+                    None if config.timezone is None else ZoneInfo(config.timezone))
     if config.wal_dir is not None:
         server.open_wal(config)
     try:

@@ -7,15 +7,18 @@ like `1.5` or an `os` string containing `#` or `: ` still parses as the string i
 from __future__ import annotations
 
 import datetime
+import math
 import os
 import resource
 import secrets
+from collections.abc import Iterable
 
 import attrs
 
 from . import BUILD, __version__
 from .engine import Engine
 from .job import Job, JobState
+from .schedules import Schedule
 from .tracking import Tracker
 from .tube import Tube
 
@@ -32,6 +35,12 @@ COMMAND_KEYS = (
 TRACKING_COMMAND_KEYS = (
     "cmd-finish", "cmd-fail", "cmd-result", "cmd-job-status", "cmd-checkpoint",
     "cmd-peek-checkpoint",
+)
+
+# ... and flow control's.
+FLOW_COMMAND_KEYS = (
+    "cmd-put-unique", "cmd-put-after", "cmd-schedule", "cmd-unschedule", "cmd-list-schedules",
+    "cmd-tube-limits", "cmd-list-tube-limits",
 )
 
 Value = int | float | bool | str
@@ -61,16 +70,29 @@ class ProcessInfo:
 def to_yaml(pairs: list[tuple[str, Value]]) -> bytes:
     lines = ["---\n"]
     for key, value in pairs:
-        if isinstance(value, bool):
-            text = "true" if value else "false"
-        elif isinstance(value, str):
-            text = '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-        elif isinstance(value, float):
-            text = f"{value:.6f}"
-        else:
-            text = str(value)
-        lines.append(f"{key}: {text}\n")
+        lines.append(f"{key}: {_scalar(value)}\n")
     return "".join(lines).encode("utf-8")
+
+
+def to_yaml_seq(items: list[list[tuple[str, Value]]]) -> bytes:
+    """A YAML sequence of flat mappings (list-schedules, list-tube-limits)."""
+    if not items:
+        return b"--- []\n"
+    lines = ["---\n"]
+    for pairs in items:
+        for i, (key, value) in enumerate(pairs):
+            lines.append(f"{'- ' if i == 0 else '  '}{key}: {_scalar(value)}\n")
+    return "".join(lines).encode("utf-8")
+
+
+def _scalar(value: Value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, float):
+        return f"{value:.6f}"
+    return str(value)
 
 
 @attrs.frozen
@@ -89,12 +111,14 @@ def server_stats(engine: Engine, counts: dict[str, int], info: ProcessInfo,
     tubes = engine.tube_list
     sessions = engine.sessions
     tracker = engine.tracker
+    flow = engine.flow
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return [
         ("current-jobs-urgent", sum(t.urgent_count for t in tubes)),
         ("current-jobs-ready", sum(t.ready_count for t in tubes)),
         ("current-jobs-reserved", sum(t.reserved_count for t in tubes)),
-        ("current-jobs-delayed", sum(t.delayed_count for t in tubes)),
+        # Jobs waiting on parents count as delayed for beanstalkd's keys (protocol.md).
+        ("current-jobs-delayed", sum(t.delayed_count + len(t.waiting) for t in tubes)),
         ("current-jobs-buried", sum(len(t.buried) for t in tubes)),
         *((key, counts[key]) for key in COMMAND_KEYS),
         ("job-timeouts", engine.job_timeouts),
@@ -128,6 +152,13 @@ def server_stats(engine: Engine, counts: dict[str, int], info: ProcessInfo,
         ("kept-record-bytes", tracker.bytes),
         ("kept-records-expired", tracker.expired),
         ("kept-records-evicted", tracker.evicted),
+        *((key, counts[key]) for key in FLOW_COMMAND_KEYS),
+        ("current-dependent-jobs", flow.deps.waiting),
+        ("current-unique-keys", len(flow.keys.holds)),
+        ("unique-duplicates", flow.duplicates),
+        ("current-schedules", len(flow.schedules.table)),
+        ("schedule-firings", flow.fired),
+        ("current-tube-limits", len(flow.limits)),
         ("build", info.build),
     ]
 
@@ -139,7 +170,7 @@ def tube_stats(tube: Tube, now: float) -> list[tuple[str, Value]]:
         ("current-jobs-urgent", tube.urgent_count),
         ("current-jobs-ready", tube.ready_count),
         ("current-jobs-reserved", tube.reserved_count),
-        ("current-jobs-delayed", tube.delayed_count),
+        ("current-jobs-delayed", tube.delayed_count + len(tube.waiting)),
         ("current-jobs-buried", len(tube.buried)),
         ("total-jobs", tube.total_jobs),
         ("current-using", tube.using),
@@ -154,15 +185,16 @@ def tube_stats(tube: Tube, now: float) -> list[tuple[str, Value]]:
 
 def job_stats(job: Job, now: float) -> list[tuple[str, Value]]:
     timed = job.state is JobState.RESERVED or job.state is JobState.DELAYED
+    waiting = job.state is JobState.WAITING  # "delayed", its delay still to come
     return [
         ("id", job.id),
         ("tube", job.tube.name),
-        ("state", job.state.value),
+        ("state", "delayed" if waiting else job.state.value),
         ("pri", job.pri),
         ("age", int(now - job.created)),
         ("delay", job.delay),
         ("ttr", job.ttr),
-        ("time-left", int(job.deadline - now) if timed else 0),
+        ("time-left", int(job.deadline - now) if timed else job.delay if waiting else 0),
         ("file", job.file),
         ("reserves", job.reserves),
         ("timeouts", job.timeouts),
@@ -206,4 +238,45 @@ def job_status(job: Job, tracker: Tracker, wall: float) -> list[tuple[str, Value
         ("reason-bytes", 0 if reason is None else len(reason)),
         ("checkpoint-bytes", -1 if checkpoint is None else len(checkpoint)),
         ("expires", wall_time(tracker.expires(job) + wall) if finished else ""),
+        ("key", "" if extra is None or extra.key is None else extra.key),
+        ("parents", "" if extra is None or extra.parents is None
+         else ",".join(map(str, extra.parents))),
     ]
+
+
+def schedules_list(schedules: Iterable[Schedule]) -> list[list[tuple[str, Value]]]:
+    """list-schedules: by name; times on the wall clock, UTC."""
+    return [[
+        ("name", s.name),
+        ("tube", s.tube),
+        ("spec", s.spec.text),
+        ("pri", s.pri),
+        ("ttr", s.ttr),
+        ("body-bytes", len(s.body)),
+        ("next", wall_time(s.next_at) if s.next_at != math.inf else ""),
+        ("last", wall_time(s.last_at) if s.last_at > 0 else ""),
+        ("last-job", s.last_job),
+        ("jobs", s.made),
+        ("skipped", s.skipped),
+    ] for s in sorted(schedules, key=_name)]
+
+
+def limits_list(engine: Engine) -> list[list[tuple[str, Value]]]:
+    """list-tube-limits: by tube name, with the figures the limits apply to."""
+    items: list[list[tuple[str, Value]]] = []
+    for name in sorted(engine.flow.limits):
+        limits = engine.flow.limits[name]
+        tube = engine.tubes.get(name)
+        items.append([
+            ("tube", name),
+            ("max-reserved", limits.max_reserved),
+            ("max-jobs", limits.max_jobs),
+            ("rate", limits.rate),
+            ("current-jobs-reserved", 0 if tube is None else tube.reserved_count),
+            ("current-jobs", 0 if tube is None else tube.job_count),
+        ])
+    return items
+
+
+def _name(s: Schedule) -> str:
+    return s.name

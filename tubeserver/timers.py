@@ -13,9 +13,12 @@ import heapq
 from typing import Final
 
 from .job import Job, JobState
+from .keys import Keys
+from .schedules import Schedules
 from .session import Session
 from .tracking import Tracker
 from .tube import Tube
+from .tubelimits import TubeLimits
 
 DELAY: Final = 0  # a delayed job becomes ready
 TTR: Final = 1  # a reserved job's time to run ends
@@ -23,7 +26,11 @@ PAUSE: Final = 2  # a paused tube resumes
 WAIT: Final = 3  # a waiting reserve times out
 SOON: Final = 4  # a waiting reserve's client has a job whose TTR is about to end
 RESULT: Final = 5  # a `result` waiter's timeout
+# From here on, each kind has one target (the module) whose `timer_at` is its live entry.
 EXPIRE: Final = 6  # the oldest kept record's expiry
+LIMIT: Final = 7  # a rate-limited tube has a token again
+KEYS: Final = 8  # a unique key's window ends
+SCHEDULE: Final = 9  # a schedule fires
 Timer = tuple[float, int, int, object, float]
 
 SWEEP_MIN: Final = 4096  # below this many entries, stale ones just wait to be popped
@@ -98,8 +105,8 @@ def live(entry: Timer) -> bool:
     if kind == PAUSE:
         assert isinstance(target, Tube)
         return target.paused and target.pause_token == check
-    if kind == EXPIRE:
-        assert isinstance(target, Tracker)
+    if kind >= EXPIRE:  # one timer per target, the one its `timer_at` names
+        assert isinstance(target, Tracker | TubeLimits | Keys | Schedules)
         return target.timer_at == check
     assert isinstance(target, Session)
     if kind == RESULT:

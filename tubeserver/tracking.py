@@ -39,6 +39,7 @@ DEFAULT_MEMORY: Final = 64 * 1024 * 1024
 # What a journal note records (the write-ahead log's NoteRec kinds, which match these).
 NOTE_REASON: Final = 0
 NOTE_CHECKPOINT: Final = 1
+NOTE_PARENTS: Final = 2  # a waiting job's open parents (deps.py)
 
 
 class Outcome:

@@ -1,4 +1,5 @@
-"""One tube: its ready heap, delay heap, buried FIFO, pause, counters and waiting sessions.
+"""One tube: its ready heap, delay heap, buried FIFO, jobs waiting on parents, pause, limits,
+counters and waiting sessions.
 
 Each heap is an indexed binary heap of Job objects: a job records its position (`job.pos`)
 in the one heap its state keeps it in, so a job leaves from anywhere in O(log n) and no
@@ -16,6 +17,7 @@ from .limits import URGENT_PRIORITY
 
 if TYPE_CHECKING:
     from .session import Session
+    from .tubelimits import TubeLimits
 
 _READY: Final = JobState.READY
 _DELAYED: Final = JobState.DELAYED
@@ -127,9 +129,9 @@ class Tube:
     """One tube; hashed by identity (the engine keys dicts by tubes)."""
 
     __slots__ = (
-        "buried", "cmd_delete", "cmd_pause", "delayed", "index", "name", "pause",
+        "buried", "cmd_delete", "cmd_pause", "delayed", "index", "limits", "name", "pause",
         "pause_token", "paused_until", "ready", "reserved_count", "total_jobs",
-        "urgent_count", "using", "waiters", "watching",
+        "urgent_count", "using", "waiters", "waiting", "watching",
     )
 
     def __init__(self, name: str, index: int = 0) -> None:
@@ -137,6 +139,9 @@ class Tube:
         self.ready = JobHeap(_READY)
         self.delayed = JobHeap(_DELAYED)
         self.buried: dict[int, Job] = {}  # insertion order is the FIFO order
+        self.waiting: dict[int, Job] = {}  # put-after jobs whose parents are not all finished
+        # Its tube-limits (tubelimits.py), shared with the engine's table; None: no limits.
+        self.limits: TubeLimits | None = None
         self.urgent_count = 0
         self.reserved_count = 0
         self.total_jobs = 0
@@ -168,7 +173,7 @@ class Tube:
     @property
     def job_count(self) -> int:
         return (len(self.ready.items) + len(self.delayed.items) + len(self.buried)
-                + self.reserved_count)
+                + self.reserved_count + len(self.waiting))
 
     def push_ready(self, job: Job) -> None:
         self.ready.push(job)

@@ -27,12 +27,13 @@ import os
 import time
 from array import array
 from pathlib import Path
+from typing import Any
 
 import attrs
 
 from .engine import Engine
 from .errors import InternalError, OutOfMemory
-from .job import Job, JobState
+from .job import Job, JobExtra, JobState
 from .replay import kept_weight, weight
 from .stats import LogStats
 from .tube import Tube
@@ -44,16 +45,21 @@ from .walrecords import (
     FIELDS_MAX,
     FRAME_HEAD,
     KEPT_MAX,
+    META_MAX,
     NOTE_MAX,
+    PARENTS,
     PAUSE_MAX,
     PREFIX,
     READY,
     REASON,
     UPDATE_MAX,
+    WAIT_RESERVE,
+    WAITING,
     DeleteRec,
     Header,
     JobRec,
     KeptRec,
+    MetaRec,
     NoteRec,
     PauseRec,
     UpdateRec,
@@ -73,7 +79,7 @@ COMPACT_PER_ROLL = 2
 LOCK_NAME = "lock"
 
 _LOGGED_STATE = {JobState.READY: READY, JobState.RESERVED: READY, JobState.DELAYED: DELAYED,
-                 JobState.BURIED: BURIED}
+                 JobState.BURIED: BURIED, JobState.WAITING: WAITING}
 
 
 class WalError(Exception):
@@ -137,7 +143,8 @@ class Wal:
 
     def __init__(self, directory: Path, engine: Engine, *, segment_size: int,
                  fsync_ms: int | None, offset: float, segments: list[Segment],
-                 next_seq: int, pauses: dict[str, int]) -> None:
+                 next_seq: int, pauses: dict[str, int],
+                 metas: dict[tuple[int, str], int] | None = None) -> None:
         self.directory = directory
         self.engine = engine
         self.segment_size = segment_size
@@ -153,6 +160,8 @@ class Wal:
         self.live_bytes = sum(s.live for s in segments)
         self._pending: list[bytes] = []
         self._pause_file = pauses  # tube -> segment of its latest pause record
+        # (kind, name) -> segment of its latest meta record (flow control's state)
+        self._meta_file: dict[tuple[int, str], int] = {} if metas is None else metas
         self._retired: list[Segment] = []  # closed once a sync has covered them
         self._doomed: list[tuple[int, Segment]] = []  # deleted once `seq` is durable
         self._dir_dirty = False
@@ -203,6 +212,17 @@ class Wal:
     def admit_note(self, size: int) -> None:
         self._admit(NOTE_MAX + size)
 
+    def admit_meta(self, size: int) -> None:
+        self._admit(META_MAX + size)
+
+    def meta(self, kind: int, name: str, value: object) -> None:
+        self.seq += 1
+        self._append(encode(MetaRec(kind, name, value)))
+        if value is None:
+            self._meta_file.pop((kind, name), None)
+        else:
+            self._meta_file[(kind, name)] = self.segments[-1].index
+
     def put(self, job: Job) -> None:
         self.seq += 1
         job.seq = self.seq
@@ -231,10 +251,8 @@ class Wal:
     def note(self, job: Job, kind: int) -> None:
         extra = job.extra
         assert extra is not None
-        data = extra.reason if kind == REASON else extra.checkpoint
-        assert data is not None
         self.seq += 1
-        self._append(encode(NoteRec(job.id, kind, data)))
+        self._append(encode(NoteRec(job.id, kind, _note_data(extra, kind))))
 
     def forget(self, job: Job) -> None:
         """A kept record expired or was evicted: a delete record ends it, when there is room
@@ -382,7 +400,8 @@ class Wal:
         """Room always kept free in the current segment: a delete record per live job (and
         per kept record)."""
         engine = self.engine
-        return (len(engine.jobs) + len(engine.tracker.records)) * DELETE_MAX + SLACK
+        return ((len(engine.jobs) + len(engine.tracker.records)) * DELETE_MAX
+                + engine.flow.deps.waiting * WAIT_RESERVE + SLACK)
 
     def _admit(self, need: int, extra_reserve: int = 0) -> None:
         if self.failed is not None:
@@ -507,7 +526,8 @@ class Wal:
                     continue
                 extra = job.extra
                 notes = 0 if extra is None else (
-                    len(extra.reason or b"") + len(extra.checkpoint or b"") + 2 * NOTE_MAX)
+                    len(extra.reason or b"") + len(extra.checkpoint or b"") + 3 * NOTE_MAX
+                    + 8 * len(extra.parents or ()))
                 self._admit(FIELDS_MAX + KEPT_MAX + len(job.tube.name) + len(job.body) + notes)
                 self._unlodge(job)
                 self.seq += 1  # the record keeps the job's own seq: its place in the FIFO
@@ -523,12 +543,25 @@ class Wal:
                             self._append(encode(NoteRec(job.id, REASON, extra.reason)))
                         if extra.checkpoint is not None:
                             self._append(encode(NoteRec(job.id, CHECKPOINT, extra.checkpoint)))
+                        if extra.parents is not None:
+                            self._append(encode(NoteRec(job.id, PARENTS,
+                                                        _note_data(extra, PARENTS))))
                 self.records_migrated += 1
             for name, index in list(self._pause_file.items()):
                 tube = self.engine.tubes.get(name)
                 if index == head.index and tube is not None and tube.paused:
                     self._admit(PAUSE_MAX + len(name))
                     self.pause(tube)
+            flow = self.engine.flow
+            for (kind, name), index in list(self._meta_file.items()):
+                if index != head.index:
+                    continue
+                value = flow.meta_value(kind, name)
+                if value is None:
+                    del self._meta_file[(kind, name)]
+                    continue
+                self._admit(META_MAX + len(name) + _meta_size(value))
+                self.meta(kind, name, value)
         except (OutOfMemory, InternalError):
             return False
         return self.write()
@@ -595,6 +628,20 @@ class Wal:
                          "disk. Fix the disk and restart the server.", why)
         self.failed = why
         self._pending.clear()
+
+
+def _note_data(extra: JobExtra, kind: int) -> bytes:
+    if kind == PARENTS:
+        assert extra.parents is not None
+        return array("Q", extra.parents).tobytes()
+    data = extra.reason if kind == REASON else extra.checkpoint
+    assert data is not None
+    return data
+
+
+def _meta_size(value: list[Any]) -> int:
+    """Bytes and strings in a meta value (its numbers are within META_MAX)."""
+    return sum(len(v) for v in value if isinstance(v, bytes | str))
 
 
 def _preallocate(fd: int, size: int) -> None:

@@ -21,20 +21,23 @@ from typing import Any, NamedTuple
 import msgpack  # type: ignore[import-untyped]
 
 MAGIC = b"TUBEWAL\n"
-# 2 added job tracking's records (KeptRec, NoteRec); a version-1 log reads as it always did.
-VERSION = 2
-READABLE = (1, 2)
+# 2 added job tracking's records (KeptRec, NoteRec); 3 flow control's (MetaRec, the waiting
+# state, the parents note). Older logs read as they always did.
+VERSION = 3
+READABLE = (1, 2, 3)
 PREFIX = MAGIC + struct.pack("<I", VERSION)
 FRAME_HEAD = struct.Struct("<II")
 # A frame this large is damage, not data: the biggest record is one 1 GiB job plus fields.
 FRAME_MAX = (1 << 30) + (1 << 20)
 
 # Record tags.
-HEADER, JOB, UPDATE, DELETE, PAUSE, KEPT, NOTE = range(7)
+HEADER, JOB, UPDATE, DELETE, PAUSE, KEPT, NOTE, META = range(8)
 # NoteRec kinds.
-REASON, CHECKPOINT = 0, 1
+REASON, CHECKPOINT, PARENTS = 0, 1, 2
+# MetaRec kinds.
+META_KEY, META_LIMITS, META_SCHEDULE = 0, 1, 2
 # Job states as logged. Reserved jobs are never logged: after a restart they are ready.
-READY, DELAYED, BURIED = 1, 3, 4
+READY, DELAYED, BURIED, WAITING = 1, 3, 4, 5
 
 # Upper bounds of encoded sizes, used to reserve log space before a change is made.
 FIELDS_MAX = 128  # a job record without its tube name and body
@@ -43,6 +46,10 @@ DELETE_MAX = 24
 PAUSE_MAX = 40  # plus the tube name
 NOTE_MAX = 32  # plus the data
 KEPT_MAX = 160  # a kept record without its tube name, reason and result
+META_MAX = 160  # a meta record without its name and the bytes in its value
+# Kept free per job waiting on parents: its release (an update) or its burial with a reason
+# when a parent is cancelled, so that the delete that triggers either never needs room.
+WAIT_RESERVE = UPDATE_MAX + NOTE_MAX + 64
 
 
 class Header(NamedTuple):
@@ -131,16 +138,27 @@ class NoteRec(NamedTuple):
     kind. Compaction writes the notes of a job it carries forward right after its JobRec."""
 
     id: int
-    kind: int  # REASON or CHECKPOINT
+    kind: int  # REASON, CHECKPOINT or PARENTS (the open parents' ids, u64 little-endian)
     data: bytes
 
 
-Record = Header | JobRec | UpdateRec | DeleteRec | PauseRec | KeptRec | NoteRec
+class MetaRec(NamedTuple):
+    """Flow control's state that is not a job: a unique key's hold, a tube's limits, a
+    schedule. The latest record of a (kind, name) wins; a None value removes it. Compaction
+    carries forward the ones still in effect."""
+
+    kind: int  # META_KEY, META_LIMITS or META_SCHEDULE
+    name: str
+    value: Any  # a msgpack array, its shape the kind's (flow.py); times on the wall clock
+
+
+Record = Header | JobRec | UpdateRec | DeleteRec | PauseRec | KeptRec | NoteRec | MetaRec
 _TAGS: dict[type, int] = {Header: HEADER, JobRec: JOB, UpdateRec: UPDATE, DeleteRec: DELETE,
-                          PauseRec: PAUSE, KeptRec: KEPT, NoteRec: NOTE}
+                          PauseRec: PAUSE, KeptRec: KEPT, NoteRec: NOTE, MetaRec: META}
 _MAKE: dict[int, Callable[[Iterable[Any]], Record]] = {
     HEADER: Header._make, JOB: JobRec._make, UPDATE: UpdateRec._make,
     DELETE: DeleteRec._make, PAUSE: PauseRec._make, KEPT: KeptRec._make, NOTE: NoteRec._make,
+    META: MetaRec._make,
 }
 
 # Record arrays as tuples, for readers that skip building NamedTuples (start-up speed): the
@@ -151,7 +169,7 @@ PAUSE_AT = {name: i + 1 for i, name in enumerate(PauseRec._fields)}
 _LENGTHS = {HEADER: len(Header._fields) + 1, JOB: len(JobRec._fields) + 1,
             UPDATE: len(UpdateRec._fields) + 1, DELETE: len(DeleteRec._fields) + 1,
             PAUSE: len(PauseRec._fields) + 1, KEPT: len(KeptRec._fields) + 1,
-            NOTE: len(NoteRec._fields) + 1}
+            NOTE: len(NoteRec._fields) + 1, META: len(MetaRec._fields) + 1}
 
 _packb = msgpack.Packer(use_bin_type=True).pack
 
