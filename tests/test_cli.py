@@ -35,9 +35,9 @@ IO_TIMEOUT = 5.0  # seconds any socket operation may block
 GIB = 1 << 30
 CONSOLE_SCRIPT = Path(sys.executable).parent / "tubeserver"
 FLAGS = ("-l", "--listen", "-p", "--port", "-z", "--max-job-size", "-V", "--verbose",
-         "-v", "--version", "-h", "--help")
+         "-v", "--version", "-h", "--help", "--timezone")
 ENV_VARS = ("TUBESERVER_LISTEN", "TUBESERVER_PORT", "TUBESERVER_MAX_JOB_SIZE",
-            "TUBESERVER_VERBOSE")
+            "TUBESERVER_VERBOSE", "TUBESERVER_TIMEZONE")
 
 
 # --------------------------------------------------------------------------- helpers
@@ -163,6 +163,8 @@ def test_version(flag: str) -> None:
         (["--nope"], "--nope"),
         (["stray"], "stray"),
         (["-V", "-p", "11300", "extra", "args"], "extra args"),
+        (["--timezone", "Mars/Olympus"], "Mars/Olympus"),
+        (["--timezone", "../etc/passwd"], "../etc/passwd"),
     ],
 )
 def test_bad_arguments_print_usage_and_exit_2(args: list[str], mentions: str) -> None:
@@ -182,6 +184,7 @@ def test_bad_arguments_print_usage_and_exit_2(args: list[str], mentions: str) ->
         ("TUBESERVER_MAX_JOB_SIZE", "-5"),
         ("TUBESERVER_MAX_JOB_SIZE", "1k"),
         ("TUBESERVER_VERBOSE", "loud"),
+        ("TUBESERVER_TIMEZONE", "Nowhere/Town"),
     ],
 )
 def test_bad_environment_exits_2_naming_the_variable(var: str, value: str) -> None:

@@ -131,7 +131,7 @@ def test_delete_rules(e: Engine) -> None:
     assert reserve_id(e, a) == mine.id
     assert reserve_id(e, b) == theirs.id
     assert reserve_id(e, a) == buried.id
-    e.bury(a, buried.id, 3)
+    e.bury(a, buried.id, 3, 0.0)
     e.release(a, ready.id, 0, 0, 0.0)
     with pytest.raises(NotFound):
         e.delete(a, theirs.id, 0.0)  # reserved by another session
@@ -154,10 +154,10 @@ def test_release_bury_touch_only_on_own_reserved_jobs(e: Engine, verb: str) -> N
     buried = put(e, a)
     assert reserve_id(e, a) == held.id
     e.reserve_job(a, buried.id, 0.0)
-    e.bury(a, buried.id, 0)
+    e.bury(a, buried.id, 0, 0.0)
     actions: dict[str, Callable[[Session, int], None]] = {
         "release": lambda s, i: e.release(s, i, 0, 0, 1.0),
-        "bury": lambda s, i: e.bury(s, i, 0),
+        "bury": lambda s, i: e.bury(s, i, 0, 0.0),
         "touch": lambda s, i: e.touch(s, i, 1.0),
     }
     act = actions[verb]
@@ -192,7 +192,7 @@ def test_bury_is_fifo_and_sets_priority(e: Engine) -> None:
         put(e, s, pri=1)
     for job_id in (2, 3, 1):
         e.reserve_job(s, job_id, 0.0)
-        e.bury(s, job_id, 99)
+        e.bury(s, job_id, 99, 0.0)
     assert list(e.tubes["default"].buried) == [2, 3, 1]
     assert e.peek_buried(s).id == 2
     assert all(e.jobs[i].pri == 99 for i in (1, 2, 3))
@@ -216,7 +216,7 @@ def test_reserve_job_rules(e: Engine) -> None:
     e.use(a, "elsewhere")  # a tube nobody watches
     ready, delayed, buried = put(e, a), put(e, a, delay=9), put(e, a)
     e.reserve_job(a, buried.id, 0.0)
-    e.bury(a, buried.id, 0)
+    e.bury(a, buried.id, 0, 0.0)
     e.pause_tube("elsewhere", 100, 0.0)
     for job in (ready, delayed, buried):  # any tube, paused or not, watched or not
         assert e.reserve_job(b, job.id, 0.0) is job
@@ -246,7 +246,7 @@ def test_kick_buried_before_delayed_never_both(e: Engine) -> None:
     b1, b2 = put(e, s), put(e, s)
     for job in (b2, b1):
         e.reserve_job(s, job.id, 0.0)
-        e.bury(s, job.id, 0)
+        e.bury(s, job.id, 0, 0.0)
     assert e.kick(s, 10, 0.0) == 2  # all buried, no delayed job
     assert (b1.state, b2.state, d1.state) == (READY, READY, DELAYED)
     assert b2.kicks == 1
@@ -264,7 +264,7 @@ def test_kick_bound_on_buried_and_used_tube_only(e: Engine) -> None:
     for _ in range(3):
         job = put(e, s)
         e.reserve_job(s, job.id, 0.0)
-        e.bury(s, job.id, 0)
+        e.bury(s, job.id, 0, 0.0)
     assert e.kick(s, 0, 0.0) == 0
     assert e.kick(s, 2, 0.0) == 2
     assert list(e.tubes["default"].buried) == [4]
@@ -278,7 +278,7 @@ def test_kick_job_only_buried_or_delayed(e: Engine) -> None:
     ready, reserved, delayed, buried = put(e, s, 0), put(e, s, 1), put(e, s, delay=5), put(e, s)
     e.reserve_job(s, reserved.id, 0.0)
     e.reserve_job(s, buried.id, 0.0)
-    e.bury(s, buried.id, 0)
+    e.bury(s, buried.id, 0, 0.0)
     for job_id in (ready.id, reserved.id, 42):
         with pytest.raises(NotFound):
             e.kick_job(job_id, 0.0)
@@ -302,7 +302,7 @@ def test_peek_commands_use_the_used_tube(e: Engine) -> None:
     assert e.peek_ready(s) is b  # paused tubes can still be peeked
     assert e.peek_delayed(s) is d2
     e.reserve_job(s, a.id, 0.0)
-    e.bury(s, a.id, 0)
+    e.bury(s, a.id, 0, 0.0)
     assert e.peek_buried(s) is a
     with pytest.raises(NotFound):
         e.peek_ready(w)  # w uses default
@@ -488,7 +488,7 @@ def test_waiter_wakes_on_release_kick_and_disconnect(e: Engine) -> None:
     job = put(e, a)
     reserve_id(e, a)
     assert e.reserve(w, None, 0.0) is None
-    e.bury(a, job.id, 0)
+    e.bury(a, job.id, 0, 0.0)
     e.kick(a, 1, 1.0)
     assert wakeups(e) == [(w.id, job.id, None)]
     e.release(w, job.id, 0, 0, 2.0)

@@ -188,7 +188,7 @@ def test_a_buried_parent_keeps_the_child_waiting_until_it_is_kicked_and_finishes
     parent = e.put(s, 0, 0, 10, b"", 0.0).id
     child = e.flow.put_after(s, [parent], 0, 0, 10, b"", 0.0)
     assert reserve(e, s) is e.jobs[parent]
-    e.bury(s, parent, 0, b"boom")
+    e.bury(s, parent, 0, 0.0, b"boom")
     assert state(child) is JobState.WAITING
     e.kick_job(parent, 1.0)
     assert reserve(e, s, 1.0) is e.jobs[parent]

@@ -80,12 +80,12 @@ def test_fail_buries_with_a_reason_that_bury_and_kick_keep() -> None:
     worker, job_id = reserved(e)
     waiter = e.connect()
     assert e.result(waiter, job_id, 30, 0.0) is None
-    e.bury(worker, job_id, 7, b"disk full")
+    e.bury(worker, job_id, 7, 0.0, b"disk full")
     assert answers(e) == [(waiter.id, True, job_id, b"disk full")]
     assert outcome(e.result(waiter, job_id, 30, 1.0)) == (True, job_id, b"disk full")
     e.kick_job(job_id, 2.0)
     assert e.reserve(worker, 0, 2.0) is not None
-    e.bury(worker, job_id, 7)  # a plain bury keeps the last reason
+    e.bury(worker, job_id, 7, 0.0)  # a plain bury keeps the last reason
     assert outcome(e.result(waiter, job_id, 0, 3.0)) == (True, job_id, b"disk full")
     e.kick_job(job_id, 4.0)
     assert e.result(waiter, job_id, 10, 4.0) is None  # live again: waits for what's next
@@ -168,7 +168,7 @@ def test_checkpoints_stay_with_the_job_through_retries_and_go_with_it() -> None:
     assert e.jobs[job_id].state is JobState.READY
     assert e.peek_checkpoint(job_id) == b"step 1"
     assert e.reserve(other, 0, 16.0) is not None
-    e.bury(other, job_id, 0)
+    e.bury(other, job_id, 0, 0.0)
     e.kick_job(job_id, 17.0)
     assert e.peek_checkpoint(job_id) == b"step 1"
     assert e.reserve(other, 0, 18.0) is not None

@@ -38,11 +38,12 @@ from tubeserver.errors import InternalError, OutOfMemory, ProtocolError
 from tubeserver.invariants import check_invariants
 from tubeserver.job import JobState
 from tubeserver.replay import weight
+from tubeserver.schedules import parse_spec
 from tubeserver.server import Config, Server
 from tubeserver.session import Session
 from tubeserver.tracking import DEFAULT_TTL, Tracker
 from tubeserver.wal import SLACK, DirLock, Wal, WalError
-from tubeserver.walrecords import DELETE_MAX
+from tubeserver.walrecords import DELETE_MAX, WAIT_RESERVE
 
 OFFSET = 1_000_000.0  # wall clock minus engine clock, in every test
 TUBES = ("default", "a", "b")
@@ -92,7 +93,8 @@ def picture(engine: Engine, now: float) -> dict[str, Any]:
         state = JobState.READY if job.state is JobState.RESERVED else job.state
         deadline = job.deadline + OFFSET if state is JobState.DELAYED else None
         extra = job.extra
-        notes = (None, None) if extra is None else (extra.reason, extra.checkpoint)
+        notes = (None, None, None, None) if extra is None else (
+            extra.reason, extra.checkpoint, extra.key, extra.parents)
         jobs[job.id] = (state, job.pri, job.tube.name, job.body, job.ttr, job.delay, deadline,
                         job.created + OFFSET, job.releases, job.buries, job.kicks, notes)
     # Kept records of finished jobs, in their order (oldest first), times on the wall clock.
@@ -105,7 +107,14 @@ def picture(engine: Engine, now: float) -> dict[str, Any]:
                  t.pause if t.paused else 0, list(t.buried))
         for t in engine.tube_list if t.job_count
     }
-    return {"jobs": jobs, "tubes": tubes, "next_id": engine.next_id, "kept": kept}
+    # Flow control: key holds still in effect, limits, schedules (wall clock throughout).
+    flow = engine.flow
+    keys = {name: (h.job_id, h.until + OFFSET, h.live) for name, h in flow.keys.holds.items()
+            if h.live or h.until > now}
+    limits = {name: (x.max_reserved, x.max_jobs, x.rate) for name, x in flow.limits.items()}
+    schedules = {name: sched.record() for name, sched in flow.schedules.table.items()}
+    return {"jobs": jobs, "tubes": tubes, "next_id": engine.next_id, "kept": kept,
+            "keys": keys, "limits": limits, "schedules": schedules}
 
 
 class LogMachine(RuleBasedStateMachine):
@@ -160,9 +169,45 @@ class LogMachine(RuleBasedStateMachine):
     def put(self, i: int, pri: int, delay: int, ttr: int, size: int, byte: bytes,
             count: int) -> None:
         for _ in range(count):
-            job = self.engine.put(self._session(i), pri, delay, ttr, byte * size, self.now)
-            assert job.id > self.max_id, "an id was used twice"
-            self.max_id = job.id
+            job = self._do(lambda: self.engine.put(self._session(i), pri, delay, ttr,
+                                                   byte * size, self.now))
+            if job is not None:  # else TUBE_FULL, with tube limits
+                assert job.id > self.max_id, "an id was used twice"
+                self.max_id = job.id
+
+    # Flow control: keys, dependencies, limits and schedules must come back as they were.
+
+    @rule(i=st.integers(0, 1), key=st.sampled_from(["k1", "k2", "k3"]),
+          window=st.sampled_from([0, 3, 60]), delay=st.sampled_from([0, 0, 2]))
+    def put_unique(self, i: int, key: str, window: int, delay: int) -> None:
+        self._do(lambda: self.engine.flow.put_unique(self._session(i), key, window, 1, delay, 3,
+                                                     b"u", self.now))
+
+    @rule(i=st.integers(0, 1), picks=st.lists(st.integers(0, 50), min_size=1, max_size=3),
+          delay=st.sampled_from([0, 0, 2]))
+    def put_after(self, i: int, picks: list[int], delay: int) -> None:
+        ids = sorted(self.engine.jobs)
+        if ids:
+            parents = list(dict.fromkeys(ids[p % len(ids)] for p in picks))
+            self._do(lambda: self.engine.flow.put_after(self._session(i), parents, 1, delay, 3,
+                                                        b"after", self.now))
+
+    @rule(tube=st.sampled_from(TUBES), max_reserved=st.sampled_from([0, 0, 1, 2]),
+          max_jobs=st.sampled_from([0, 0, 4, 30]), rate=st.sampled_from([0, 0, 0.5, 5]))
+    def tube_limits(self, tube: str, max_reserved: int, max_jobs: int, rate: float) -> None:
+        self._do(lambda: self.engine.flow.set_limits(tube, max_reserved, max_jobs, rate,
+                                                     self.now))
+
+    @rule(name=st.sampled_from(["s1", "s2"]), tube=st.sampled_from(TUBES),
+          spec=st.sampled_from(["every 1", "every 3", "single every 2", "* * * * *"]),
+          drop=st.booleans())
+    def schedule(self, name: str, tube: str, spec: str, drop: bool) -> None:
+        flow = self.engine.flow
+        if drop:
+            self._do(lambda: flow.unschedule(name))
+        else:
+            self._do(lambda: flow.schedule(name, tube, 2, 3, b"tick", parse_spec(spec),
+                                           self.now))
 
     @rule(i=st.integers(0, 1), then=st.sampled_from(["keep", "release", "bury", "delete",
                                                      "finish", "fail", "checkpoint"]),
@@ -178,9 +223,9 @@ class LogMachine(RuleBasedStateMachine):
         if then == "release":
             self.engine.release(s, job.id, pri, delay, self.now)
         elif then == "bury":
-            self.engine.bury(s, job.id, pri)
+            self.engine.bury(s, job.id, pri, self.now)
         elif then == "fail":
-            self.engine.bury(s, job.id, pri, b"why %d" % job.id)
+            self.engine.bury(s, job.id, pri, self.now, b"why %d" % job.id)
         elif then == "checkpoint":
             # Then leave the job held: a restart brings it back ready, checkpoint and all.
             self.engine.checkpoint(s, job.id, b"at step %d" % pri, self.now)
@@ -204,7 +249,7 @@ class LogMachine(RuleBasedStateMachine):
     def bury(self, i: int, pick: int, pri: int) -> None:
         job_id = self._held(i, pick)
         if job_id is not None:
-            self.engine.bury(self._session(i), job_id, pri)
+            self.engine.bury(self._session(i), job_id, pri, self.now)
 
     @rule(i=st.integers(0, 1), pick=st.integers(0, 9))
     def touch(self, i: int, pick: int) -> None:
@@ -278,8 +323,10 @@ class LogMachine(RuleBasedStateMachine):
         files = {s.index for s in wal.segments}
         assert all(j.file in files for j in lodged)
         current = wal.segments[-1]
-        # Room for a delete record of every live job and kept record, always.
-        assert current.allocated - current.used >= len(lodged) * DELETE_MAX + SLACK
+        # Room for a delete record of every live job and kept record, and for the release of
+        # every job waiting on parents, always.
+        assert current.allocated - current.used >= (
+            len(lodged) * DELETE_MAX + self.engine.flow.deps.waiting * WAIT_RESERVE + SLACK)
 
     @precondition(lambda self: len(self.wal.segments) > 6)
     @invariant()
@@ -321,6 +368,15 @@ def test_long_random_walks_replay_to_the_live_engine(seed: int) -> None:
         (2, lambda: m.reconnect(i(), rng.random() < 0.7)),
         (1, lambda: m.restart(rng.random() < 0.5, rng.choice([0, 1, 4]))),
         (1, lambda: [m.delete(i(), rng.randrange(50)) for _ in range(40)]),  # a clear-out
+        (3, lambda: m.put_unique(i(), rng.choice(["k1", "k2", "k3"]), rng.choice([0, 3, 60]),
+                                 rng.choice([0, 0, 2]))),
+        (3, lambda: m.put_after(i(), [rng.randrange(50) for _ in range(rng.randint(1, 3))],
+                                rng.choice([0, 0, 2]))),
+        (1, lambda: m.tube_limits(rng.choice(TUBES), rng.choice([0, 0, 1, 2]),
+                                  rng.choice([0, 0, 4, 30]), rng.choice([0, 0, 0.5, 5]))),
+        (1, lambda: m.schedule(rng.choice(["s1", "s2"]), rng.choice(TUBES),
+                               rng.choice(["every 1", "every 3", "single every 2"]),
+                               rng.random() < 0.3)),
     ]
     weights = [w for w, _ in steps]
     try:
@@ -468,7 +524,7 @@ def test_one_old_job_does_not_pin_the_log_under_churn(logdir: Path) -> None:
     engine, wal = open_log(logdir, 0.0, segment_size=size, result_ttl=0)
     s = engine.connect()
     old = engine.put(s, 0, 0, 60, b"the one that stays", 0.0)
-    engine.bury(s, engine.reserve(s, 0, 0.0).id, 1)  # type: ignore[union-attr]
+    engine.bury(s, engine.reserve(s, 0, 0.0).id, 1, 0.0)  # type: ignore[union-attr]
     peak = 0
     for i in range(5000):
         job = engine.put(s, 0, 0, 60, b"%d" % i * 30, 0.0)

@@ -153,7 +153,7 @@ class Dispatcher:
 
     def _bury(self, cmd: c.Bury, s: Session, now: float) -> Result:
         self.counts["cmd-bury"] += 1
-        self.engine.bury(s, cmd.id, cmd.pri)
+        self.engine.bury(s, cmd.id, cmd.pri, now)
         return replies.BURIED
 
     def _touch(self, cmd: c.Touch, s: Session, now: float) -> Result:
@@ -238,7 +238,7 @@ class Dispatcher:
 
     def _fail(self, cmd: c.Fail, s: Session, now: float) -> Result:
         self.counts["cmd-fail"] += 1
-        self.engine.bury(s, cmd.id, cmd.pri, cmd.reason)
+        self.engine.bury(s, cmd.id, cmd.pri, now, cmd.reason)
         return replies.BURIED
 
     def _result(self, cmd: c.Result, s: Session, now: float) -> Result:

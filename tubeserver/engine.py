@@ -72,7 +72,7 @@ class Journal(Protocol):
     its record (its body still the job's); `note` after a reason or checkpoint is set;
     `forget` when a kept record expires or is evicted."""
 
-    def admit_put(self, tube: str, size: int) -> None: ...
+    def admit_put(self, tube: str, size: int, parents: int = 0) -> None: ...
     def admit_updates(self, count: int) -> None: ...
     def admit_pause(self, tube: str) -> None: ...
     def admit_finish(self, job: Job, result: int, keep: bool) -> bool: ...
@@ -166,14 +166,16 @@ class Engine:
     # --- producer commands -------------------------------------------------------------
 
     def put(self, s: Session, pri: int, delay: int, ttr: int, body: bytes, now: float,
-            parents: list[int] | None = None) -> Job:
+            parents: list[int] | None = None, more: int = 0) -> Job:
         """put; with `parents` (live job ids) the job waits until they finish (flow.py)."""
         s.producer = True
-        return self.insert(s.used, pri, delay, ttr, body, now, parents)
+        return self.insert(s.used, pri, delay, ttr, body, now, parents, more)
 
     def insert(self, tube: Tube, pri: int, delay: int, ttr: int, body: bytes, now: float,
-               parents: list[int] | None = None) -> Job:
-        """A new job in `tube` (put's, and a schedule's firing)."""
+               parents: list[int] | None = None, more: int = 0) -> Job:
+        """A new job in `tube` (put's, and a schedule's firing). `more`: log room for the
+        caller's records that go with it (flow.py), asked for in the same breath so that
+        they land in the same frame."""
         if self.draining:
             raise Draining()
         limits = tube.limits
@@ -181,9 +183,7 @@ class Engine:
             raise TubeFull()
         journal = self.journal
         if journal is not None:
-            journal.admit_put(tube.name, len(body))
-            if parents is not None:
-                journal.admit_note(8 * len(parents))
+            journal.admit_put(tube.name, len(body) + more, 0 if parents is None else len(parents))
         job = Job(self._next_id, tube, pri, delay, max(ttr, 1), body, now, READY)
         self._next_id += 1
         self.jobs[job.id] = job
@@ -355,7 +355,8 @@ class Engine:
             self.journal.update(job)
         self._match(now)
 
-    def bury(self, s: Session, job_id: int, pri: int, reason: bytes | None = None) -> None:
+    def bury(self, s: Session, job_id: int, pri: int, now: float,
+             reason: bytes | None = None) -> None:
         """bury, and fail (a bury that keeps a reason)."""
         job = self._own(s, job_id)
         if self.journal is not None:
@@ -375,6 +376,8 @@ class Engine:
                 self.journal.note(job, NOTE_REASON)
         if self.tracker.waiters:
             self._answer_waiters(job_id, outcome(job))
+        if self._dirty:  # a limited tube has room again
+            self._match(now)
 
     def touch(self, s: Session, job_id: int, now: float) -> None:
         job = self._own(s, job_id)

@@ -64,9 +64,7 @@ class Flow:
         if holder is not None:
             self.duplicates += 1
             return holder, False
-        if e.journal is not None:
-            e.journal.admit_meta(META_COST + len(name))
-        job = e.put(s, pri, delay, ttr, body, now)
+        job = e.put(s, pri, delay, ttr, body, now, more=META_COST + len(name))
         self.keys.take(name, job.id, now + window)
         job.more().key = key
         if e.journal is not None:
@@ -195,6 +193,7 @@ class Flow:
         e = self.engine
         if e.journal is not None:
             e.journal.admit_meta(META_COST + len(name) + len(tube) + len(body) + len(spec.text))
+
         sched = self.schedules.put(name, tube, pri, ttr, body, spec, now + self.wall_offset)
         if e.journal is not None:
             e.journal.meta(META_SCHEDULE, name, sched.record())
@@ -222,28 +221,35 @@ class Flow:
 
     def _fire(self, sched: Schedule, wall: float, now: float) -> None:
         e = self.engine
-        if sched.spec.single and sched.last_job in e.jobs:
-            sched.skipped += 1  # the previous firing's job is still live
-        else:
+        job = None
+        if not (sched.spec.single and sched.last_job in e.jobs):  # else its last job lives
             tube = e.tube(sched.tube)
             try:
-                job = e.insert(tube, sched.pri, 0, sched.ttr, sched.body, now)
+                # The log's room for the schedule's record comes with the job's, so both
+                # land in one frame: a crash never keeps the job and loses the firing.
+                job = e.insert(tube, sched.pri, 0, sched.ttr, sched.body, now,
+                               more=self._record_size(sched))
             except (TubeFull, Draining, OutOfMemory, InternalError):
-                sched.skipped += 1
                 e._maybe_drop(tube)
-            else:
-                sched.made += 1
-                sched.last_job = job.id
-                sched.last_at = wall
-                self.fired += 1
         sched.next_at = self.schedules.next_after(sched.spec, wall, sched.next_at)
+        if job is None:
+            sched.skipped += 1
+            if e.journal is not None:
+                try:
+                    e.journal.admit_meta(self._record_size(sched))
+                except (OutOfMemory, InternalError):
+                    return  # the skip is not logged: after a restart it may fire again
+        else:
+            sched.made += 1
+            sched.last_job = job.id
+            sched.last_at = wall
+            self.fired += 1
         if e.journal is not None:
-            try:
-                e.journal.admit_meta(META_COST + len(sched.name) + len(sched.tube)
-                                     + len(sched.body) + len(sched.spec.text))
-            except (OutOfMemory, InternalError):
-                return  # after a restart it fires again: at least once, never lost
             e.journal.meta(META_SCHEDULE, sched.name, sched.record())
+
+    def _record_size(self, sched: Schedule) -> int:
+        return (META_COST + len(sched.name) + len(sched.tube) + len(sched.body)
+                + len(sched.spec.text))
 
     def set_wall_offset(self, offset: float) -> None:
         """The runner's latest reading of wall minus engine clock; a change of more than a

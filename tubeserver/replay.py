@@ -105,6 +105,8 @@ class Folded:
                 if job is not None:
                     job.seq = seq
                     job.state = state_of(rec[3])
+                    if job.extra is not None and job.state is not _WAITING:
+                        job.extra.parents = None  # kicked, reserved by id, or released
                     job.pri = rec[4]
                     job.delay = rec[5]
                     job.deadline = rec[6]

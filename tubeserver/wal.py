@@ -180,8 +180,14 @@ class Wal:
 
     # --- the Journal protocol ------------------------------------------------------------
 
-    def admit_put(self, tube: str, size: int) -> None:
-        self._admit(FIELDS_MAX + len(tube) + size, DELETE_MAX)
+    def admit_put(self, tube: str, size: int, parents: int = 0) -> None:
+        """A job, with the note of its `parents` when it waits on some: then the room kept
+        for the job grows by its release too."""
+        if not parents:
+            self._admit(FIELDS_MAX + len(tube) + size, DELETE_MAX)
+        else:
+            self._admit(FIELDS_MAX + len(tube) + size + NOTE_MAX + 8 * parents,
+                        DELETE_MAX + WAIT_RESERVE)
 
     def admit_updates(self, count: int) -> None:
         if count:
