@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import attrs
 import hypothesis.strategies as st
@@ -37,6 +37,7 @@ from tubeserver.errors import (
 )
 from tubeserver.flow import cancelled_reason
 from tubeserver.invariants import check_invariants
+from tubeserver.schedules import parse_spec
 from tubeserver.session import Session
 from tubeserver.tracking import RECORD_COST, Tracker
 
@@ -123,6 +124,8 @@ class Model:
         self.wakeups: list[Outcome] = []
         self.keys: dict[tuple[str, str], tuple[int, float]] = {}  # -> (job id, window end)
         self.limits: dict[str, tuple[int, int]] = {}  # tube -> (max reserved, max jobs)
+        # `every` schedules: name -> [tube, every, single, next, last job, made, skipped]
+        self.schedules: dict[str, list[Any]] = {}
 
     # --- helpers ---------------------------------------------------------------------
 
@@ -264,6 +267,7 @@ class Model:
         for name, until in list(self.paused.items()):
             if until <= now:
                 del self.paused[name]
+        self.fire()
         self.match()
         # Timer order in the engine: due DEADLINE_SOON checks first, then due timeouts, each
         # by its time and then by arrival. A batch waiter answered by either takes what is
@@ -305,6 +309,7 @@ class Model:
         times += self.paused.values()
         times += [r.finished + self.ttl for r in self.records.values()]
         times += [s.result_until for s in self.sessions.values() if s.result_for is not None]
+        times += [sched[3] for sched in self.schedules.values()]
         for s in self.sessions.values():
             if s.wait_seq is not None:
                 if s.timeout_at is not None:
@@ -370,6 +375,36 @@ class Model:
         if any(p not in self.jobs and p not in self.records for p in parents):
             raise NotFound()
         return self.put(sid, pri, delay, ttr, [p for p in parents if p in self.jobs])
+
+    def schedule(self, name: str, tube: str, every: int, single: bool) -> None:
+        old = self.schedules.get(name)
+        if old is not None and old[:3] == [tube, every, single]:
+            return  # the same definition: nothing changes
+        counts = [0, 0, 0] if old is None else old[4:]
+        self.schedules[name] = [tube, every, single, self.now + every, *counts]
+
+    def unschedule(self, name: str) -> None:
+        if self.schedules.pop(name, None) is None:
+            raise NotFound()
+
+    def fire(self) -> None:
+        """Schedules due by now, soonest first: one job each however many firings passed."""
+        for sched in sorted(self.schedules.values(), key=lambda x: x[3]):
+            tube, every, single, at, last = sched[:5]
+            if at > self.now:
+                continue
+            most = self.limits.get(tube, (0, 0))[1]
+            if (single and last in self.jobs) or (
+                    most and sum(1 for j in self.jobs.values() if j.tube == tube) >= most):
+                sched[6] += 1
+            else:
+                self.ensure_tube(tube)
+                job = MJob(self.next_id, tube, 0, 5, READY)
+                self.next_id += 1
+                self.jobs[job.id] = job
+                sched[4] = job.id
+                sched[5] += 1
+            sched[3] = at + every * (int((self.now - at) // every) + 1)
 
     def tube_limits(self, name: str, max_reserved: int, max_jobs: int) -> None:
         if max_reserved or max_jobs:
@@ -767,6 +802,18 @@ class EngineMachine(RuleBasedStateMachine):
         then wait beside ready jobs until a holder lets go."""
         self.tube_limits(DEFAULT, max_reserved, 0)
 
+    @rule(name=st.sampled_from(["s1", "s2"]), tube=TUBES, every=st.sampled_from([1, 2, 3]),
+          single=st.booleans(), drop=st.booleans())
+    def schedule(self, name: str, tube: str, every: int, single: bool, drop: bool) -> None:
+        """`every` schedules (wall clock = the engine's here; cron is test_flow.py's)."""
+        flow, m, now = self.e.flow, self.m, self.m.now
+        if drop:
+            self.both(lambda: flow.unschedule(name), lambda: m.unschedule(name))
+            return
+        spec = parse_spec(("single " if single else "") + f"every {every}")
+        self.both(lambda: flow.schedule(name, tube, 0, 5, b"s", spec, now) and None,
+                  lambda: m.schedule(name, tube, every, single))
+
     @rule(s=sessions, n=st.integers(70, 100), delay=st.sampled_from([0, 2]))
     def churn(self, s: Session, n: int, delay: int) -> None:
         """Put `n` jobs, then delete nine in ten, newest first: most deletes hit the middle
@@ -1001,6 +1048,9 @@ class EngineMachine(RuleBasedStateMachine):
                        if s.wait_seq is not None and t.name in s.watched]
             assert [s.id for s in t.waiters] == [
                 s.id for s in sorted(waiting, key=lambda s: s.wait_seq or 0)]
+        assert {name: (x.next_at, x.last_job, x.made, x.skipped)
+                for name, x in e.flow.schedules.table.items()} == {
+            name: tuple(x[3:]) for name, x in m.schedules.items()}
         assert sorted(s.id for s in e.sessions) == sorted(m.sessions)
         for s in e.sessions:
             ms = m.sessions[s.id]

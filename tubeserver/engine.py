@@ -124,6 +124,7 @@ class Engine:
         self._dirty: dict[Tube, None] = {}  # tubes that may now match a waiter to a job
         self._wakeups: list[Wakeup] = []
         self._batch_waiters = 0  # waiting reserve-batch sessions: only they can hold out
+        self._ticking = False  # inside tick's timer loop: new jobs are matched after it
         self.journal: Journal | None = None
         # Flow control (flow.py): unique keys, dependencies, tube limits, schedules.
         self.flow = Flow(self)
@@ -207,7 +208,8 @@ class Engine:
                 journal.put(job)
             if tube.waiters:  # else nobody to match: a later reserve finds the job itself
                 self._dirty[tube] = None
-                self._match(now)
+                if not self._ticking:  # a firing's job: tick matches once all are ready
+                    self._match(now)
         return job
 
     def use(self, s: Session, name: str) -> Tube:
@@ -595,45 +597,46 @@ class Engine:
         # Entries come out live (their condition re-checked): act on each.
         timers = self.timers
         waits: list[Timer] = []
-        while (entry := timers.pop_due(now)) is not None:
-            kind = entry[2]
-            target = entry[3]
-            if kind == DELAY or kind == TTR:
-                assert isinstance(target, Job)
-                self._detach(target)
-                if kind == TTR:
-                    target.timeouts += 1
-                    self.job_timeouts += 1
-                self._make_ready(target)
-            elif kind == PAUSE:
-                assert isinstance(target, Tube)
-                target.paused_until = 0.0
-                self._dirty[target] = None
-            elif kind == RESULT:
-                assert isinstance(target, Session)
-                self.tracker.remove_waiter(target)
-                self._wakeups.append(Wakeup(target, None, TimedOut()))
-            elif kind == LIMIT:
-                assert isinstance(target, TubeLimits)
-                target.timer_at = None
-                tube = self.tubes.get(target.name)
-                if tube is not None and tube.limits is target:
-                    self._dirty[tube] = None
-            elif kind == KEYS:
-                self.flow.expire_keys(now)
-            elif kind == SCHEDULE:
-                self.flow.fire(now)
-            elif kind == EXPIRE:
-                tracker = self.tracker
-                tracker.timer_at = None
-                for gone in tracker.expire(now):
-                    if self.journal is not None:
-                        self.journal.forget(gone)
-                due = tracker.next_expiry()
-                if due is not None:
-                    self._set_expiry(due)
-            else:
-                waits.append(entry)
+        self._ticking = True
+        try:
+            while (entry := timers.pop_due(now)) is not None:
+                kind = entry[2]
+                target = entry[3]
+                if kind == DELAY or kind == TTR:
+                    assert isinstance(target, Job)
+                    self._detach(target)
+                    if kind == TTR:
+                        target.timeouts += 1
+                        self.job_timeouts += 1
+                    self._make_ready(target)
+                elif kind == PAUSE:
+                    assert isinstance(target, Tube)
+                    target.paused_until = 0.0
+                    self._dirty[target] = None
+                elif kind == RESULT:
+                    assert isinstance(target, Session)
+                    self.tracker.remove_waiter(target)
+                    self._wakeups.append(Wakeup(target, None, TimedOut()))
+                elif kind == LIMIT:
+                    assert isinstance(target, TubeLimits)
+                    self.flow.reopen(target)
+                elif kind == KEYS:
+                    self.flow.expire_keys(now)
+                elif kind == SCHEDULE:
+                    self.flow.fire(now)
+                elif kind == EXPIRE:
+                    tracker = self.tracker
+                    tracker.timer_at = None
+                    for gone in tracker.expire(now):
+                        if self.journal is not None:
+                            self.journal.forget(gone)
+                    due = tracker.next_expiry()
+                    if due is not None:
+                        self._set_expiry(due)
+                else:
+                    waits.append(entry)
+        finally:
+            self._ticking = False
         # Jobs that became available go to waiters before any waiter is timed out.
         self._match(now)
         # When both are due, DEADLINE_SOON wins over TIMED_OUT (as in beanstalkd).

@@ -183,6 +183,13 @@ class Flow:
             e.journal.meta(META_LIMITS, name, self.meta_value(META_LIMITS, name))
         e._match(now)
 
+    def reopen(self, limits: TubeLimits) -> None:
+        """The rate timer: the tube has a token again."""
+        limits.timer_at = None
+        tube = self.engine.tubes.get(limits.name)
+        if tube is not None and tube.limits is limits:
+            self.engine._dirty[tube] = None
+
     # --- schedules ---------------------------------------------------------------------
 
     def schedule(self, name: str, tube: str, pri: int, ttr: int, body: bytes, spec: Spec,
