@@ -90,8 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run the same workloads against tubeserver and beanstalkd on 127.0.0.1, "
         "alternating rounds, and report medians, min-max and the ratio tubeserver/beanstalkd "
         "next to the targets of issue 10; the tracking workload sets tubeserver with job "
-        "tracking on against itself with it off. The load comes from a C generator (bench/gen.c, "
-        "built with $CC or cc on first use) held to a C null responder.",
+        "tracking on against itself with it off, and the flow workload its put-unique against "
+        "its plain put, and reports a limited tube's delivered rate. The load comes from a C "
+        "generator (bench/gen.c, built with $CC or cc on first use) held to a C null responder.",
     )
     p.add_argument("--quick", action="store_true",
                    help="fewer jobs and 3 rounds: about a minute in all")

@@ -8,6 +8,9 @@
  *
  * Modes (all on tube --tube, default "bench"):
  *   put    --conns C --depth D --jobs N [--stamped]   N puts in all, D in flight per conn
+ *          [--unique K]   put-unique instead (tubeserver's flow control), the i-th with key
+ *                         k<i mod K>: K >= N makes every put insert, a small K makes most of
+ *                         them DUPLICATE (counted in "duplicates")
  *   drain  --conns C --depth D --jobs N   reserve-with-timeout 0 + delete, D in flight
  *   batch  --conns C --batch K --jobs N   reserve-batch K 0, a delete per frame as it comes
  *   cycle  --conns P --consumers C --depth D --jobs N   closed-loop producers and consumers
@@ -45,7 +48,7 @@ enum cmd { C_PUT, C_POLL, C_WAIT, C_DELETE, C_BATCH }; /* what a reply in the qu
 
 struct cfg {
     int port, conns, depth, consumers, batch, body, stamped;
-    long long jobs;
+    long long jobs, unique;
     double rate, limit;
     const char *tube;
     enum mode mode;
@@ -73,7 +76,7 @@ struct lat { int64_t *v; size_t n, cap; };
 static struct cfg cfg;
 static struct conn *conns;
 static int nconns, ep = -1, tfd = -1;
-static long long put_sent, put_acked, claimed, reserved, deleted, empties, errors;
+static long long put_sent, put_acked, claimed, reserved, deleted, empties, errors, duplicates;
 static char first_error[200];
 static int stopping, timed_out;
 static int64_t start_ns, last_ns, stop_at, deadline, last_send;
@@ -162,8 +165,16 @@ static void stamp(char *at, int64_t t) {
 
 static void send_put(struct conn *c, int64_t t) {
     size_t at = c->out.len;
-    put_bytes(&c->out, put_tmpl, put_len);
-    if (cfg.stamped) stamp(c->out.p + at + stamp_at, t);
+    if (cfg.unique) { /* the header names this put's key; the body is the plain one */
+        char head[96];
+        int hl = snprintf(head, sizeof head, "put-unique k%lld 0 100 0 600 %d\r\n",
+                          put_sent % cfg.unique, cfg.body);
+        put_bytes(&c->out, head, (size_t)hl);
+        put_bytes(&c->out, put_tmpl + stamp_at, put_len - stamp_at);
+    } else {
+        put_bytes(&c->out, put_tmpl, put_len);
+        if (cfg.stamped) stamp(c->out.p + at + stamp_at, t);
+    }
     push(c, C_PUT, 0, t);
     put_sent++;
 }
@@ -345,7 +356,10 @@ static int replies(struct conn *c, int64_t now) {
         uint64_t v;
         switch (e->cmd) {
         case C_PUT:
-            if (!starts(p, ll, "INSERTED ") || !parse_u64(p + 9, ll - 9, &v) || !v)
+            if (cfg.unique && cfg.unique < cfg.jobs && starts(p, ll, "DUPLICATE ") &&
+                parse_u64(p + 10, ll - 10, &v) && v)
+                duplicates++; /* names the job holding the key, put on any connection */
+            else if (!starts(p, ll, "INSERTED ") || !parse_u64(p + 9, ll - 9, &v) || !v)
                 fail(c, "put", p, ll);
             else if (v <= c->last_id)
                 fail(c, "put: ids do not grow", p, ll);
@@ -553,10 +567,11 @@ static void print_json(double cpu) {
                      : deleted < cfg.jobs ? deleted : cfg.jobs;
     double elapsed = (double)(last_ns > start_ns ? last_ns - start_ns : 1) / 1e9;
     printf("{\"generator\":\"c\",\"mode\":\"%s\",\"jobs\":%lld,\"done\":%lld,\"puts\":%lld,"
-           "\"reserved\":%lld,\"deleted\":%lld,\"empty_replies\":%lld,\"elapsed_s\":%.9f,"
-           "\"timed_out\":%s,\"cpu_s\":%.6f,\"errors\":%lld,\"first_error\":\"",
-           names[cfg.mode], cfg.jobs, done, put_acked, reserved, deleted, empties, elapsed,
-           timed_out ? "true" : "false", cpu, errors);
+           "\"reserved\":%lld,\"deleted\":%lld,\"empty_replies\":%lld,\"duplicates\":%lld,"
+           "\"elapsed_s\":%.9f,\"timed_out\":%s,\"cpu_s\":%.6f,\"errors\":%lld,"
+           "\"first_error\":\"",
+           names[cfg.mode], cfg.jobs, done, put_acked, reserved, deleted, empties, duplicates,
+           elapsed, timed_out ? "true" : "false", cpu, errors);
     for (const char *s = first_error; *s; s++) {
         unsigned char ch = (unsigned char)*s;
         if (ch == '"' || ch == '\\') printf("\\%c", ch);
@@ -578,7 +593,7 @@ static void print_json(double cpu) {
 static void usage(const char *why) {
     fprintf(stderr, "tubegen: %s\nusage: tubegen --port P --mode put|drain|batch|cycle|paced "
             "[--conns N] [--depth N] [--jobs N] [--body BYTES] [--batch N] [--consumers N] "
-            "[--rate PER_S] [--limit SECONDS] [--tube NAME] [--stamped]\n", why);
+            "[--rate PER_S] [--limit SECONDS] [--tube NAME] [--stamped] [--unique KEYS]\n", why);
     exit(2);
 }
 
@@ -610,6 +625,7 @@ static void parse_args(int argc, char **argv) {
         else if (!strcmp(a, "--batch")) cfg.batch = (int)num(v, 1, 1000, a);
         else if (!strcmp(a, "--body")) cfg.body = (int)num(v, 0, MAX_BODY, a);
         else if (!strcmp(a, "--jobs")) cfg.jobs = num(v, 0, 10000000000LL, a);
+        else if (!strcmp(a, "--unique")) cfg.unique = num(v, 0, 10000000000LL, a);
         else if (!strcmp(a, "--tube")) cfg.tube = v;
         else if (!strcmp(a, "--rate") || !strcmp(a, "--limit")) {
             char *end;
@@ -629,6 +645,7 @@ static void parse_args(int argc, char **argv) {
     if (cfg.mode == M_PACED && !(cfg.rate > 0)) usage("paced wants --rate");
     if (cfg.mode == M_CYCLE || cfg.mode == M_PACED) cfg.stamped = 1;
     if (cfg.stamped && cfg.body < STAMP) usage("a timed body needs --body 20 or more");
+    if (cfg.unique && (cfg.mode != M_PUT || cfg.stamped)) usage("--unique is for put, untimed");
 }
 
 int main(int argc, char **argv) {

@@ -29,7 +29,8 @@ FORCED = "generator: python (chosen with --generator python) — ratios are not 
 @attrs.frozen
 class Load:
     """One measured run's shape. `conns` are the producers in `cycle`; `paced` has one
-    producer at `rate` jobs/s, and with no consumers times put -> INSERTED instead."""
+    producer at `rate` jobs/s, and with no consumers times put -> INSERTED instead. `unique`
+    (put only): put-unique with keys k0..k<unique-1> in turn instead of put (C only)."""
 
     mode: str
     port: int
@@ -42,10 +43,13 @@ class Load:
     body: int = 100
     stamped: bool = False
     limit_s: float = 60.0
+    unique: int = 0
 
     def __attrs_post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"unknown load mode {self.mode!r}")
+        if self.unique and self.mode != "put":
+            raise ValueError("put-unique keys are for the put mode")
 
 
 @attrs.frozen
@@ -79,6 +83,7 @@ class Outcome:
     latency: Latency | None = None  # put-to-reserve (cycle, paced)
     ack_latency: Latency | None = None  # put-to-INSERTED (paced)
     sent_rate: float | None = None  # paced: the rate the producer kept
+    duplicates: int = 0  # put-unique answered DUPLICATE (counted in `done` too)
 
     @property
     def rate(self) -> float:
@@ -110,6 +115,8 @@ class CGenerator:
                 "--body", str(load.body), "--limit", f"{load.limit_s:g}"]
         if load.rate:
             argv += ["--rate", f"{load.rate:g}"]
+        if load.unique:
+            argv += ["--unique", str(load.unique)]
         return argv + (["--stamped"] if load.stamped else [])
 
     def run(self, load: Load) -> Outcome:
@@ -144,7 +151,7 @@ def parse(stdout: str) -> Outcome:
         done=int(d["done"]), elapsed_s=float(d["elapsed_s"]), timed_out=bool(d["timed_out"]),
         errors=int(d["errors"]), first_error=str(d["first_error"]), cpu_s=float(d["cpu_s"]),
         latency=_latency(d.get("latency_ns")), ack_latency=_latency(d.get("ack_latency_ns")),
-        sent_rate=None if rate is None else float(rate))
+        sent_rate=None if rate is None else float(rate), duplicates=int(d.get("duplicates", 0)))
 
 
 # ---------------------------------------------------------------- the Python fallback
@@ -159,6 +166,8 @@ class PyGenerator:
 
     def run(self, load: Load) -> Outcome:
         w, port, limit, n = self.workers, load.port, load.limit_s, load.jobs
+        if load.unique:
+            raise LoadError("the python generator has no put-unique: build the C one")
         if load.mode in ("put", "drain", "batch"):
             plans = [ConnPlan(load.mode, k, load.depth, load.body, stamped=load.stamped,
                               batch=load.batch) for k in shares(n, load.conns)]

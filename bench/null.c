@@ -102,7 +102,7 @@ static int answer(struct conn *c) {
         char *eol = memmem(p, avail, "\r\n", 2);
         if (!eol) return avail <= MAX_LINE;
         size_t ll = (size_t)(eol - p), used = ll + 2;
-        if (starts(p, ll, "put ")) {
+        if (starts(p, ll, "put ") || starts(p, ll, "put-unique ")) { /* <bytes> is last */
             const char *sp = memrchr(p, ' ', ll);
             long bytes = strtol(sp + 1, NULL, 10);
             if (bytes < 0 || bytes > MAX_BODY) return 0;

@@ -8,7 +8,8 @@ only I/O and timeouts, with the same method names, arguments and results. The po
 `pool`/`trio_pool` spread producers over several servers and let consumers reserve from all
 of them, handling each job on the connection that reserved it. The job-tracking extension
 (finish with a result, fail with a reason, wait_result, status, checkpoints) is methods of
-the same clients; on servers without it they raise ExtensionNotSupported.
+the same clients, and so is flow control (put_unique, put_after, schedules, tube limits);
+on servers without them they raise ExtensionNotSupported.
 """
 
 from typing import TYPE_CHECKING, Any
@@ -37,9 +38,11 @@ from .errors import (
     ServerError,
     TimedOut,
     TubeError,
+    TubeFull,
     UnexpectedReply,
     UnknownCommand,
 )
+from .flow import Schedule, TubeLimits, Unique
 from .job import (
     DEFAULT_DELAY,
     DEFAULT_PRIORITY,
@@ -111,6 +114,7 @@ __all__ = [
     "RawBytes",
     "RawJob",
     "Reply",
+    "Schedule",
     "Serializer",
     "ServerError",
     "Stats",
@@ -122,6 +126,9 @@ __all__ = [
     "TrioConsumerPool",
     "TrioProducerPool",
     "TubeError",
+    "TubeFull",
+    "TubeLimits",
     "UnexpectedReply",
+    "Unique",
     "UnknownCommand",
 ]

@@ -9,13 +9,15 @@ many job frames. Feeding the same bytes whole or one at a time gives the same re
 
 Server error lines (NOT_FOUND, TIMED_OUT, ...) are ordinary replies: `Reply.error` holds the
 exception and the stream stays in sync; so is `FAILED <id> <bytes>` + reason, the tracking
-extension's answer to `result` for a failed job (a JobFailed holding the raw reason). Anything
-else that does not fit (unknown word, wrong argument count, a bad number, a body without its
-CRLF, an over-long line, a malformed YAML payload, bytes arriving with no command
-outstanding) raises `UnexpectedReply`, and from then on the codec is broken: every call
-raises again, and the I/O layer must close the connection. Nothing else is ever raised for
-bad input. Memory is bounded: a line may be at most MAX_LINE bytes and a body at most
-`max_body` bytes; a body is kept only once, when complete.
+extension's answer to `result` for a failed job (a JobFailed holding the raw reason).
+`DUPLICATE <id>`, flow control's answer to `put-unique` for a key already held, is a success
+(a `Unique` with `new` False), as INSERTED is (`new` True). Anything else that does not fit
+(unknown word, wrong argument count, a bad number, a body without its CRLF, an over-long
+line, a malformed YAML payload, bytes arriving with no command outstanding) raises
+`UnexpectedReply`, and from then on the codec is broken: every call raises again, and the
+I/O layer must close the connection. Nothing else is ever raised for bad input. Memory is
+bounded: a line may be at most MAX_LINE bytes and a body at most `max_body` bytes; a body is
+kept only once, when complete.
 """
 
 from __future__ import annotations
@@ -26,9 +28,10 @@ from typing import Final, Literal, NoReturn
 
 import attrs
 
-from . import stats, status
+from . import stats
 from .commands import Command, ReserveBatch, Shape
 from .errors import SERVER_ERRORS, Buried, JobFailed, ServerError, UnexpectedReply
+from .flow import Unique
 from .job import NAME_CHARS, NAME_MAX, U64_MAX
 
 # A reply line, CRLF included, longer than this is garbage (the longest real one is
@@ -219,6 +222,8 @@ class Codec:
             return Reply(command, error=Buried(_number(args[0])))
         if word == b"BURIED" and command.verb == "release" and not args:
             return Reply(command, error=Buried(None))
+        if word == b"DUPLICATE" and command.shape is Shape.UNIQUE and len(args) == 1:
+            return Reply(command, Unique(_number(args[0]), new=False))
         if word == b"FAILED" and command.verb == "result" and len(args) == 2:
             self._frame_id = _number(args[0])
             self._expect_body(args[1])
@@ -243,9 +248,11 @@ class Codec:
         (arg,) = args
         if shape is Shape.ID or shape is Shape.COUNT:
             return Reply(command, _number(arg))
+        if shape is Shape.UNIQUE:
+            return Reply(command, Unique(_number(arg), new=True))
         if shape is Shape.NAME:
             return Reply(command, _name(arg))
-        if shape is Shape.MAPPING or shape is Shape.LIST or shape is Shape.STATUS:
+        if shape is Shape.MAPPING or shape is Shape.LIST or shape is Shape.PAYLOAD:
             self._expect_body(arg)
             return None
         if shape is Shape.BATCH:
@@ -275,8 +282,8 @@ class Codec:
         try:
             if shape is Shape.MAPPING:
                 return Reply(command, stats.parse_mapping(body, command.verb))
-            if shape is Shape.STATUS:
-                return Reply(command, status.parse_job_status(body))
+            if shape is Shape.PAYLOAD:
+                return Reply(command, command.read(body))
             return Reply(command, stats.parse_list(body))
         except stats.StatsFormatError as e:
             raise _Violation(f"bad YAML payload: {e}") from None

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, cast
 
 import attrs
 
+from . import flow as fl
 from . import stats as s
 from . import status as st
 from .job import BATCH_MAX, NAME_CHARS, NAME_MAX, RESERVE_TIMEOUT_MAX, U32_MAX, U64_MAX
@@ -32,9 +33,10 @@ class Shape(enum.Enum):
     NAME = "NAME"  # USING <tube>
     JOB = "JOB"  # RESERVED/FOUND <id> <bytes>\r\n<data>\r\n
     BATCH = "BATCH"  # RESERVED-BATCH <n>\r\n then n RESERVED frames
+    UNIQUE = "UNIQUE"  # INSERTED <id> or DUPLICATE <id>, read into a flow.Unique
     MAPPING = "MAPPING"  # OK <bytes>\r\n<yaml mapping>\r\n
     LIST = "LIST"  # OK <bytes>\r\n<yaml sequence>\r\n
-    STATUS = "STATUS"  # OK <bytes>\r\n<job-status yaml>\r\n, read into a JobStatus
+    PAYLOAD = "PAYLOAD"  # OK <bytes>\r\n<yaml>\r\n, read into a record by `Command.read`
     NO_REPLY = "NO_REPLY"  # quit
 
 
@@ -46,17 +48,23 @@ def _int(value: object, name: str, limit: int) -> int:
     return value
 
 
-def check_tube(name: object) -> str:
+def check_name(name: object, what: str = "tube name") -> str:
     """`name` if it is a legal tube name (1-200 of A-Za-z0-9-+/;.$_(), not starting with
-    '-'), else ValueError/TypeError."""
+    '-'), else ValueError/TypeError. Unique keys and schedule names follow the same rules;
+    `what` says which it is in the message."""
     if not isinstance(name, str):
-        raise TypeError(f"tube name must be a str, not {type(name).__name__}")
+        raise TypeError(f"{what} must be a str, not {type(name).__name__}")
     if not 1 <= len(name) <= NAME_MAX or name[0] == "-" or not NAME_CHARS.issuperset(name):
         raise ValueError(
-            f"invalid tube name {name!r}: 1-{NAME_MAX} characters from A-Z a-z 0-9 -+/;.$_() "
+            f"invalid {what} {name!r}: 1-{NAME_MAX} characters from A-Z a-z 0-9 -+/;.$_() "
             "not starting with '-'"
         )
     return name
+
+
+def check_tube(name: object) -> str:
+    """`name` if it is a legal tube name, else ValueError/TypeError (see `check_name`)."""
+    return check_name(name)
 
 
 def _u32(name: str) -> Any:
@@ -75,6 +83,13 @@ def _u64(name: str) -> Any:
 
 def _tube(_inst: Any, _attr: Any, value: Any) -> None:
     check_tube(value)
+
+
+def _name(what: str) -> Any:
+    def check(_inst: object, _attr: object, value: object) -> None:
+        check_name(value, what)
+
+    return check
 
 
 def _reserve_timeout(_inst: Any, _attr: Any, value: Any) -> None:
@@ -96,9 +111,16 @@ class Command(Generic[R]):
     ok: ClassVar[bytes] = b""
     shape: ClassVar[Shape] = Shape.NONE
     verb: ClassVar[str] = ""
+    # The extension the command belongs to ("tracking", "flow"), "" for beanstalkd's own.
+    extension: ClassVar[str] = ""
 
     def encode(self) -> bytes:
         """The command's bytes, CRLF included (and the body with its CRLF, for put)."""
+        raise NotImplementedError
+
+    def read(self, payload: bytes) -> R:
+        """The record in the YAML payload of an OK reply (Shape.PAYLOAD); StatsFormatError
+        if it is malformed."""
         raise NotImplementedError
 
     def unwrap(self, reply: Reply) -> R:
@@ -440,6 +462,7 @@ class Finish(Command[None]):
     result: bytes = attrs.field(validator=_data)
     ok = b"FINISHED"
     verb = "finish"
+    extension = "tracking"
 
     def encode(self) -> bytes:
         return b"finish %d %d\r\n%b\r\n" % (self.id, len(self.result), self.result)
@@ -454,6 +477,7 @@ class Fail(Command[None]):
     reason: bytes = attrs.field(validator=_data)
     ok = b"BURIED"
     verb = "fail"
+    extension = "tracking"
 
     def encode(self) -> bytes:
         return b"fail %d %d %d\r\n%b\r\n" % (
@@ -471,6 +495,7 @@ class Result(Command["RawJob"]):
     ok = b"RESULT"
     shape = Shape.JOB
     verb = "result"
+    extension = "tracking"
 
     def encode(self) -> bytes:
         return b"result %d %d\r\n" % (self.id, self.timeout)
@@ -482,11 +507,15 @@ class JobStatus(Command[st.JobStatus]):
 
     id: int = attrs.field(validator=_u64("job id"))
     ok = b"OK"
-    shape = Shape.STATUS
+    shape = Shape.PAYLOAD
     verb = "job-status"
+    extension = "tracking"
 
     def encode(self) -> bytes:
         return b"job-status %d\r\n" % self.id
+
+    def read(self, payload: bytes) -> st.JobStatus:
+        return st.parse_job_status(payload)
 
 
 @attrs.frozen
@@ -497,6 +526,7 @@ class Checkpoint(Command[None]):
     data: bytes = attrs.field(validator=_data)
     ok = b"CHECKPOINTED"
     verb = "checkpoint"
+    extension = "tracking"
 
     def encode(self) -> bytes:
         return b"checkpoint %d %d\r\n%b\r\n" % (self.id, len(self.data), self.data)
@@ -510,7 +540,165 @@ class PeekCheckpoint(Command["RawJob"]):
     ok = b"FOUND"
     shape = Shape.JOB
     verb = "peek-checkpoint"
+    extension = "tracking"
 
     def encode(self) -> bytes:
         return b"peek-checkpoint %d\r\n" % self.id
 
+
+
+# --------------------------------------------------------------------------- flow control
+# Extension (tubeserver): unique jobs, dependencies, tube limits, schedules; see protocol.md.
+# What tubeserver would answer BAD_FORMAT to is refused here (flow.py's checks).
+
+
+def _parents(_inst: Any, _attr: Any, value: Any) -> None:
+    if not isinstance(value, tuple):
+        raise TypeError(f"parents must be a tuple of job ids, not {type(value).__name__}")
+    for id in value:
+        _int(id, "parent job id", U64_MAX)
+    if fl.parent_ids(list(value)) != value:
+        raise ValueError(f"parents must be distinct, not {value!r}")
+
+
+def _rate(_inst: Any, _attr: Any, value: Any) -> None:
+    fl.rate_text(value)
+
+
+def _spec(_inst: Any, _attr: Any, value: Any) -> None:
+    fl.check_spec(value)
+
+
+@attrs.frozen
+class PutUnique(Command[fl.Unique]):
+    """Extension: `put-unique <key> <window> <pri> <delay> <ttr> <bytes>` + body ->
+    INSERTED <id> (a new job) or DUPLICATE <id> (the job holding the key; nothing stored)."""
+
+    key: str = attrs.field(validator=_name("unique key"))
+    window: int = attrs.field(validator=_u32("window"))
+    priority: int = attrs.field(validator=_u32("priority"))
+    delay: int = attrs.field(validator=_u32("delay"))
+    ttr: int = attrs.field(validator=_u32("ttr"))
+    body: bytes = attrs.field(validator=_data)
+    ok = b"INSERTED"
+    shape = Shape.UNIQUE
+    verb = "put-unique"
+    extension = "flow"
+
+    def encode(self) -> bytes:
+        return b"put-unique %b %d %d %d %d %d\r\n%b\r\n" % (
+            self.key.encode("ascii"), self.window, self.priority, self.delay, self.ttr,
+            len(self.body), self.body,
+        )
+
+
+@attrs.frozen
+class PutAfter(Command[int]):
+    """Extension: `put-after <id>,<id>... <pri> <delay> <ttr> <bytes>` + body -> INSERTED
+    <id>: a job that waits until every parent has finished (NOT_FOUND: a parent unknown)."""
+
+    parents: tuple[int, ...] = attrs.field(validator=_parents)
+    priority: int = attrs.field(validator=_u32("priority"))
+    delay: int = attrs.field(validator=_u32("delay"))
+    ttr: int = attrs.field(validator=_u32("ttr"))
+    body: bytes = attrs.field(validator=_data)
+    ok = b"INSERTED"
+    shape = Shape.ID
+    verb = "put-after"
+    extension = "flow"
+
+    def encode(self) -> bytes:
+        ids = b",".join(b"%d" % id for id in self.parents)
+        return b"put-after %b %d %d %d %d\r\n%b\r\n" % (
+            ids, self.priority, self.delay, self.ttr, len(self.body), self.body
+        )
+
+
+@attrs.frozen
+class Schedule(Command[None]):
+    """Extension: `schedule <name> <tube> <pri> <ttr> <bytes> <spec>` + body -> SCHEDULED
+    (BAD_FORMAT: a spec the server cannot read, or one that never fires)."""
+
+    name: str = attrs.field(validator=_name("schedule name"))
+    tube: str = attrs.field(validator=_tube)
+    priority: int = attrs.field(validator=_u32("priority"))
+    ttr: int = attrs.field(validator=_u32("ttr"))
+    spec: str = attrs.field(validator=_spec)
+    body: bytes = attrs.field(validator=_data)
+    ok = b"SCHEDULED"
+    verb = "schedule"
+    extension = "flow"
+
+    def __attrs_post_init__(self) -> None:
+        fl.check_line(self.encode(), fl.LONG_LINE_MAX)
+
+    def encode(self) -> bytes:
+        return b"schedule %b %b %d %d %d %b\r\n%b\r\n" % (
+            self.name.encode("ascii"), self.tube.encode("ascii"), self.priority, self.ttr,
+            len(self.body), self.spec.encode("ascii"), self.body,
+        )
+
+
+@attrs.frozen
+class Unschedule(Command[None]):
+    """Extension: `unschedule <name>` -> UNSCHEDULED (NOT_FOUND: no such schedule)."""
+
+    name: str = attrs.field(validator=_name("schedule name"))
+    ok = b"UNSCHEDULED"
+    verb = "unschedule"
+    extension = "flow"
+
+    def encode(self) -> bytes:
+        return b"unschedule %b\r\n" % self.name.encode("ascii")
+
+
+class _Listing(Bare[R]):
+    """A flow-control listing: `<verb>` -> OK <bytes> + YAML sequence of mappings."""
+
+    __slots__ = ()
+    ok = b"OK"
+    shape = Shape.PAYLOAD
+    extension = "flow"
+
+
+@attrs.frozen
+class ListSchedules(_Listing["list[fl.Schedule]"]):
+    """Extension: `list-schedules` -> every schedule, by name."""
+
+    verb = "list-schedules"
+
+    def read(self, payload: bytes) -> list[fl.Schedule]:
+        return fl.parse_schedules(payload)
+
+
+@attrs.frozen
+class TubeLimits(Command[None]):
+    """Extension: `tube-limits <tube> <max-reserved> <max-jobs> <rate>` -> LIMITED (0: no
+    limit; all three 0 removes them). The rate is written as a plain decimal."""
+
+    tube: str = attrs.field(validator=_tube)
+    max_reserved: int = attrs.field(validator=_u32("max_reserved"))
+    max_jobs: int = attrs.field(validator=_u32("max_jobs"))
+    rate: float = attrs.field(validator=_rate)
+    ok = b"LIMITED"
+    verb = "tube-limits"
+    extension = "flow"
+
+    def __attrs_post_init__(self) -> None:
+        fl.check_line(self.encode(), fl.LINE_MAX)
+
+    def encode(self) -> bytes:
+        return b"tube-limits %b %d %d %b\r\n" % (
+            self.tube.encode("ascii"), self.max_reserved, self.max_jobs,
+            fl.rate_text(self.rate),
+        )
+
+
+@attrs.frozen
+class ListTubeLimits(_Listing["list[fl.TubeLimits]"]):
+    """Extension: `list-tube-limits` -> the limits of every tube that has some, by tube."""
+
+    verb = "list-tube-limits"
+
+    def read(self, payload: bytes) -> list[fl.TubeLimits]:
+        return fl.parse_tube_limits(payload)

@@ -4,15 +4,15 @@ Both clients own a `ClientCore`: it holds the codec, the serializer and the serv
 does everything that does not touch a socket: building commands from method arguments,
 turning raw job frames into `Job`s, the connect-time use/watch sequence, splitting put_many
 and delete_many into pipelined windows, and the feature detection of the extensions
-(reserve-batch, job tracking). The clients only add "write these bytes, read until these
-replies are complete" with their own I/O and timeouts, so the two stay identical in
-behaviour.
+(reserve-batch, job tracking, flow control). The clients only add "write these bytes, read
+until these replies are complete" with their own I/O and timeouts, so the two stay
+identical in behaviour.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Generic, TypeVar
 
 from . import commands as c
@@ -26,6 +26,7 @@ from .errors import (
     JobFailed,
     UnknownCommand,
 )
+from .flow import parent_ids
 from .job import (
     DEFAULT_TUBE,
     Address,
@@ -97,6 +98,56 @@ def watch_setup(use: str, watch: str | Iterable[str]) -> list[c.Command[object]]
     return out
 
 
+def tracking_probe(cmd: c.Command[object]) -> c.Command[object] | None:
+    """Before finish, fail or checkpoint: a `job-status` of the same job."""
+    if isinstance(cmd, c.Finish | c.Fail | c.Checkpoint):
+        return c.JobStatus(cmd.id)
+    return None
+
+
+def flow_probe(cmd: c.Command[object]) -> c.Command[object] | None:
+    """Before put-unique, put-after or schedule: a `list-tube-limits`."""
+    if isinstance(cmd, c.PutUnique | c.PutAfter | c.Schedule):
+        return c.ListTubeLimits()
+    return None
+
+
+class Extension:
+    """Whether the server of one connection knows one extension: None until it has answered
+    one of the extension's commands.
+
+    A server without it answers UNKNOWN_COMMAND (or BAD_FORMAT, by beanstalkd's prefix
+    table) to a well-formed command of the extension; that answer, before any other, means
+    "not supported" (ExtensionNotSupported naming the command, as for reserve-batch), and
+    is remembered: later commands of the extension fail at once, without a round trip.
+    A command that carries data is the trap: such a server answers its line and then reads
+    the data after it as a command of its own (a result ``b"delete 7"`` would delete job 7
+    on beanstalkd). So before the first of those on a connection, `make_probe` names a
+    command of the same extension that carries no data, to ask first.
+    """
+
+    def __init__(
+        self, make_probe: Callable[[c.Command[object]], c.Command[object] | None]
+    ) -> None:
+        self.supported: bool | None = None
+        self._make_probe = make_probe
+
+    def probe(self, cmd: c.Command[object]) -> c.Command[object] | None:
+        """The command to send before `cmd`, or None; ExtensionNotSupported at once if the
+        server is known not to support the extension."""
+        if self.supported is False:
+            raise ExtensionNotSupported(cmd.verb)
+        return self._make_probe(cmd) if self.supported is None else None
+
+    def learn(self, cmd: c.Command[object], reply: Reply) -> None:
+        """Learn from the reply to `cmd` or to its probe: BAD_FORMAT or UNKNOWN_COMMAND
+        before the server ever answered otherwise means it does not know the extension."""
+        if isinstance(reply.error, BadFormat | UnknownCommand) and not self.supported:
+            self.supported = False
+            raise ExtensionNotSupported(cmd.verb) from reply.error
+        self.supported = True
+
+
 class ClientCore(Generic[T]):
     """Connection-independent state and logic of one client."""
 
@@ -107,9 +158,12 @@ class ClientCore(Generic[T]):
         self.codec = Codec()
         # reserve-batch support on this connection: None until the server has answered.
         self.batch_supported: bool | None = None
-        # Job tracking (finish, fail, result, job-status, checkpoint, peek-checkpoint), one
-        # extension: None until the server has answered one of its commands.
-        self.tracking_supported: bool | None = None
+        # Job tracking (finish, fail, result, job-status, checkpoint, peek-checkpoint) and
+        # flow control (put-unique, put-after, schedule, unschedule, list-schedules,
+        # tube-limits, list-tube-limits): two extensions, each learned on its own.
+        self.tracking = Extension(tracking_probe)
+        self.flow = Extension(flow_probe)
+        self.extensions = {"tracking": self.tracking, "flow": self.flow}
 
     # ----------------------------------------------------------------- bodies and jobs
 
@@ -201,29 +255,16 @@ class ClientCore(Generic[T]):
             raise DecodeError(raw, [raw], what) from e
         return value
 
-    def tracking_probe(self, cmd: c.Command[object]) -> c.Command[object] | None:
-        """The command to send before `cmd` to learn whether the server knows job tracking,
-        or None; ExtensionNotSupported at once if this connection already knows it does not.
+    def probe(self, cmd: c.Command[object]) -> c.Command[object] | None:
+        """The command to send before extension command `cmd` to learn whether the server
+        knows its extension, or None; ExtensionNotSupported at once if this connection
+        already knows it does not (see `Extension`)."""
+        return self.extensions[cmd.extension].probe(cmd)
 
-        A server without the extension answers UNKNOWN_COMMAND to the line of finish, fail
-        or checkpoint and then reads the data after it as a command of its own (a result
-        ``b"delete 7"`` would delete job 7 on beanstalkd). So before the first of those on a
-        connection, a `job-status` of the same job, which carries no data, asks first.
-        """
-        if self.tracking_supported is False:
-            raise ExtensionNotSupported(cmd.verb)
-        if self.tracking_supported is None and isinstance(cmd, c.Finish | c.Fail | c.Checkpoint):
-            return c.JobStatus(cmd.id)
-        return None
-
-    def tracking_reply(self, cmd: c.Command[object], reply: Reply) -> None:
-        """Learn from the reply to a tracking command (or to its probe) whether the server
-        knows the extension: BAD_FORMAT or UNKNOWN_COMMAND before it ever answered one means
-        it does not (ExtensionNotSupported naming `cmd`, as for reserve-batch)."""
-        if isinstance(reply.error, BadFormat | UnknownCommand) and not self.tracking_supported:
-            self.tracking_supported = False
-            raise ExtensionNotSupported(cmd.verb) from reply.error
-        self.tracking_supported = True
+    def learn(self, cmd: c.Command[object], reply: Reply) -> None:
+        """Learn from the reply to extension command `cmd` (or to its probe) whether the
+        server knows the extension (see `Extension`)."""
+        self.extensions[cmd.extension].learn(cmd, reply)
 
     def result(self, cmd: c.Result, reply: Reply) -> T | None:
         """The decoded result of a `result` reply; JobFailed with the decoded reason, or the
@@ -238,3 +279,24 @@ class ClientCore(Generic[T]):
     def checkpoint(self, raw: RawJob) -> T | None:
         """The decoded checkpoint of a peek-checkpoint reply."""
         return self.decode_data(raw.id, raw.body, "checkpoint")
+
+    # ----------------------------------------------------------------- flow control
+
+    def put_unique(
+        self, body: T, key: str, window: int, priority: int, delay: int, ttr: int
+    ) -> c.PutUnique:
+        """The put-unique command for one body."""
+        return c.PutUnique(key, window, priority, delay, ttr, self.encode(body))
+
+    def put_after(
+        self, body: T, parents: Iterable[Job[Any] | int], priority: int, delay: int, ttr: int
+    ) -> c.PutAfter:
+        """The put-after command for one body: parents as distinct ids, in order."""
+        ids = parent_ids([job_id(p) for p in parents])
+        return c.PutAfter(ids, priority, delay, ttr, self.encode(body))
+
+    def schedule(
+        self, name: str, tube: str, body: T, spec: str, priority: int, ttr: int
+    ) -> c.Schedule:
+        """The schedule command: `body` is encoded like a job's."""
+        return c.Schedule(name, tube, priority, ttr, spec, self.encode(body))

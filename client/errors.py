@@ -7,6 +7,7 @@ others (`ConnectionClosed`, `UnexpectedReply`, `IOTimeout`) mean the connection 
     ├── ServerError                 the server answered with an error line (`.reply`)
     │   ├── BadFormat  UnknownCommand  ExpectedCRLF  JobTooBig  NotFound  NotIgnored
     │   ├── Draining  DeadlineSoon  TimedOut  OutOfMemory  InternalError
+    │   ├── TubeFull                a put into a tube at its max-jobs (flow control)
     │   ├── Buried                  put/release answered BURIED; `.id` for put
     │   └── JobFailed               wait_result: the job failed (was buried); `.id`, `.reason`
     ├── ExtensionNotSupported       the server does not implement an extension command
@@ -123,6 +124,14 @@ class InternalError(ServerError):
     reply = b"INTERNAL_ERROR"
 
 
+class TubeFull(ServerError):
+    """TUBE_FULL (extension): the tube holds as many jobs as its `max-jobs` limit allows
+    (see `tube_limits`); the put stored nothing. Any put may get it, once an operator set
+    the limit; it clears as the tube's jobs are deleted."""
+
+    reply = b"TUBE_FULL"
+
+
 class Buried(ServerError):
     """BURIED in reply to put (``BURIED <id>``) or release (``BURIED``): the server ran out of
     memory growing its queue and buried the job instead. `id` is the job id when known."""
@@ -163,7 +172,7 @@ SERVER_ERRORS: dict[bytes, type[ServerError]] = {
     cls.reply: cls
     for cls in (
         BadFormat, UnknownCommand, ExpectedCRLF, JobTooBig, NotFound, NotIgnored, Draining,
-        DeadlineSoon, TimedOut, OutOfMemory, InternalError,
+        DeadlineSoon, TimedOut, OutOfMemory, InternalError, TubeFull,
     )
 }
 

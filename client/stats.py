@@ -126,10 +126,14 @@ STRING_KEYS: dict[str, frozenset[str]] = {
     "stats": frozenset({"version", "id", "hostname", "os", "platform"}),
     "stats-tube": frozenset({"name"}),
     "stats-job": frozenset({"tube", "state"}),
-    "job-status": frozenset({"tube", "state", "created", "reserved", "finished", "expires"}),
+    "job-status": frozenset(
+        {"tube", "state", "created", "reserved", "finished", "expires", "key", "parents"}
+    ),
+    "list-schedules": frozenset({"name", "tube", "spec", "next", "last"}),
+    "list-tube-limits": frozenset({"tube"}),
 }
 # Keys whose values are floats even when written without a decimal point.
-FLOAT_KEYS = frozenset({"rusage-utime", "rusage-stime"})
+FLOAT_KEYS = frozenset({"rusage-utime", "rusage-stime", "rate"})
 
 
 def _unquote(text: str) -> str | None:
@@ -203,15 +207,39 @@ def parse_mapping(payload: bytes, kind: str) -> dict[str, StatValue]:
     strings = STRING_KEYS.get(kind, frozenset())
     out: dict[str, StatValue] = {}
     for line in _lines(payload):
-        key, sep, value = line.partition(": ")
-        if not sep:
-            if line.endswith(":") and ": " not in line:  # `key:` with an empty value
-                key, value = line[:-1], ""
-            else:
-                raise StatsFormatError(f"not a 'key: value' line: {line!r}")
-        if not key or key != key.strip() or key in out:
-            raise StatsFormatError(f"bad or repeated key in {line!r}")
-        out[key] = scalar(value, as_string=key in strings, as_float=key in FLOAT_KEYS)
+        _pair(line, strings, out)
+    return out
+
+
+def _pair(line: str, strings: frozenset[str], out: dict[str, StatValue]) -> None:
+    """Add the `key: value` of `line` to `out`; StatsFormatError if it is not one."""
+    key, sep, value = line.partition(": ")
+    if not sep:
+        if line.endswith(":") and ": " not in line:  # `key:` with an empty value
+            key, value = line[:-1], ""
+        else:
+            raise StatsFormatError(f"not a 'key: value' line: {line!r}")
+    if not key or key != key.strip() or key in out:
+        raise StatsFormatError(f"bad or repeated key in {line!r}")
+    out[key] = scalar(value, as_string=key in strings, as_float=key in FLOAT_KEYS)
+
+
+def parse_records(payload: bytes, kind: str) -> list[dict[str, StatValue]]:
+    """A YAML sequence of flat mappings (``---\n`` then ``- key: value\n`` starting each
+    item and ``  key: value\n`` continuing it; ``--- []\n`` when empty) as dicts, as the
+    flow-control listings write them. `kind` selects the keys forced to str."""
+    if payload == b"--- []\n":
+        return []
+    strings = STRING_KEYS.get(kind, frozenset())
+    out: list[dict[str, StatValue]] = []
+    for line in _lines(payload):
+        if line.startswith("- "):
+            out.append({})
+        elif not line.startswith("  ") or not out:
+            raise StatsFormatError(f"not an item line of a sequence of mappings: {line!r}")
+        _pair(line[2:], strings, out[-1])
+    if not out:
+        raise StatsFormatError("an empty sequence must be written '--- []'")
     return out
 
 

@@ -27,6 +27,7 @@ from .bodies import Serializer, resolve
 from .codec import NEED_DATA, Reply
 from .core import ClientCore, check_timeout, io_budget, watch_setup, windows
 from .errors import ConnectFailed, ConnectionClosed, IOTimeout, TubeError
+from .flow import Schedule, TubeLimits, Unique
 from .job import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_DELAY,
@@ -225,16 +226,17 @@ class Client(Generic[T]):
             replies += self._exchange(window)
         return replies
 
-    def _tracking(self, cmd: c.Command[object], wait: int | None = None) -> Reply:
-        """The reply to a job-tracking command, probing first if it carries data and the
-        server has not yet shown that it knows the extension (see ClientCore)."""
+    def _extension(self, cmd: c.Command[object], wait: int | None = None) -> Reply:
+        """The reply to an extension command (job tracking, flow control), probing first if
+        it carries data and the server has not yet shown that it knows the extension (see
+        core.Extension)."""
         core = self._core
-        probe = core.tracking_probe(cmd)
+        probe = core.probe(cmd)
         if probe is not None:
             (answer,) = self._exchange([probe])
-            core.tracking_reply(cmd, answer)
+            core.learn(cmd, answer)
         (reply,) = self._exchange([cmd], wait)
-        core.tracking_reply(cmd, reply)
+        core.learn(cmd, reply)
         return reply
 
     # ----------------------------------------------------------------- producing
@@ -408,7 +410,7 @@ class Client(Generic[T]):
         """Delete a job as `delete` does and keep `result` for `wait_result` and `status`
         (None: an empty result, as a plain delete leaves). NotFound as for delete."""
         cmd = c.Finish(job_id(job), self._core.encode_data(result))
-        cmd.unwrap(self._tracking(cmd))
+        cmd.unwrap(self._extension(cmd))
 
     def fail(
         self, job: Job[Any] | int, reason: T | None, priority: int = DEFAULT_PRIORITY
@@ -416,7 +418,7 @@ class Client(Generic[T]):
         """Bury a job this connection reserved, as `bury` does, keeping `reason` (replacing
         any earlier one); `wait_result` then raises JobFailed with it."""
         cmd = c.Fail(job_id(job), priority, self._core.encode_data(reason))
-        cmd.unwrap(self._tracking(cmd))
+        cmd.unwrap(self._extension(cmd))
 
     def wait_result(self, id: Job[Any] | int, timeout: int) -> T | None:
         """Wait up to `timeout` whole seconds (0: don't wait) for a job to be finished and
@@ -425,24 +427,93 @@ class Client(Generic[T]):
         had it or no longer keeps its record. The I/O timeout is counted on top of
         `timeout`, as for reserve; the connection is busy until the answer comes."""
         cmd = c.Result(job_id(id), timeout)
-        return self._core.result(cmd, self._tracking(cmd, timeout))
+        return self._core.result(cmd, self._extension(cmd, timeout))
 
     def status(self, id: Job[Any] | int) -> JobStatus:
         """The state, counters and times of a live job or of a finished one whose record is
         kept (NotFound otherwise)."""
         cmd = c.JobStatus(job_id(id))
-        return cmd.unwrap(self._tracking(cmd))
+        return cmd.unwrap(self._extension(cmd))
 
     def checkpoint(self, job: Job[Any] | int, data: T | None) -> None:
         """Store `data` with a job this connection reserved (replacing the previous
         checkpoint) and restart its TTR, as touch does. It stays with the job through
         release, TTR expiry, bury and kick, so the next worker can resume from it."""
         cmd = c.Checkpoint(job_id(job), self._core.encode_data(data))
-        cmd.unwrap(self._tracking(cmd))
+        cmd.unwrap(self._extension(cmd))
 
     def peek_checkpoint(self, id: Job[Any] | int) -> T | None:
         """A job's checkpoint (None if it is empty), from any connection. Like the other
         peeks, raises NotFound when there is nothing to show: no live job with that id, or
         a job without a checkpoint."""
         cmd = c.PeekCheckpoint(job_id(id))
-        return self._core.checkpoint(cmd.unwrap(self._tracking(cmd)))
+        return self._core.checkpoint(cmd.unwrap(self._extension(cmd)))
+
+    # ----------------------------------------------------------------- flow control
+    # Extension (tubeserver): unique jobs, dependencies, tube limits and schedules; the rules
+    # are in protocol.md, "Flow control". Arguments tubeserver would refuse as BAD_FORMAT
+    # raise ValueError here. On a server without the extension (beanstalkd), each method
+    # raises ExtensionNotSupported and the connection stays usable; the data of put_unique,
+    # put_after and schedule never reaches such a server (the client asks first with
+    # list-tube-limits, which carries none).
+
+    def put_unique(
+        self, body: T, key: str, window: int = 0, *, priority: int = DEFAULT_PRIORITY,
+        delay: int = DEFAULT_DELAY, ttr: int = DEFAULT_TTR,
+    ) -> Unique:
+        """Store a job in the used tube unless the tube has a job holding `key` (a name by
+        the tube-name rules). Returns ``Unique(id, new)``: the new job (new=True), or the
+        job that holds the key (new=False; nothing was stored). A key is held while its job
+        is live, and for `window` seconds after the put that took it, whichever is longer.
+        Raises TubeFull when the tube is at its max-jobs."""
+        cmd = self._core.put_unique(body, key, window, priority, delay, ttr)
+        return cmd.unwrap(self._extension(cmd))
+
+    def put_after(
+        self, body: T, parents: Iterable[Job[Any] | int], *, priority: int = DEFAULT_PRIORITY,
+        delay: int = DEFAULT_DELAY, ttr: int = DEFAULT_TTR,
+    ) -> int:
+        """Store a job in the used tube that waits (state "waiting") until every job in
+        `parents` (1 to 100 jobs or ids) has finished, then its own `delay` starts; returns
+        its id. NotFound (nothing stored) when a parent is neither live nor a kept record;
+        TubeFull when the tube is at its max-jobs."""
+        cmd = self._core.put_after(body, parents, priority, delay, ttr)
+        return cmd.unwrap(self._extension(cmd))
+
+    def schedule(
+        self, name: str, tube: str, body: T, spec: str, *, priority: int = DEFAULT_PRIORITY,
+        ttr: int = DEFAULT_TTR,
+    ) -> None:
+        """Create or replace the schedule `name`: at each firing the server puts `body`
+        into `tube`. `spec` is a 5-field cron expression (UTC unless the server runs with
+        --timezone) or ``"every <seconds>"``, either optionally after ``"single"`` (skip a
+        firing while the previous one's job is live). BadFormat for a spec the server
+        cannot read or that never fires. Declaring the same schedule again changes
+        nothing, so an application may declare its schedules at every start."""
+        cmd = self._core.schedule(name, tube, body, spec, priority, ttr)
+        cmd.unwrap(self._extension(cmd))
+
+    def unschedule(self, name: str) -> None:
+        """Remove the schedule `name` (NotFound if there is none); jobs it made stay."""
+        cmd = c.Unschedule(name)
+        cmd.unwrap(self._extension(cmd))
+
+    def schedules(self) -> list[Schedule]:
+        """Every schedule, by name, with its next and last firing and its counts."""
+        cmd = c.ListSchedules()
+        return cmd.unwrap(self._extension(cmd))
+
+    def tube_limits(
+        self, tube: str, max_reserved: int = 0, max_jobs: int = 0, rate: float = 0
+    ) -> None:
+        """Set `tube`'s limits (0: none; all three 0 removes them): at most `max_reserved`
+        of its jobs reserved at once, at most `max_jobs` jobs in it (a put beyond raises
+        TubeFull), handed out at most `rate` jobs per second (0 to 1,000,000, fractions
+        allowed). A tube need not exist; its limits outlive it."""
+        cmd = c.TubeLimits(tube, max_reserved, max_jobs, rate)
+        cmd.unwrap(self._extension(cmd))
+
+    def list_tube_limits(self) -> list[TubeLimits]:
+        """The limits of every tube that has some, by tube, with its jobs now."""
+        cmd = c.ListTubeLimits()
+        return cmd.unwrap(self._extension(cmd))

@@ -28,6 +28,7 @@ from .bodies import Serializer, resolve
 from .codec import NEED_DATA, Reply
 from .core import ClientCore, check_timeout, io_budget, watch_setup, windows
 from .errors import ConnectFailed, ConnectionClosed, IOTimeout, TubeError
+from .flow import Schedule, TubeLimits, Unique
 from .job import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_DELAY,
@@ -242,16 +243,17 @@ class TrioClient(Generic[T]):
             replies += await self._exchange(window)
         return replies
 
-    async def _tracking(self, cmd: c.Command[object], wait: int | None = None) -> Reply:
-        """The reply to a job-tracking command, probing first if it carries data and the
-        server has not yet shown that it knows the extension (see ClientCore)."""
+    async def _extension(self, cmd: c.Command[object], wait: int | None = None) -> Reply:
+        """The reply to an extension command (job tracking, flow control), probing first if
+        it carries data and the server has not yet shown that it knows the extension (see
+        core.Extension)."""
         core = self._core
-        probe = core.tracking_probe(cmd)
+        probe = core.probe(cmd)
         if probe is not None:
             (answer,) = await self._exchange([probe])
-            core.tracking_reply(cmd, answer)
+            core.learn(cmd, answer)
         (reply,) = await self._exchange([cmd], wait)
-        core.tracking_reply(cmd, reply)
+        core.learn(cmd, reply)
         return reply
 
     # ----------------------------------------------------------------- producing
@@ -391,32 +393,81 @@ class TrioClient(Generic[T]):
     async def finish(self, job: Job[Any] | int, result: T | None = None) -> None:
         """Delete a job as `delete` does and keep `result` (None: empty) for wait_result."""
         cmd = c.Finish(job_id(job), self._core.encode_data(result))
-        cmd.unwrap(await self._tracking(cmd))
+        cmd.unwrap(await self._extension(cmd))
 
     async def fail(
         self, job: Job[Any] | int, reason: T | None, priority: int = DEFAULT_PRIORITY
     ) -> None:
         """Bury a job this connection reserved, keeping `reason` for wait_result."""
         cmd = c.Fail(job_id(job), priority, self._core.encode_data(reason))
-        cmd.unwrap(await self._tracking(cmd))
+        cmd.unwrap(await self._extension(cmd))
 
     async def wait_result(self, id: Job[Any] | int, timeout: int) -> T | None:
         """A job's result once it is finished, waiting up to `timeout` whole seconds;
         JobFailed, TimedOut or NotFound otherwise (see `Client.wait_result`)."""
         cmd = c.Result(job_id(id), timeout)
-        return self._core.result(cmd, await self._tracking(cmd, timeout))
+        return self._core.result(cmd, await self._extension(cmd, timeout))
 
     async def status(self, id: Job[Any] | int) -> JobStatus:
         """The status of a live or finished job (NotFound if unknown)."""
         cmd = c.JobStatus(job_id(id))
-        return cmd.unwrap(await self._tracking(cmd))
+        return cmd.unwrap(await self._extension(cmd))
 
     async def checkpoint(self, job: Job[Any] | int, data: T | None) -> None:
         """Store `data` with a job this connection reserved and restart its TTR."""
         cmd = c.Checkpoint(job_id(job), self._core.encode_data(data))
-        cmd.unwrap(await self._tracking(cmd))
+        cmd.unwrap(await self._extension(cmd))
 
     async def peek_checkpoint(self, id: Job[Any] | int) -> T | None:
         """A job's checkpoint (None if empty); NotFound if it has none or no such job."""
         cmd = c.PeekCheckpoint(job_id(id))
-        return self._core.checkpoint(cmd.unwrap(await self._tracking(cmd)))
+        return self._core.checkpoint(cmd.unwrap(await self._extension(cmd)))
+
+    # ----------------------------------------------------------------- flow control
+    # Extension (tubeserver); see `Client.put_unique` and the methods after it.
+
+    async def put_unique(
+        self, body: T, key: str, window: int = 0, *, priority: int = DEFAULT_PRIORITY,
+        delay: int = DEFAULT_DELAY, ttr: int = DEFAULT_TTR,
+    ) -> Unique:
+        """Store a job unless the used tube has one holding `key`: ``Unique(id, new)``."""
+        cmd = self._core.put_unique(body, key, window, priority, delay, ttr)
+        return cmd.unwrap(await self._extension(cmd))
+
+    async def put_after(
+        self, body: T, parents: Iterable[Job[Any] | int], *, priority: int = DEFAULT_PRIORITY,
+        delay: int = DEFAULT_DELAY, ttr: int = DEFAULT_TTR,
+    ) -> int:
+        """Store a job that waits until every parent has finished; returns its id."""
+        cmd = self._core.put_after(body, parents, priority, delay, ttr)
+        return cmd.unwrap(await self._extension(cmd))
+
+    async def schedule(
+        self, name: str, tube: str, body: T, spec: str, *, priority: int = DEFAULT_PRIORITY,
+        ttr: int = DEFAULT_TTR,
+    ) -> None:
+        """Create or replace the schedule `name` (cron or ``every N``; BadFormat if bad)."""
+        cmd = self._core.schedule(name, tube, body, spec, priority, ttr)
+        cmd.unwrap(await self._extension(cmd))
+
+    async def unschedule(self, name: str) -> None:
+        """Remove the schedule `name` (NotFound if there is none)."""
+        cmd = c.Unschedule(name)
+        cmd.unwrap(await self._extension(cmd))
+
+    async def schedules(self) -> list[Schedule]:
+        """Every schedule, by name."""
+        cmd = c.ListSchedules()
+        return cmd.unwrap(await self._extension(cmd))
+
+    async def tube_limits(
+        self, tube: str, max_reserved: int = 0, max_jobs: int = 0, rate: float = 0
+    ) -> None:
+        """Set `tube`'s limits (0: none; all three 0 removes them)."""
+        cmd = c.TubeLimits(tube, max_reserved, max_jobs, rate)
+        cmd.unwrap(await self._extension(cmd))
+
+    async def list_tube_limits(self) -> list[TubeLimits]:
+        """The limits of every tube that has some, by tube."""
+        cmd = c.ListTubeLimits()
+        return cmd.unwrap(await self._extension(cmd))

@@ -21,7 +21,18 @@ import procs
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from tubebench import cli, instrument, loadgen, native, null, report, servers, summary, workloads
+from tubebench import (
+    cli,
+    flow,
+    instrument,
+    loadgen,
+    native,
+    null,
+    report,
+    servers,
+    summary,
+    workloads,
+)
 from tubebench.instrument import CGenerator, Load, PyGenerator
 from tubebench.loadgen import ConnPlan
 from tubebench.summary import Spread, Target
@@ -742,7 +753,9 @@ def test_c_generator_reports_a_refused_connection(gen: CGenerator) -> None:
 @pytest.mark.parametrize("argv", [[], ["--port", "1"], ["--port", "1", "--mode", "nope"],
                                   ["--port", "0", "--mode", "put"],
                                   ["--port", "1", "--mode", "paced"],
-                                  ["--port", "1", "--mode", "put", "--stamped", "--body", "5"]])
+                                  ["--port", "1", "--mode", "put", "--stamped", "--body", "5"],
+                                  ["--port", "1", "--mode", "drain", "--unique", "5"],
+                                  ["--port", "1", "--mode", "put", "--unique", "5", "--stamped"]])
 def test_c_generator_rejects_bad_arguments(gen: CGenerator, argv: list[str]) -> None:
     done = subprocess.run([str(gen.path), *argv], capture_output=True, text=True, timeout=10)
     assert done.returncode == 2 and "usage: tubegen" in done.stderr
@@ -871,3 +884,66 @@ def test_a_round_that_fell_behind_is_noted_under_the_table() -> None:
     assert row.ours.warnings == (why,)
     assert f"note: v, tubeserver: {why}" in report.table([row]).splitlines()
     assert report.to_json(res, [row], {})["rows"][0]["tubeserver"]["warnings"] == [why]
+
+
+# ---------------------------------------------------------------- flow control
+
+
+def test_flow_rows_compare_put_unique_with_tubeserver_itself() -> None:
+    variants = workloads.select(workloads.catalogue(quick=False), ["flow"])
+    by = {v.name: v for v in variants}
+    assert list(by) == ["put-unique c10 d16", "put-unique dup100 c10 d16", "limited tube"]
+    distinct, dup, limited = by.values()
+    for v in (distinct, dup):
+        assert [(c.name, c.server, c.flags) for c in v.columns] == [
+            ("put-unique", "tubeserver", ()), ("plain put", "tubeserver", ())]
+        assert v.max_rounds == 3
+    assert distinct.params["keys"] == distinct.params["jobs"] and distinct.ceiling is not None
+    assert dup.params["keys"] == 100 and dup.ceiling is None  # the same load for the null
+    assert [c.name for c in limited.columns] == ["tube-limits 4 0 200"]
+    assert limited.ceiling is None and limited.params["seconds"] == 10.0
+    assert not [m for v in variants for m in v.metrics if m.target is not None]  # reported
+    smoke = {v.name: v for v in flow.flow(quick=True, jobs=7)}
+    assert smoke["limited tube"].params["seconds"] == 1.0
+
+
+def test_c_generator_put_unique(gen: CGenerator) -> None:
+    with servers.running(_kind("tubeserver")) as srv:
+        out = gen.run(Load("put", srv.port, 300, conns=3, depth=8, unique=300, limit_s=30))
+        assert (out.done, out.duplicates, out.errors) == (300, 0, 0)
+        stats = srv.stats()
+        assert (stats["total-jobs"], stats["cmd-put-unique"]) == ("300", "300")
+        # Keys k0..k9 are held by live jobs: every put of a 10-key run is a DUPLICATE ...
+        out = gen.run(Load("put", srv.port, 200, conns=2, depth=4, unique=10, limit_s=30))
+        assert (out.done, out.duplicates, out.errors) == (200, 200, 0)
+        assert srv.stats()["unique-duplicates"] == "200"
+        # ... which a run of distinct keys does not accept.
+        out = gen.run(Load("put", srv.port, 5, unique=5, limit_s=30))
+        assert out.errors >= 1 and "DUPLICATE" in out.first_error
+    with instrument.null_server(gen) as null_srv:
+        out = gen.run(Load("put", null_srv.port, 100, conns=2, depth=8, unique=100))
+        assert (out.done, out.errors) == (100, 0)
+    with pytest.raises(loadgen.LoadError, match="put-unique"):
+        PyGenerator().run(Load("put", 1, 10, unique=10))
+    with pytest.raises(ValueError, match="put mode"):
+        Load("drain", 1, 10, unique=10)
+
+
+def test_put_unique_workload_checks_the_servers_counts(gen: CGenerator) -> None:
+    settings = workloads.Settings(gen, limit_s=20)
+    run, _ = flow.unique_put(2, 4, 200, 20)
+    tubeserver = (sys.executable, "-m", "tubeserver")
+    sample = run(servers.ServerKind("put-unique", tubeserver), settings)
+    assert sample.info["duplicates"] == 180 and sample.values["rate"] > 0
+    assert sample.info["warning"] == flow.NO_BEANSTALKD
+    plain = run(servers.ServerKind("plain put", tubeserver), settings)
+    assert plain.info["duplicates"] == 0 and "warning" not in plain.info
+
+
+def test_limited_tube_never_shows_more_reserved_than_its_limit(gen: CGenerator) -> None:
+    settings = workloads.Settings(gen, limit_s=20)
+    tubeserver = (sys.executable, "-m", "tubeserver")
+    sample = flow.limited(1.0)(servers.ServerKind("tube-limits 4 0 200", tubeserver), settings)
+    assert 0 <= sample.values["held"] <= flow.MAX_RESERVED
+    assert 0 <= sample.values["sampled"] <= flow.MAX_RESERVED
+    assert int(str(sample.info["samples"])) >= 1 and "python" in str(sample.info["warning"])

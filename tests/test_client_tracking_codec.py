@@ -221,6 +221,12 @@ LIVE = JobStatus(
 def test_success_replies(
     command: cc.Command[object], data: bytes, value: object, bytewise: bool
 ) -> None:
+    assert_success(command, data, value, bytewise)
+
+
+def assert_success(command: cc.Command[object], data: bytes, value: object, bytewise: bool
+                   ) -> None:
+    """`data` answering `command` is a success whose value, unwrapped too, is `value`."""
     reply = one(command, data, bytewise)
     assert reply.error is None
     assert reply.value == value
@@ -249,6 +255,12 @@ ERRORS: list[tuple[cc.Command[object], bytes]] = [
 def test_error_lines_are_their_exceptions_and_keep_sync(
     command: cc.Command[object], word: bytes, bytewise: bool
 ) -> None:
+    assert_error_keeps_sync(command, word, bytewise)
+
+
+def assert_error_keeps_sync(command: cc.Command[object], word: bytes, bytewise: bool) -> None:
+    """The error line `word` answering `command` is its exception, and the reply after it is
+    read as the next command's."""
     after = cc.Delete(2)
     first, second = replies_of([command, after], word + b"\r\nDELETED\r\n", bytewise)
     assert type(first.error) is ce.SERVER_ERRORS[word]
@@ -322,8 +334,8 @@ def test_status_never_reserved_and_without_checkpoint() -> None:
 
 
 def test_status_ignores_keys_it_does_not_know() -> None:
-    # A later extension (unique keys, dependencies) adds keys; older clients read on.
-    payload = status_yaml() + b'key: "k1"\nwaiting: 2\nparents: "3,4"\n'
+    # A later extension adds keys; older clients read on.
+    payload = status_yaml() + b'owner: "k1"\nwaiting: 2\nlabels: "3,4"\n'
     assert parse_job_status(payload) == LIVE
 
 
@@ -410,33 +422,48 @@ REPLY_PIECES = [
 ]
 
 
-@given(
-    commands=st.lists(st.sampled_from(TRACKING_CHOICES), min_size=1, max_size=5),
-    stream=st.lists(st.one_of(st.sampled_from(REPLY_PIECES), st.binary(max_size=12)),
-                    max_size=10),
-    cut=st.integers(1, 7),
+def garbage_fuzz(
+    choices: list[cc.Command[object]], pieces: list[bytes]
+) -> Callable[..., None]:
+    """A test: any mix of `choices` sent, any stream of `pieces` and random bytes received,
+    fed in random cuts: the codec raises UnexpectedReply or nothing (anything else escapes
+    and fails the test), and how the stream is cut changes nothing."""
+
+    @given(
+        commands=st.lists(st.sampled_from(choices), min_size=1, max_size=5),
+        stream=st.lists(st.one_of(st.sampled_from(pieces), st.binary(max_size=12)),
+                        max_size=10),
+        cut=st.integers(1, 7),
+    )
+    @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    def test(commands: list[cc.Command[object]], stream: list[bytes], cut: int) -> None:
+        data = b"".join(stream)
+        assert replies_or_broken(commands, data, cut) == replies_or_broken(
+            commands, data, max(len(data), 1)
+        )
+
+    return test
+
+
+test_garbage_fuzz_only_ever_raises_unexpected_reply = garbage_fuzz(
+    TRACKING_CHOICES, REPLY_PIECES
 )
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-def test_garbage_fuzz_only_ever_raises_unexpected_reply(
-    commands: list[cc.Command[object]], stream: list[bytes], cut: int
-) -> None:
-    data = b"".join(stream)
 
-    def run(chunk: int) -> list[object]:
-        codec = Codec(max_body=1000)
-        codec.send(*commands)
-        got: list[object] = []
-        try:
-            for i in range(0, len(data), chunk):
-                codec.receive_data(data[i : i + chunk])
-                while codec.pending and (reply := codec.next_reply()) is not NEED_DATA:
-                    got.append(reply)
-        except ce.UnexpectedReply:
-            got.append("broken")
-        return got
 
-    # Anything but UnexpectedReply escapes and fails the test; chunking changes nothing.
-    assert run(cut) == run(max(len(data), 1))
+def replies_or_broken(commands: list[cc.Command[object]], data: bytes, chunk: int) -> list[object]:
+    """The replies `data` gives to `commands`, fed `chunk` bytes at a time, then "broken" if
+    the codec raised UnexpectedReply (any other exception escapes)."""
+    codec = Codec(max_body=1000)
+    codec.send(*commands)
+    got: list[object] = []
+    try:
+        for i in range(0, len(data), chunk):
+            codec.receive_data(data[i : i + chunk])
+            while codec.pending and (reply := codec.next_reply()) is not NEED_DATA:
+                got.append(reply)
+    except ce.UnexpectedReply:
+        got.append("broken")
+    return got
 
 
 # --------------------------------------------------------------------------- the core
@@ -555,44 +582,53 @@ def test_commands_with_data_are_probed_first_until_support_is_known(
     cmd: cc.Command[object],
 ) -> None:
     core = core_of(RawBytes())
-    assert core.tracking_probe(cmd) == cc.JobStatus(5)
+    assert core.probe(cmd) == cc.JobStatus(5)
     probe = cc.JobStatus(5)
-    core.tracking_reply(cmd, one(probe, b"NOT_FOUND\r\n"))  # known now: the server answered
-    assert core.tracking_supported is True
-    assert core.tracking_probe(cmd) is None
+    core.learn(cmd, one(probe, b"NOT_FOUND\r\n"))  # known now: the server answered
+    assert core.tracking.supported is True
+    assert core.probe(cmd) is None
 
 
 @pytest.mark.parametrize("cmd", PLAIN_COMMANDS, ids=lambda v: v.verb)
 def test_commands_without_data_are_never_probed(cmd: cc.Command[object]) -> None:
-    assert core_of(RawBytes()).tracking_probe(cmd) is None
+    assert core_of(RawBytes()).probe(cmd) is None
 
 
 @pytest.mark.parametrize("word", [b"UNKNOWN_COMMAND", b"BAD_FORMAT"])
 @pytest.mark.parametrize("cmd", DATA_COMMANDS + PLAIN_COMMANDS, ids=lambda v: v.verb)
 def test_unsupported_is_detected_and_remembered(cmd: cc.Command[object], word: bytes) -> None:
     core = core_of(RawBytes())
-    probe = core.tracking_probe(cmd)
+    assert_unsupported_remembered(core, cmd, word, DATA_COMMANDS + PLAIN_COMMANDS)
+    assert core.tracking.supported is False
+    assert core.batch_supported is None  # reserve-batch is a separate question
+
+
+def assert_unsupported_remembered(
+    core: ClientCore[Any], cmd: cc.Command[object], word: bytes,
+    family: list[cc.Command[object]],
+) -> None:
+    """`word` answering `cmd` (or its probe) on a fresh connection is ExtensionNotSupported
+    caused by that error line, and then every command of the `family` fails at once,
+    without a round trip."""
+    probe = core.probe(cmd)
     asked = probe if probe is not None else cmd
     with pytest.raises(ce.ExtensionNotSupported) as info:
-        core.tracking_reply(cmd, one(asked, word + b"\r\n"))
+        core.learn(cmd, one(asked, word + b"\r\n"))
     assert info.value.command == cmd.verb
     assert type(info.value.__cause__) is ce.SERVER_ERRORS[word]
-    assert core.tracking_supported is False
-    # Every tracking command now fails at once, without a round trip.
-    for other in DATA_COMMANDS + PLAIN_COMMANDS:
+    for other in family:
         with pytest.raises(ce.ExtensionNotSupported) as info:
-            core.tracking_probe(other)
+            core.probe(other)
         assert info.value.command == other.verb
-    assert core.batch_supported is None  # reserve-batch is a separate question
 
 
 def test_unknown_command_after_support_is_the_servers_error() -> None:
     core = core_of(RawBytes())
     status = cc.JobStatus(5)
-    core.tracking_reply(status, one(status, b"NOT_FOUND\r\n"))
+    core.learn(status, one(status, b"NOT_FOUND\r\n"))
     cmd = cc.Result(5, 0)
     reply = one(cmd, b"UNKNOWN_COMMAND\r\n")
-    core.tracking_reply(cmd, reply)  # no ExtensionNotSupported: the server knows it
+    core.learn(cmd, reply)  # no ExtensionNotSupported: the server knows it
     with pytest.raises(ce.UnknownCommand):
         core.result(cmd, reply)
 
