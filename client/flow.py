@@ -115,16 +115,27 @@ def parse_tube_limits(payload: bytes) -> list[TubeLimits]:
 # --------------------------------------------------------------------------- checks
 
 
+RATE_DECIMALS = 6  # tube-limits' rate: at most this many digits after the point
+
+
 def rate_text(rate: object) -> bytes:
     """A rate (jobs per second, int or float, 0 to 1,000,000) as the plain decimal the
-    server reads: digits, optionally a point and digits (``0.5``, never ``5e-07``)."""
+    server reads: digits, optionally a point and up to six digits (``0.5``, never
+    ``5e-07``); finer rates are rounded to six decimals."""
     if isinstance(rate, bool) or not isinstance(rate, int | float):
         raise TypeError(f"rate must be a number of jobs per second, not {type(rate).__name__}")
     if not (math.isfinite(rate) and 0 <= rate <= RATE_MAX):
         raise ValueError(f"rate must be between 0 and {RATE_MAX} jobs per second, not {rate!r}")
     if rate == 0:
         return b"0"  # also for -0.0, which would print its sign
-    return format(Decimal(repr(rate)), "f").encode("ascii")
+    # Rounded to the server's six decimals (it lists rates so, and reads no more).
+    value = Decimal(repr(rate)).quantize(Decimal(1).scaleb(-RATE_DECIMALS))
+    if value == 0:
+        raise ValueError(f"rate must be 0 or at least 0.000001 jobs per second, not {rate!r}")
+    text = format(value, "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return text.encode("ascii")
 
 
 def parent_ids(parents: list[int]) -> tuple[int, ...]:

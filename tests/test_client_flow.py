@@ -370,11 +370,13 @@ def test_sync_and_trio_clients_have_the_same_methods() -> None:
             assert inspect.iscoroutinefunction(t), name
 
 
-@pytest.mark.xfail(strict=True, reason="server: list-tube-limits writes the rate with six "
-                   "decimals, so a rate below 0.0000005 (accepted by tube-limits, and in "
-                   "effect) lists as 0.000000, which reads as 'no rate limit'")
-def test_a_tiny_rate_lists_as_set(tubeserver: procs.RunningServer, tube: str) -> None:
+def test_a_rate_finer_than_the_listing_is_refused(tubeserver: procs.RunningServer,
+                                                   tube: str) -> None:
+    """list-tube-limits shows six decimals: a finer rate would list as another (0.000000
+    reads as no limit), so the client refuses it (the server answers BAD_FORMAT)."""
     with connect(tubeserver) as c:
-        c.tube_limits(tube, rate=1e-7)
+        with pytest.raises(ValueError, match=r"at least 0\.000001"):
+            c.tube_limits(tube, rate=1e-7)
+        c.tube_limits(tube, rate=0.000001)
         limits = limits_of(c, tube)
-        assert limits is not None and limits.rate > 0
+        assert limits is not None and limits.rate == 0.000001

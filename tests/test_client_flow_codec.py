@@ -98,16 +98,20 @@ def test_command_bytes_and_the_server_reads_them_as_one(
 
 @pytest.mark.parametrize(
     ("rate", "text"),
-    [(0, b"0"), (-0.0, b"0"), (0.0, b"0"), (200, b"200"), (0.5, b"0.5"), (1e-7, b"0.0000001"),
-     (1_000_000, b"1000000"), (1e6, b"1000000.0"), (12.25, b"12.25"), (1 / 3, None)],
+    [(0, b"0"), (-0.0, b"0"), (0.0, b"0"), (200, b"200"), (0.5, b"0.5"),
+     (0.000001, b"0.000001"), (1_000_000, b"1000000"), (1e6, b"1000000"), (12.25, b"12.25"),
+     (1 / 3, b"0.333333"), (2 / 3, b"0.666667")],
 )
-def test_rates_are_plain_decimals(rate: float, text: bytes | None) -> None:
+def test_rates_are_plain_decimals_of_six_places_at_most(rate: float, text: bytes) -> None:
     written = rate_text(rate)
-    if text is not None:
-        assert written == text
+    assert written == text
     whole, _, fraction = written.partition(b".")
-    assert whole.isdigit() and (not fraction or fraction.isdigit())
-    assert float(written) == rate
+    assert whole.isdigit() and (not fraction or (fraction.isdigit() and len(fraction) <= 6))
+
+
+def test_a_rate_below_the_servers_precision_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"at least 0\.000001"):
+        rate_text(1e-7)
 
 
 BAD_VALUES: list[Callable[[], object]] = [

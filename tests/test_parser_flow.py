@@ -47,7 +47,8 @@ def test_valid(data: bytes, expected: c.Event) -> None:
 @pytest.mark.parametrize("line", [
     b"unschedule", b"unschedule -x", b"unschedule a b", b"tube-limits t 1 1",
     b"tube-limits t 1 1 1.", b"tube-limits t 1 1 .5", b"tube-limits t 1 1 1e3",
-    b"tube-limits t 1 1 1000001", b"tube-limits t -1 1 1", b"tube-limits t 4294967296 0 0",
+    b"tube-limits t 1 1 1000001", b"tube-limits t 1 1 0.0000001", b"tube-limits t -1 1 1",
+    b"tube-limits t 4294967296 0 0",
     b"list-schedules x",
 ])
 def test_malformed_lines_are_bad_format_or_unknown(line: bytes) -> None:

@@ -202,9 +202,10 @@ def _p_tube_limits(rest: bytes) -> c.Event:
 
 
 def _rate(token: bytes) -> float:
-    """Jobs per second: digits, optionally a point and more digits."""
+    """Jobs per second: digits, optionally a point and one to six more digits."""
     whole, point, fraction = token.partition(b".")
-    if not whole.isdigit() or (point and not fraction.isdigit()):
+    # At most six decimals: list-tube-limits shows six, and must show what was set.
+    if not whole.isdigit() or (point and not (fraction.isdigit() and len(fraction) <= 6)):
         raise BadFormat()
     rate = float(token)
     if rate > RATE_MAX:
