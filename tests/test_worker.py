@@ -466,6 +466,53 @@ def test_sigterm_lets_a_child_finish_within_the_grace(
     assert [j["action"] for j in jobs(h.log())] == ["delete"]
 
 
+# The child waits (bounded: 10 s) for a file the test creates, then exits 0.
+WAIT_GO = ('echo $$ > "$1"; i=0; '
+           'while [ ! -e "$2" ] && [ $i -lt 1000 ]; do sleep 0.01; i=$((i+1)); done')
+RACE_RUNS = 20
+
+
+def test_sigterm_keeps_the_connection_until_a_finished_job_is_answered(
+    server: procs.RunningServer, tmp_path: Path, harnesses: list[Harness]
+) -> None:
+    """Issue 15's race, forced and run 20 times: the child ends within the shutdown grace
+    while the keeper's once-a-second stats-job is waiting for its reply. Cancelling that
+    request closed the connection the job's delete needed, and the server re-queued the
+    finished job. The server is stopped (SIGSTOP) for longer than the keeper's interval, so
+    every keeper has a request in flight when the children end; 20 harnesses at once."""
+    go = tmp_path / "go"
+    runs = []
+    for i in range(RACE_RUNS):
+        tube = f"race{i}"
+        (id,) = put(server, b"x", tube=tube, ttr=60)
+        work = tmp_path / tube
+        work.mkdir()
+        pidfile = work / "child.pid"
+        h = Harness(work, *server_args(server), "-t", tube, *FAST, "--shutdown-grace", "60",
+                    "--", "sh", "-c", WAIT_GO, "sh", str(pidfile), str(go))
+        harnesses.append(h)
+        runs.append((id, pidfile, h))
+    for _, pidfile, _ in runs:
+        wait_for(lambda p=pidfile: p.exists() and p.read_text().strip(), limit=60)
+    for _, _, h in runs:
+        h.proc.send_signal(signal.SIGTERM)
+    for _, _, h in runs:
+        wait_for(lambda h=h: any(r["event"] == "stopping" for r in h.log()), limit=30)
+    server.proc.send_signal(signal.SIGSTOP)
+    try:
+        time.sleep(2.5)  # > the keeper's 1 s interval: each has a stats-job in flight
+        go.touch()
+        for _, pidfile, _ in runs:
+            wait_for(lambda p=pidfile: not alive(int(p.read_text())), limit=30)
+    finally:
+        server.proc.send_signal(signal.SIGCONT)
+    for id, _, h in runs:
+        assert h.wait(30) == 0
+        assert [(r["event"], r.get("action")) for r in h.log() if r["level"] != "info"] == []
+        assert [j["action"] for j in jobs(h.log())] == ["delete"]
+        assert gone(server, id)
+
+
 def test_usr1_kills_running_children_as_failures(
     server: procs.RunningServer, tmp_path: Path, harnesses: list[Harness]
 ) -> None:

@@ -441,17 +441,24 @@ class Supervisor:
 
     async def _keeper(self, conn: TrioClient[bytes], job: Job[bytes], ttr: int, abort: Abort,
                       lost: list[str]) -> None:
-        """Touch the job (--touch) or check it, so a lost connection kills the child."""
+        """Touch the job (--touch) or check it, so a lost connection kills the child.
+
+        The keeper is cancelled when the child ends, but only while it sleeps: a request
+        cancelled in flight makes the client close the connection (its state is unknown),
+        and that connection still has to carry this job's answer (and its siblings' from
+        the same batch). So each request runs shielded, bounded by the client's I/O timeout.
+        """
         interval = _touch_interval(ttr) if self.config.touch else PING_INTERVAL
         while True:
             await trio.sleep(interval)
             try:
-                if self.config.touch:
-                    await conn.touch(job)
-                else:
-                    st: StatsJob = await conn.stats_job(job)
-                    if st["state"] != "reserved":
-                        raise NotFound(f"job is {st['state']}")
+                with trio.CancelScope(shield=True):
+                    if self.config.touch:
+                        await conn.touch(job)
+                    else:
+                        st: StatsJob = await conn.stats_job(job)
+                        if st["state"] != "reserved":
+                            raise NotFound(f"job is {st['state']}")
             except (TubeError, OSError) as e:
                 lost.append(repr(e))
                 await conn.aclose()
