@@ -36,9 +36,11 @@ it. The child runs in its own process group, which gets SIGTERM, then SIGKILL af
 """
 
 EPILOG = """\
-signals: TERM/INT stop reserving, wait up to --shutdown-grace, then kill the children and
-release their jobs (a second TERM/INT kills at once); QUIT waits for the running jobs; USR1
-kills the running children (counted as failures); USR2 pauses reserving, CONT resumes.
+signals: TERM/INT stop reserving at once and wait up to --shutdown-grace for the running
+children (their jobs are answered as usual), then kill them and give their jobs back by
+closing the connection, which the server does not count as a failed attempt (a second
+TERM/INT kills at once); QUIT waits for the running jobs; USR1 kills the running children
+(counted as failures); USR2 pauses reserving, CONT resumes.
 
 example: tubeworker -s 127.0.0.1:11300 -t render -c 4 -- ./render.sh --job {id}
 """
@@ -169,6 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
     opt("--max-jobs", metavar="N",
         help="stop reserving after this many job runs (each attempt counts), wait for "
         "the running ones, exit")
+    opt("--max-idle-time", metavar="SECONDS",
+        help="exit once no job has been reserved or running for this long")
     opt("--burst", action="store_const", const="1", default=None,
         help="exit once the watched tubes have no ready or delayed jobs and nothing runs")
     opt("--log-format", metavar="text|json",
@@ -262,6 +266,9 @@ def parse(argv: Sequence[str], env: Mapping[str, str] | None = None) -> Config:
         raise UsageError("--touch needs --timeout, so a stuck child cannot hold a job forever")
     if timeout is not None and timeout <= 0:
         raise UsageError("--timeout must be > 0")
+    max_idle_time = _get(ns, env, "max_idle_time", _seconds)
+    if max_idle_time is not None and max_idle_time <= 0:
+        raise UsageError("--max-idle-time must be > 0")
     log_format = _set(ns, env, "log_format", str)
     if log_format not in ("text", "json"):
         raise UsageError(f"--log-format: expected text or json, got {log_format!r}")
@@ -291,6 +298,7 @@ def parse(argv: Sequence[str], env: Mapping[str, str] | None = None) -> Config:
         shutdown_grace=_set(ns, env, "shutdown_grace", _seconds),
         max_jobs=_get(ns, env, "max_jobs", _positive_int),
         burst=_set(ns, env, "burst", _bool),
+        max_idle_time=max_idle_time,
         log_format="json" if log_format == "json" else "text",
         result_tube=_get(ns, env, "result_tube", opt_tube),
         failure_tube=_get(ns, env, "failure_tube", opt_tube),
