@@ -388,10 +388,12 @@ def test_bad_environment_variable_exits_2() -> None:
 class Harness:
     """A tubeworker running in the background, its stderr in a file."""
 
-    def __init__(self, tmp_path: Path, *args: str, stdout: int = subprocess.DEVNULL) -> None:
+    def __init__(self, tmp_path: Path, *args: str, stdout: int = subprocess.DEVNULL,
+                 cwd: Path | None = None) -> None:
         self.errfile = (tmp_path / "harness.err").open("wb+")
         self.proc = subprocess.Popen([TUBEWORKER, *args], stdin=subprocess.DEVNULL,
-                                     stdout=stdout, stderr=self.errfile, env=clean_env())
+                                     stdout=stdout, stderr=self.errfile, env=clean_env(),
+                                     cwd=cwd)
 
     def log(self) -> list[dict[str, Any]]:
         self.errfile.seek(0)

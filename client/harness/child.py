@@ -104,7 +104,7 @@ class ChildProcess(Protocol):
         """Return once the leader has exited, before it is reaped (its group id is still
         held, so `signal_group` can only reach this job's group)."""
 
-    def signal_group(self, sig: int) -> None:
+    async def signal_group(self, sig: int) -> None:
         """Signal the child's process group, if the leader has not been reaped."""
 
     async def reap(self) -> int:
@@ -142,7 +142,7 @@ class CommandProcess:
         else:
             await self.reap()
 
-    def signal_group(self, sig: int) -> None:
+    async def signal_group(self, sig: int) -> None:
         if not self._reaped:
             signal_group(self.pid, sig)
 
@@ -240,7 +240,7 @@ async def run_child(
                 reason = abort.reason
             # Grandchildren the leader left behind die with the job (the leader is not
             # reaped yet, so the group is still this job's).
-            proc.signal_group(signal.SIGKILL)
+            await proc.signal_group(signal.SIGKILL)
             code = await proc.reap()
             reaped = True
             nursery.cancel_scope.deadline = trio.current_time() + DRAIN_SECONDS
@@ -263,8 +263,8 @@ async def run_child(
 
 async def _kill_group(proc: ChildProcess, kill_grace: float) -> None:
     """SIGTERM the group, wait `kill_grace` for the leader, then SIGKILL the group."""
-    proc.signal_group(signal.SIGTERM)
+    await proc.signal_group(signal.SIGTERM)
     with trio.move_on_after(kill_grace):
         await proc.wait_exited()
-    proc.signal_group(signal.SIGKILL)
+    await proc.signal_group(signal.SIGKILL)
     await proc.wait_exited()

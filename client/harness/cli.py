@@ -40,7 +40,8 @@ signals: TERM/INT stop reserving at once and wait up to --shutdown-grace for the
 children (their jobs are answered as usual), then kill them and give their jobs back by
 closing the connection, which the server does not count as a failed attempt (a second
 TERM/INT kills at once); QUIT waits for the running jobs; USR1 kills the running children
-(counted as failures); USR2 pauses reserving, CONT resumes.
+(counted as failures); USR2 pauses reserving, CONT resumes; HUP (with --call) starts a new
+forkserver, so changed code is imported anew, and retires the old one once its children end.
 
 example: tubeworker -s 127.0.0.1:11300 -t render -c 4 -- ./render.sh --job {id}
 """
@@ -121,6 +122,12 @@ def _exit_codes(text: str) -> frozenset[int]:
     return codes
 
 
+def _module(text: str) -> str:
+    if not all(part.isidentifier() for part in text.split(".")):
+        raise ValueError(f"not a module name: {text!r}")
+    return text
+
+
 def _tube(text: str) -> str:
     return check_tube(text)
 
@@ -186,8 +193,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="run COMMAND (its words joined by spaces) with /bin/sh -c; placeholders are "
         "shell-quoted")
     opt("--call", metavar="MODULE:FUNCTION",
-        help="instead of COMMAND, call this Python function with the body, in a fresh "
-        "interpreter per job; an exception is a failure")
+        help="instead of COMMAND, call this Python function with the body in a child "
+        "forked per job from a forkserver that imported it once; returning exits 0, "
+        "sys.exit(n) exits n, an exception exits 1")
+    opt("--preload", dest="preload", action="append", metavar="MODULE",
+        env_note=", comma-separated",
+        help="with --call, import this module in the forkserver too; repeat for several "
+        "(SIGHUP restarts the forkserver to load changed code)")
     opt("--msgpack", action="store_const", const="1", default=None,
         help="with --call, decode the body with msgpack first")
     add("command", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
@@ -230,6 +242,8 @@ def _list(ns: argparse.Namespace, env: Mapping[str, str], dest: str,
         source = _env_name(dest)
         values = [v for v in raw.split(",") if v.strip()] if raw else None
     if not values:
+        if dest not in DEFAULTS:
+            return []
         values, source = DEFAULTS[dest].split(","), "default"
     try:
         return [convert(v.strip()) for v in values]
@@ -260,6 +274,9 @@ def parse(argv: Sequence[str], env: Mapping[str, str] | None = None) -> Config:
         raise UsageError("no COMMAND given (put it after --), and no --call")
     elif use_msgpack:
         raise UsageError("--msgpack only applies to --call")
+    preload = tuple(_list(ns, env, "preload", _module))
+    if preload and call is None:
+        raise UsageError("--preload only applies to --call")
     touch = _set(ns, env, "touch", _bool)
     timeout = _get(ns, env, "timeout", _seconds)
     if touch and timeout is None:
@@ -291,6 +308,7 @@ def parse(argv: Sequence[str], env: Mapping[str, str] | None = None) -> Config:
         shell=_set(ns, env, "shell", _bool),
         call=call,
         msgpack=use_msgpack,
+        preload=preload,
         timeout=timeout,
         touch=touch,
         kill_grace=_set(ns, env, "kill_grace", _seconds),

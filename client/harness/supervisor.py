@@ -2,9 +2,10 @@
 
 Theory of operation.
 
-*Slots.* A `trio.Semaphore` holds `concurrency` slots. A reserver takes a slot **before** it
-reserves, and one more for each extra job it asks for in a batch, so the harness never holds
-more reserved jobs than it has free slots: every job it gets starts at once.
+*Slots.* A `trio.Semaphore` holds `concurrency` slots, one per running child. A reserver
+takes a slot **before** it reserves, and one more for each extra job it asks for in a batch,
+so every job it gets starts at once. A job gives its slot back as soon as its child has
+ended, so the next reserve overlaps with this job's answer.
 
 *Reservers and connections.* One reserver task per server. Jobs must be answered on the
 connection that reserved them, and a blocking reserve holds its connection, so each server has
@@ -21,12 +22,13 @@ reserve times out (`outcome.next_batch_target`). Jobs never wait: the batch is n
 the free slots, and each job's TTR is restarted (touch) when its child starts. beanstalkd
 answers the extension as unknown, and the reserver falls back to ``reserve-with-timeout``.
 
-*A job.* ``stats-job`` gives the counters, priority and TTR; a ``touch`` restarts the TTR so
-the run limit counts from now (``ttr - 1 s - kill grace``, or ``--timeout`` with
-``--touch``). While the child runs a keeper task touches the job (``--touch``) or checks it
-with ``stats-job`` every second; a lost connection or a job no longer reserved kills the child
-and is logged as an error. Then `outcome.decide` picks delete / release(delay) / bury, which
-is sent on the same connection, and one log line is written.
+*A job.* ``stats-job`` gives the counters, priority and TTR; a ``touch`` (pipelined with it,
+one round trip) restarts the TTR so the run limit counts from now (``ttr - 1 s - kill
+grace``, or ``--timeout`` with ``--touch``). While the child runs a keeper task touches the
+job (``--touch``) or checks it with ``stats-job`` every second; a lost connection or a job no
+longer reserved kills the child and is logged as an error. Then `outcome.decide` picks
+delete / release(delay) / bury, which is sent on the same connection, and one log line is
+written.
 
 *Signals.* TERM/INT: stop reserving at once, wait up to the shutdown grace for the children,
 then kill them; a second TERM/INT kills at once. Every connection that holds a running job
@@ -35,7 +37,9 @@ whose child was killed for the shutdown is not released with ``release`` (the se
 count it as a failed attempt): its connection is closed once all of that connection's jobs
 are done, and the server makes the job ready again, uncounted, with its priority. QUIT: stop
 reserving and wait for the children however long they take. USR1: kill the running children
-(failures). USR2: pause reserving; CONT: resume. The harness exits 0 after a signal-driven
+(failures). USR2: pause reserving; CONT: resume. HUP with ``--call``: start a new forkserver
+(changed code is imported anew) and retire the old one once its children end. The harness
+exits 0 after a signal-driven
 stop; `--burst` ends a server's reserver once its watched tubes have no ready or delayed jobs
 and none of its jobs is running; `--max-jobs` stops reserving after that many jobs;
 `--max-idle-time` stops after so long with no job reserved or running.
@@ -53,7 +57,6 @@ import os
 import random
 import shlex
 import signal
-import sys
 import time
 import traceback
 from collections.abc import Callable
@@ -62,6 +65,7 @@ from typing import Any
 import attrs
 import trio
 
+from .. import commands as c
 from ..bodies import Msgpack
 from ..errors import (
     ConnectionClosed,
@@ -74,7 +78,8 @@ from ..errors import (
 from ..job import DEFAULT_PRIORITY, Job, server_name
 from ..stats import StatsJob
 from ..trio_client import TrioClient
-from .child import Abort, ChildResult, Spawner, run_child, spawn_command, substitute
+from .child import Abort, ChildResult, Spawned, Spawner, run_child, spawn_command, substitute
+from .forkserver import ForkServer, ForkServerError
 from .log import LogFormat, Logger
 from .outcome import (
     Action,
@@ -107,6 +112,7 @@ class Config:
     shell: bool = False
     call: str | None = None
     msgpack: bool = False
+    preload: tuple[str, ...] = ()
     timeout: float | None = None
     touch: bool = False
     kill_grace: float = 5.0
@@ -124,9 +130,6 @@ class Config:
 
 def child_argv(config: Config, values: dict[str, str]) -> list[str]:
     """The argv of the child for one job (placeholders substituted)."""
-    if config.call is not None:
-        flags = ["--msgpack"] if config.msgpack else []
-        return [sys.executable, "-m", "tubeclient.harness.callee", *flags, config.call]
     if config.shell:
         quoted = {k: shlex.quote(v) for k, v in values.items()}
         return ["/bin/sh", "-c", " ".join(substitute(config.command, quoted))]
@@ -151,6 +154,12 @@ class _Run:
     counters: Counters = attrs.field(factory=Counters)
     pri: int = DEFAULT_PRIORITY
     answered: bool = False  # answered, or left for the connection's close to give back
+    slot_held: bool = True
+
+    def free_slot(self, slots: trio.Semaphore) -> None:
+        if self.slot_held:
+            self.slot_held = False
+            slots.release()
 
 
 @attrs.define(eq=False)
@@ -175,6 +184,7 @@ class Supervisor:
         self.intakes: set[trio.CancelScope] = set()
         self.running: set[Abort] = set()
         self.completed = 0
+        self.runs = 0  # children that ran to an end, for --max-jobs
         self.failed_servers = 0
         self.bugs = 0
         self.dropped = 0  # bytes of children's output dropped for a slow reader
@@ -182,6 +192,7 @@ class Supervisor:
         self.last_active = 0.0  # trio time a job was last reserved or answered
         self.out_sink: Sink | None = None
         self.err_sink: Sink | None = None
+        self.forkserver: ForkServer | None = None
         self._outer: trio.Nursery | None = None
 
     # ------------------------------------------------------------------ control
@@ -227,7 +238,7 @@ class Supervisor:
 
     async def _signals(self) -> None:
         wanted = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGUSR1,
-                  signal.SIGUSR2, signal.SIGCONT)
+                  signal.SIGUSR2, signal.SIGCONT, signal.SIGHUP)
         with trio.open_signal_receiver(*wanted) as signals:
             async for signum in signals:
                 name = signal.Signals(signum).name
@@ -240,6 +251,9 @@ class Supervisor:
                     self.kill_all(End.ABORTED)
                 elif signum == signal.SIGUSR2:
                     self.pause()
+                elif signum == signal.SIGHUP:
+                    if self.config.call is not None and self._outer is not None:
+                        self._outer.start_soon(self._restart_forkserver)
                 else:
                     self.resume()
 
@@ -256,6 +270,9 @@ class Supervisor:
             self.last_active = trio.current_time()
             async with trio.open_nursery() as outer:
                 self._outer = outer
+                if self.config.call is not None and not await self._start_forkserver():
+                    outer.cancel_scope.cancel()
+                    return 2
                 if handle_signals:
                     outer.start_soon(self._signals)
                 if self.config.max_idle_time is not None:
@@ -274,6 +291,38 @@ class Supervisor:
                     self.log.warning("output-stuck", fd=sink.fd,
                                      note="the reader stopped reading; output left unwritten")
         return 1 if self.failed_servers else 0
+
+    async def _start_forkserver(self) -> bool:
+        """Start the --call forkserver and serve its reports; False (logged) when the target
+        or a preload cannot be imported."""
+        assert self.config.call is not None and self._outer is not None
+        try:
+            server = await ForkServer.start(self.config.call, self.config.msgpack,
+                                            self.config.preload)
+        except ForkServerError as e:
+            self.log.error("forkserver", error=str(e), traceback=e.details or None)
+            return False
+        self.forkserver = server
+        self._outer.start_soon(server.serve)
+        self.log.info("forkserver", pid=server.pid, call=self.config.call,
+                      preload=",".join(self.config.preload) or None)
+        return True
+
+    async def _restart_forkserver(self) -> None:
+        """SIGHUP with --call: new jobs go to a fresh forkserver (changed code is imported
+        anew); the old one exits once its running children are done."""
+        old = self.forkserver
+        if not await self._start_forkserver():
+            self.log.warning("forkserver", note="restart failed; keeping the running one")
+            return
+        if old is not None:
+            old.retire()
+
+    async def _fork(self, meta: dict[str, str]) -> Spawned:
+        server = self.forkserver
+        if server is None or server.closed:
+            raise OSError("the forkserver is not running (see its error above)")
+        return await server.spawn(meta)
 
     async def _idle_watch(self, limit: float) -> None:
         """--max-idle-time: stop once no job has been reserved or running for `limit`."""
@@ -372,8 +421,8 @@ class Supervisor:
                         jobs.start_soon(self._job, lease, job, idle, inflight, producer)
         finally:
             with trio.CancelScope(shield=True):
-                for c in [*idle, *producer.values()]:
-                    await c.aclose()
+                for client in [*idle, *producer.values()]:
+                    await client.aclose()
 
     async def _connect(self, address: tuple[str, int]) -> TrioClient[bytes]:
         return await TrioClient.connect(address, watch=self.config.tubes)
@@ -418,7 +467,7 @@ class Supervisor:
         except Exception as e:
             await self._bug(run, e)
         finally:
-            self.slots.release()
+            run.free_slot(self.slots)
             inflight[0] -= 1
             self.active -= 1
             self.last_active = trio.current_time()
@@ -460,18 +509,23 @@ class Supervisor:
             self.running.discard(abort)
 
     def _spawner(self, values: dict[str, str], meta: dict[str, str]) -> Spawner:
+        if self.config.call is not None:
+            return lambda: self._fork(meta)
         return spawn_command(child_argv(self.config, values), child_env(dict(os.environ), meta))
 
     async def _run_job_tracked(self, run: _Run, producer: dict[str, TrioClient[bytes]],
                                abort: Abort) -> None:
         cfg = self.config
         conn, job, ref = run.conn, run.job, run.ref
-        stats = await conn.stats_job(job)
+        # One round trip: the job's counters, and a fresh TTR for the run limit to count from.
+        ask, touch = c.StatsJob(job.id), c.Touch(job.id)
+        replies = await conn.pipeline([ask, touch])
+        stats = ask.unwrap(replies[0])
         counters = Counters(releases=stats["releases"], timeouts=stats["timeouts"],
                             buries=stats["buries"], kicks=stats["kicks"])
         pri, ttr, tube = stats["pri"], stats["ttr"], stats["tube"]
         run.counters, run.pri = counters, pri
-        await conn.touch(job)  # the run limit counts from a fresh TTR
+        touch.unwrap(replies[1])
         if self.killing or abort.reason is End.SHUTDOWN:
             run.answered = True  # given back uncounted when its connection closes
             self.log.info("job", job=ref, tube=tube, action="release", delay=0,
@@ -495,6 +549,11 @@ class Supervisor:
             result = await run_child(self._spawner(values, meta), job.body, limit,
                                      cfg.kill_grace, abort, self.out_sink, self.err_sink)
             nursery.cancel_scope.cancel()
+        self.runs += 1
+        if cfg.max_jobs is not None and self.runs >= cfg.max_jobs:
+            self.stop(None)  # before the slot is free, so no further job is reserved
+        # The child is gone: its slot may take the next job while this one is answered.
+        run.free_slot(self.slots)
         self.dropped += result.dropped
         fields: dict[str, Any] = {
             "job": ref, "tube": tube, "attempt": counters.attempt, **_describe(result.end),
@@ -515,8 +574,6 @@ class Supervisor:
                       delay=action.delay if action.verb is Verb.RELEASE else None,
                       reason=action.reason)
         await self._record(conn, job, tube, counters, result, action, producer)
-        if cfg.max_jobs is not None and self.completed >= cfg.max_jobs:
-            self.stop(None)
 
     async def _answer(self, conn: TrioClient[bytes], job: Job[bytes], pri: int,
                       action: Action) -> None:
