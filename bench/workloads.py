@@ -413,7 +413,7 @@ def _wait_jobs(server: Server, n: int, limit: float) -> float:
 # ---------------------------------------------------------------- the catalogue
 
 WORKLOADS = ("put", "drain", "batch", "cycle", "paced", "memory", "restart", "durable",
-             "tracking")
+             "tracking", "worker")
 # `--only batch` needs beanstalkd's reserve+delete rows for its reference column.
 NEEDS = {"batch": ("drain",)}
 
@@ -428,8 +428,8 @@ def _rate(goal: float | None) -> Metric:
 
 def catalogue(quick: bool, jobs: int | None = None) -> list[Variant]:
     """Every variant, in running order, with issue 10's targets (ratios tubeserver /
-    beanstalkd), then job tracking's (see `tracking`). `jobs` replaces every job count (for
-    smoke runs)."""
+    beanstalkd), then job tracking's (see `tracking`), then tubeworker's against RQ (see
+    `worker`). `jobs` replaces every job count (for smoke runs)."""
     q = quick
 
     def J(full: int, fast: int) -> int:
@@ -494,6 +494,9 @@ def catalogue(quick: bool, jobs: int | None = None) -> list[Variant]:
                             "max seconds": secs, "flags": "-b DIR -f 0"},
                            (_rate(rate_goal),), run, ceil))
     out.extend(tracking(q, jobs))
+    from .worker import variants as worker_variants  # it builds on this module's names
+
+    out.extend(worker_variants(q, jobs))
     return out
 
 

@@ -191,7 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sock = socket.socket(fileno=fd)
     try:
         for name in preload:
-            __import__(name)
+            pkgutil.resolve_name(name)  # a dotted name without ":" imports the module
         func = pkgutil.resolve_name(target)
         if not callable(func):
             raise TypeError(f"{target} is not callable")
