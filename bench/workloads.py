@@ -413,7 +413,7 @@ def _wait_jobs(server: Server, n: int, limit: float) -> float:
 # ---------------------------------------------------------------- the catalogue
 
 WORKLOADS = ("put", "drain", "batch", "cycle", "paced", "memory", "restart", "durable",
-             "tracking", "flow")
+             "tracking", "flow", "worker")
 # `--only batch` needs beanstalkd's reserve+delete rows for its reference column.
 NEEDS = {"batch": ("drain",)}
 
@@ -428,8 +428,8 @@ def _rate(goal: float | None) -> Metric:
 
 def catalogue(quick: bool, jobs: int | None = None) -> list[Variant]:
     """Every variant, in running order, with issue 10's targets (ratios tubeserver /
-    beanstalkd), then job tracking's (see `tracking`), then flow control's (flow.py). `jobs`
-    replaces every job count (for smoke runs)."""
+    beanstalkd), then job tracking's (see `tracking`), then flow control's (flow.py), then
+    tubeworker's against RQ (worker.py). `jobs` replaces every job count (for smoke runs)."""
     q = quick
 
     def J(full: int, fast: int) -> int:
@@ -494,9 +494,11 @@ def catalogue(quick: bool, jobs: int | None = None) -> list[Variant]:
                             "max seconds": secs, "flags": "-b DIR -f 0"},
                            (_rate(rate_goal),), run, ceil))
     out.extend(tracking(q, jobs))
-    from .flow import flow  # flow.py builds on this module's steps
+    from .flow import flow  # flow.py and worker.py build on this module's steps
+    from .worker import variants as worker_variants
 
     out.extend(flow(q, jobs))
+    out.extend(worker_variants(q, jobs))
     return out
 
 

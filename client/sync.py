@@ -226,6 +226,12 @@ class Client(Generic[T]):
             replies += self._exchange(window)
         return replies
 
+    def pipeline(self, commands: Sequence[c.Command[object]]) -> list[Reply]:
+        """Send `commands` (values of `tubeclient.commands`) together and read every reply,
+        in order: one round trip instead of one each. Turn each reply into its value (or
+        its error raised) with ``command.unwrap(reply)``."""
+        return self._pipeline(commands)
+
     def _extension(self, cmd: c.Command[object], wait: int | None = None) -> Reply:
         """The reply to an extension command (job tracking, flow control), probing first if
         it carries data and the server has not yet shown that it knows the extension (see

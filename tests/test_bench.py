@@ -308,6 +308,7 @@ def test_catalogue_carries_issue_10_targets() -> None:
         ("memory", "bytes_per_job"): "<= 1.3", ("restart", "seconds"): "<= 1",
         ("restart", "rss_mb"): "<= 1.5", ("durable c10", "rate"): ">= 5",
         ("tracking drain c10 d16", "rate"): ">= 0.85",
+        ("worker --call c1", "rate"): ">= 3",  # issue 15: tubeworker --call over RQ
     }
 
 

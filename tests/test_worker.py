@@ -8,6 +8,7 @@ is read back with the blocking client (stats-job, peek, the record tubes).
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -20,7 +21,11 @@ from typing import Any
 
 import procs
 import pytest
+import trio
 from tubeclient import Client, Msgpack, NotFound
+from tubeclient.harness import Config, Policy, Supervisor
+from tubeclient.harness.child import Spawner
+from tubeclient.harness.log import Logger
 
 TUBEWORKER = str(Path(sys.executable).parent / "tubeworker")
 PY = sys.executable
@@ -383,11 +388,12 @@ def test_bad_environment_variable_exits_2() -> None:
 class Harness:
     """A tubeworker running in the background, its stderr in a file."""
 
-    def __init__(self, tmp_path: Path, *args: str) -> None:
+    def __init__(self, tmp_path: Path, *args: str, stdout: int = subprocess.DEVNULL,
+                 cwd: Path | None = None) -> None:
         self.errfile = (tmp_path / "harness.err").open("wb+")
         self.proc = subprocess.Popen([TUBEWORKER, *args], stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.DEVNULL, stderr=self.errfile,
-                                     env=clean_env())
+                                     stdout=stdout, stderr=self.errfile, env=clean_env(),
+                                     cwd=cwd)
 
     def log(self) -> list[dict[str, Any]]:
         self.errfile.seek(0)
@@ -400,6 +406,8 @@ class Harness:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(timeout=5)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
         self.errfile.close()
 
 
@@ -414,24 +422,31 @@ def harnesses() -> Iterator[list[Harness]]:
 LONG = 'echo $$ > "$1"; sleep 30'
 
 
-def test_sigterm_mid_job_releases_it_and_exits_0(
+def test_sigterm_mid_job_gives_it_back_without_using_an_attempt(
     server: procs.RunningServer, tmp_path: Path, harnesses: list[Harness]
 ) -> None:
     (id,) = put(server, b"x", ttr=30)
     pidfile = tmp_path / "child.pid"
     h = Harness(tmp_path, *server_args(server), "-t", "w", *FAST, "--shutdown-grace", "0.5",
-                "--", "sh", "-c", LONG, "sh", str(pidfile))
+                "--max-attempts", "1", "--", "sh", "-c", LONG, "sh", str(pidfile))
     harnesses.append(h)
     wait_for(lambda: pidfile.exists() and pidfile.read_text().strip())
-    start = time.monotonic()
     h.proc.send_signal(signal.SIGTERM)
     assert h.wait() == 0
-    assert time.monotonic() - start < 3  # 0.5 s grace + 0.3 s kill grace + overheads
     assert not alive(int(pidfile.read_text()))
     st = stats_job(server, id)
-    assert (st["state"], st["releases"], st["delay"]) == ("ready", 1, 0)
+    # Given back by closing the connection: ready at once, and no failure on its record.
+    assert (st["state"], st["delay"], st["reserves"]) == ("ready", 0, 1)
+    assert (st["releases"], st["timeouts"], st["buries"]) == (0, 0, 0)
     (line,) = jobs(h.log())
     assert line["killed"] == "shutdown" and line["action"] == "release" and line["delay"] == 0
+    # So the next harness runs attempt 1 of 1 rather than burying the job unrun.
+    seen = tmp_path / "attempt"
+    code, log, _ = run(*server_args(server), "-t", "w", "--burst", *FAST, "--max-attempts",
+                       "1", "--", "sh", "-c", 'echo "$TUBEWORKER_ATTEMPT" > "$1"', "sh",
+                       str(seen))
+    assert code == 0 and seen.read_text() == "1\n"
+    assert [j["action"] for j in jobs(log)] == ["delete"]
 
 
 def test_second_sigterm_skips_the_shutdown_grace(
@@ -464,6 +479,53 @@ def test_sigterm_lets_a_child_finish_within_the_grace(
     assert h.wait() == 0
     assert gone(server, id)
     assert [j["action"] for j in jobs(h.log())] == ["delete"]
+
+
+# The child waits (bounded: 10 s) for a file the test creates, then exits 0.
+WAIT_GO = ('echo $$ > "$1"; i=0; '
+           'while [ ! -e "$2" ] && [ $i -lt 1000 ]; do sleep 0.01; i=$((i+1)); done')
+RACE_RUNS = 20
+
+
+def test_sigterm_keeps_the_connection_until_a_finished_job_is_answered(
+    server: procs.RunningServer, tmp_path: Path, harnesses: list[Harness]
+) -> None:
+    """Issue 15's race, forced and run 20 times: the child ends within the shutdown grace
+    while the keeper's once-a-second stats-job is waiting for its reply. Cancelling that
+    request closed the connection the job's delete needed, and the server re-queued the
+    finished job. The server is stopped (SIGSTOP) for longer than the keeper's interval, so
+    every keeper has a request in flight when the children end; 20 harnesses at once."""
+    go = tmp_path / "go"
+    runs = []
+    for i in range(RACE_RUNS):
+        tube = f"race{i}"
+        (id,) = put(server, b"x", tube=tube, ttr=60)
+        work = tmp_path / tube
+        work.mkdir()
+        pidfile = work / "child.pid"
+        h = Harness(work, *server_args(server), "-t", tube, *FAST, "--shutdown-grace", "60",
+                    "--", "sh", "-c", WAIT_GO, "sh", str(pidfile), str(go))
+        harnesses.append(h)
+        runs.append((id, pidfile, h))
+    for _, pidfile, _ in runs:
+        wait_for(lambda p=pidfile: p.exists() and p.read_text().strip(), limit=60)
+    for _, _, h in runs:
+        h.proc.send_signal(signal.SIGTERM)
+    for _, _, h in runs:
+        wait_for(lambda h=h: any(r["event"] == "stopping" for r in h.log()), limit=30)
+    server.proc.send_signal(signal.SIGSTOP)
+    try:
+        time.sleep(2.5)  # > the keeper's 1 s interval: each has a stats-job in flight
+        go.touch()
+        for _, pidfile, _ in runs:
+            wait_for(lambda p=pidfile: not alive(int(p.read_text())), limit=30)
+    finally:
+        server.proc.send_signal(signal.SIGCONT)
+    for id, _, h in runs:
+        assert h.wait(30) == 0
+        assert [(r["event"], r.get("action")) for r in h.log() if r["level"] != "info"] == []
+        assert [j["action"] for j in jobs(h.log())] == ["delete"]
+        assert gone(server, id)
 
 
 def test_usr1_kills_running_children_as_failures(
@@ -571,3 +633,83 @@ def test_lost_connection_kills_the_child_and_logs_an_error(
         wait_for(lambda: any(r["event"] == "connection" for r in h.log()))  # reconnecting
         h.proc.send_signal(signal.SIGTERM)
         assert h.wait() == 0
+
+
+# --------------------------------------------------------------------------- robustness
+
+
+FLOOD = 'if [ "$(cat)" = flood ]; then head -c 50000000 /dev/zero; fi'
+
+
+def test_a_child_flooding_stdout_does_not_stall_the_other_jobs(
+    server: procs.RunningServer, tmp_path: Path, harnesses: list[Harness]
+) -> None:
+    """The harness's stdout is a pipe nobody reads: it fills after 64 KiB. Writing to it
+    from the event loop stalled every job; now the overflow is dropped and counted."""
+    ids = put(server, b"flood", b"a", b"b", b"c")
+    h = Harness(tmp_path, *server_args(server), "-t", "w", "--burst", *FAST, "-c", "2",
+                "--", "sh", "-c", FLOOD, stdout=subprocess.PIPE)
+    harnesses.append(h)
+    assert h.wait(60) == 0
+    assert all(gone(server, i) for i in ids)
+    lines = jobs(h.log())
+    assert [j["action"] for j in lines] == ["delete"] * 4
+    (flooded,) = [j for j in lines if j["job"].endswith(f"/{ids[0]}")]
+    assert flooded["dropped"] > 0
+    assert next(r for r in h.log() if r["event"] == "exit")["dropped"] >= flooded["dropped"]
+
+
+def test_grandchildren_die_with_the_group_when_the_leader_exits(
+    server: procs.RunningServer, tmp_path: Path
+) -> None:
+    (_id,) = put(server, b"x")
+    gc = tmp_path / "grandchild.pid"
+    code, log, _ = run(*server_args(server), "-t", "w", "--burst", *FAST, "--", "sh", "-c",
+                       'sleep 60 >/dev/null 2>&1 & echo $! > "$1"', "sh", str(gc))
+    assert code == 0
+    assert [j["action"] for j in jobs(log)] == ["delete"]
+    wait_for(lambda: not alive(int(gc.read_text())))
+
+
+def test_max_idle_time_exits_after_so_long_without_a_job(server: procs.RunningServer) -> None:
+    (id,) = put(server, b"x")
+    code, log, _ = run(*server_args(server), "-t", "w", *FAST, "--max-idle-time", "1",
+                       "--", "true")
+    assert code == 0
+    assert gone(server, id)
+    events = [r["event"] for r in log]
+    assert events[-3:] == ["idle", "stopping", "exit"]
+    assert events.index("job") < events.index("idle")
+
+
+async def test_a_bug_in_one_job_task_is_logged_counted_and_the_job_given_back(
+    server: procs.RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In process, so that a bug can be planted: the job with body "bug" raises inside its
+    task. It is released as a failed attempt (then buried once they are spent, so it cannot
+    spin) while the harness goes on with the others."""
+    ids = put(server, b"ok1", b"bug", b"ok2")
+    stream = io.StringIO()
+    config = Config(command=("true",), servers=(server.addr,), tubes=("w",), burst=True,
+                    passthrough=False, kill_grace=0.3,
+                    policy=Policy(max_attempts=2, backoff_base=0, jitter=False))
+    sup = Supervisor(config, Logger("json", stream))
+    plain = sup._spawner
+
+    def planted(values: dict[str, str], meta: dict[str, str]) -> Spawner:
+        if values["id"] == str(ids[1]):
+            raise RuntimeError("planted bug")
+        return plain(values, meta)
+
+    monkeypatch.setattr(sup, "_spawner", planted)
+    with trio.fail_after(30):
+        assert await sup.run(handle_signals=False) == 0
+    log = parse_log(stream.getvalue())
+    bugs = [r for r in log if r["event"] == "bug"]
+    assert [b["action"] for b in bugs] == ["release", "bury"] and sup.bugs == 2
+    assert "RuntimeError: planted bug" in bugs[0]["traceback"]
+    assert "Traceback (most recent call last)" in bugs[0]["traceback"]
+    assert gone(server, ids[0]) and gone(server, ids[2])
+    st = stats_job(server, ids[1])
+    assert (st["state"], st["releases"], st["buries"]) == ("buried", 1, 1)
+    assert next(r for r in log if r["event"] == "exit")["bugs"] == 2

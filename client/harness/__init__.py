@@ -6,8 +6,10 @@ Modules, one responsibility each:
 * `outcome` - pure decisions: exit status -> delete / release(delay) / bury, backoff with
   equal jitter, the attempt budget that a kick renews, the child's run limit.
 * `child` - one child in its own process group: body on stdin, output tails, TERM -> grace
-  -> KILL of the whole group at the deadline or on request.
+  -> KILL of the whole group at the deadline or on request, leftovers of the group killed.
 * `callee` - the child side of ``--call module:function`` (a fresh interpreter per job).
+* `output` - the children's output passed through a bounded buffer and a writer thread, so a
+  slow reader of the harness's stdout never stalls the event loop.
 * `supervisor` - reservers (one per server), slots, one task per job, signals.
 * `log` - one logfmt or JSON line per event.
 * `cli` / `__main__` - flags and TUBEWORKER_* variables, exit status 2 on bad input.

@@ -1,16 +1,21 @@
 """Run one child process for one job, in its own process group, and report how it ended.
 
-Theory of operation. The child is started with ``start_new_session=True``, so it leads a new
-session and process group (a Ctrl-C on the harness's terminal does not reach it, and
-everything it forks stays in the group). The job body is written to its stdin, then stdin is
-closed; a child that does not read stdin just gets EPIPE, which is ignored. stdout and stderr
-are piped, passed through to the harness's own stdout/stderr, and the last `TAIL_BYTES` of
-each are kept for the result and failure records.
+Theory of operation. A `Spawner` starts the child and hands back a `Spawned`: the process
+and its three pipes. Commands are started with ``start_new_session=True`` (`spawn_command`);
+``--call`` children are forked by the forkserver (`forkserver.ForkServer.spawn`), which sets
+up the same. Either way the child leads a new session and process group (a Ctrl-C on the
+harness's terminal does not reach it, and everything it forks stays in the group). The job
+body is written to its stdin, then stdin is closed; a child that does not read stdin just
+gets EPIPE, which is ignored. stdout and stderr are piped, passed through to the harness's
+own stdout/stderr (`output.Sink`, which never blocks), and the last `TAIL_BYTES` of each are
+kept for the result and failure records.
 
 `run_child` waits for the child up to `limit` seconds. At the limit (or when `abort` is set
 with a reason, e.g. USR1, shutdown or a lost connection) the whole group gets SIGTERM, then
-SIGKILL after `kill_grace` seconds if the leader is still alive; leftovers of the group get
-SIGKILL too. Only the group the harness created is ever signalled.
+SIGKILL after `kill_grace` seconds if the leader is still alive. However the leader ended,
+what is left of its group (grandchildren it left behind) is then killed with SIGKILL. The
+leader is not reaped until then, so the group id cannot have been reused: only the group the
+harness created is ever signalled.
 """
 
 from __future__ import annotations
@@ -18,15 +23,15 @@ from __future__ import annotations
 import math
 import os
 import signal
-import sys
 import time
-from collections.abc import Mapping, Sequence
-from typing import BinaryIO
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Protocol
 
 import attrs
 import trio
 
 from .outcome import ChildEnd, End
+from .output import Sink
 
 TAIL_BYTES = 4096
 # After the leader exits, grandchildren may hold the pipes open: read on only this long.
@@ -69,6 +74,7 @@ class ChildResult:
     pid: int
     stdout_tail: str
     stderr_tail: str
+    dropped: int = 0  # bytes of output the sinks had no room for
 
 
 def substitute(args: Sequence[str], values: Mapping[str, str]) -> list[str]:
@@ -81,11 +87,84 @@ def substitute(args: Sequence[str], values: Mapping[str, str]) -> list[str]:
     return out
 
 
-def _signal_group(pgid: int, sig: int) -> None:
+def signal_group(pgid: int, sig: int) -> None:
+    """Send `sig` to process group `pgid`, which may be gone already."""
     try:
         os.killpg(pgid, sig)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+class ChildProcess(Protocol):
+    """A started child, as `run_child` drives it."""
+
+    pid: int
+
+    async def wait_exited(self) -> None:
+        """Return once the leader has exited, before it is reaped (its group id is still
+        held, so `signal_group` can only reach this job's group)."""
+
+    async def signal_group(self, sig: int) -> None:
+        """Signal the child's process group, if the leader has not been reaped."""
+
+    async def reap(self) -> int:
+        """Reap the leader: its exit code, or minus the signal that killed it."""
+
+
+@attrs.frozen
+class Spawned:
+    process: ChildProcess
+    stdin: trio.abc.SendStream
+    stdout: trio.abc.ReceiveStream
+    stderr: trio.abc.ReceiveStream
+
+
+#: Starts one child; raises OSError when the program cannot be run.
+Spawner = Callable[[], Awaitable[Spawned]]
+
+
+class CommandProcess:
+    """A command started by trio, watched through a pidfd so the leader's exit is seen
+    before trio reaps it (where there is no pidfd, after: a tiny window for reuse)."""
+
+    def __init__(self, proc: trio.Process) -> None:
+        self.proc = proc
+        self.pid = proc.pid
+        self._reaped = False
+        try:
+            self._pidfd = os.pidfd_open(proc.pid)
+        except (AttributeError, OSError):
+            self._pidfd = -1
+
+    async def wait_exited(self) -> None:
+        if self._pidfd >= 0:
+            await trio.lowlevel.wait_readable(self._pidfd)
+        else:
+            await self.reap()
+
+    async def signal_group(self, sig: int) -> None:
+        if not self._reaped:
+            signal_group(self.pid, sig)
+
+    async def reap(self) -> int:
+        code = await self.proc.wait()
+        self._reaped = True
+        if self._pidfd >= 0:
+            os.close(self._pidfd)
+            self._pidfd = -1
+        return code
+
+
+def spawn_command(argv: Sequence[str], env: Mapping[str, str]) -> Spawner:
+    """The spawner of `argv` with environment `env`, in a new session."""
+    async def spawn() -> Spawned:
+        proc = await trio.lowlevel.open_process(
+            list(argv), stdin=-1, stdout=-1, stderr=-1, env=dict(env),
+            start_new_session=True,
+        )
+        assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+        return Spawned(CommandProcess(proc), proc.stdin, proc.stdout, proc.stderr)
+    return spawn
 
 
 async def _feed(stream: trio.abc.SendStream, body: bytes) -> None:
@@ -98,50 +177,52 @@ async def _feed(stream: trio.abc.SendStream, body: bytes) -> None:
         await trio.aclose_forcefully(stream)
 
 
-async def _drain(stream: trio.abc.ReceiveStream, tail: Tail, sink: BinaryIO | None) -> None:
+@attrs.define
+class _Drained:
+    tail: Tail = attrs.field(factory=Tail)
+    dropped: int = 0
+
+
+async def _drain(stream: trio.abc.ReceiveStream, into: _Drained, sink: Sink | None) -> None:
     try:
         while chunk := await stream.receive_some(65536):
-            tail.add(chunk)
-            if sink is not None:
-                sink.write(chunk)
-                sink.flush()
+            into.tail.add(chunk)
+            if sink is not None and not sink.write(bytes(chunk)):
+                into.dropped += len(chunk)
     except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
         pass
 
 
 async def run_child(
-    argv: Sequence[str],
+    spawn: Spawner,
     body: bytes,
-    env: Mapping[str, str],
     limit: float,
     kill_grace: float,
     abort: Abort,
-    passthrough: bool = True,
+    out_sink: Sink | None = None,
+    err_sink: Sink | None = None,
 ) -> ChildResult:
-    """Run `argv` with `body` on stdin until it exits, `limit` passes or `abort` fires."""
-    out, err = Tail(), Tail()
+    """Run the child `spawn` starts, `body` on its stdin, until it exits, `limit` passes or
+    `abort` fires; its output goes to the sinks (None: kept only in the tails)."""
+    out, err = _Drained(), _Drained()
     start = time.monotonic()
     try:
-        proc = await trio.lowlevel.open_process(
-            list(argv), stdin=-1, stdout=-1, stderr=-1, env=dict(env),
-            start_new_session=True,
-        )
+        spawned = await spawn()
     except OSError as e:
         # As a shell would say: 126 cannot execute, 127 not found. A failure, not a crash.
         status = 127 if isinstance(e, FileNotFoundError) else 126
-        err.add(f"tubeworker: cannot run {argv[0]!r}: {e}\n".encode())
+        err.tail.add(f"tubeworker: cannot start the child: {e}\n".encode())
         return ChildResult(ChildEnd(End.EXITED, code=status), time.monotonic() - start, 0,
-                           "", err.text())
-    pgid = proc.pid  # a new session: the leader's pid is the group id
-    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+                           "", err.tail.text())
+    proc = spawned.process
     reason: End | None = None
+    exited = reaped = False
+    code = 0
     try:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(_feed, proc.stdin, body)
-            nursery.start_soon(_drain, proc.stdout, out,
-                               sys.stdout.buffer if passthrough else None)
-            nursery.start_soon(_drain, proc.stderr, err,
-                               sys.stderr.buffer if passthrough else None)
+            nursery.start_soon(_feed, spawned.stdin, body)
+            nursery.start_soon(_drain, spawned.stdout, out, out_sink)
+            nursery.start_soon(_drain, spawned.stderr, err, err_sink)
             with trio.move_on_after(limit if math.isfinite(limit) else math.inf):
                 async with trio.open_nursery() as waiters:
                     async def watch_abort() -> None:
@@ -149,38 +230,41 @@ async def run_child(
                         waiters.cancel_scope.cancel()
 
                     waiters.start_soon(watch_abort)
-                    await proc.wait()
+                    await proc.wait_exited()
+                    exited = True
                     waiters.cancel_scope.cancel()
-            if proc.returncode is None:
+            if not exited:
                 reason = abort.reason or End.DEADLINE
-                await _kill_group(proc, pgid, kill_grace)
+                await _kill_group(proc, kill_grace)
             elif abort.reason is not None:
                 reason = abort.reason
-            # Leftovers of the group (when we killed it) must not keep the pipes open forever.
+            # Grandchildren the leader left behind die with the job (the leader is not
+            # reaped yet, so the group is still this job's).
+            await proc.signal_group(signal.SIGKILL)
+            code = await proc.reap()
+            reaped = True
             nursery.cancel_scope.deadline = trio.current_time() + DRAIN_SECONDS
     finally:
-        if proc.returncode is None:  # cancelled from outside: never leave the group behind
+        if not reaped:  # cancelled from outside: never leave the group behind
             with trio.CancelScope(shield=True):
-                await _kill_group(proc, pgid, kill_grace)
-        for stream in (proc.stdin, proc.stdout, proc.stderr):
+                await _kill_group(proc, kill_grace)
+                await proc.reap()
+        for stream in (spawned.stdin, spawned.stdout, spawned.stderr):
             await trio.aclose_forcefully(stream)
-    final = proc.returncode
-    assert final is not None
-    code: int = final
     if reason is None:
         end = (ChildEnd(End.EXITED, code=code) if code >= 0
                else ChildEnd(End.SIGNALLED, signal=-code))
     else:
         end = ChildEnd(reason, code=code if code >= 0 else None,
                        signal=-code if code < 0 else None)
-    return ChildResult(end, time.monotonic() - start, proc.pid, out.text(), err.text())
+    return ChildResult(end, time.monotonic() - start, proc.pid, out.tail.text(),
+                       err.tail.text(), out.dropped + err.dropped)
 
 
-async def _kill_group(proc: trio.Process, pgid: int, kill_grace: float) -> None:
+async def _kill_group(proc: ChildProcess, kill_grace: float) -> None:
     """SIGTERM the group, wait `kill_grace` for the leader, then SIGKILL the group."""
-    _signal_group(pgid, signal.SIGTERM)
+    await proc.signal_group(signal.SIGTERM)
     with trio.move_on_after(kill_grace):
-        await proc.wait()
-    # The group id cannot be reused while any member lives, so this reaches only our group.
-    _signal_group(pgid, signal.SIGKILL)
-    await proc.wait()
+        await proc.wait_exited()
+    await proc.signal_group(signal.SIGKILL)
+    await proc.wait_exited()

@@ -36,9 +36,12 @@ it. The child runs in its own process group, which gets SIGTERM, then SIGKILL af
 """
 
 EPILOG = """\
-signals: TERM/INT stop reserving, wait up to --shutdown-grace, then kill the children and
-release their jobs (a second TERM/INT kills at once); QUIT waits for the running jobs; USR1
-kills the running children (counted as failures); USR2 pauses reserving, CONT resumes.
+signals: TERM/INT stop reserving at once and wait up to --shutdown-grace for the running
+children (their jobs are answered as usual), then kill them and give their jobs back by
+closing the connection, which the server does not count as a failed attempt (a second
+TERM/INT kills at once); QUIT waits for the running jobs; USR1 kills the running children
+(counted as failures); USR2 pauses reserving, CONT resumes; HUP (with --call) starts a new
+forkserver, so changed code is imported anew, and retires the old one once its children end.
 
 example: tubeworker -s 127.0.0.1:11300 -t render -c 4 -- ./render.sh --job {id}
 """
@@ -119,6 +122,12 @@ def _exit_codes(text: str) -> frozenset[int]:
     return codes
 
 
+def _module(text: str) -> str:
+    if not all(part.isidentifier() for part in text.split(".")):
+        raise ValueError(f"not a module name: {text!r}")
+    return text
+
+
 def _tube(text: str) -> str:
     return check_tube(text)
 
@@ -169,6 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
     opt("--max-jobs", metavar="N",
         help="stop reserving after this many job runs (each attempt counts), wait for "
         "the running ones, exit")
+    opt("--max-idle-time", metavar="SECONDS",
+        help="exit once no job has been reserved or running for this long")
     opt("--burst", action="store_const", const="1", default=None,
         help="exit once the watched tubes have no ready or delayed jobs and nothing runs")
     opt("--log-format", metavar="text|json",
@@ -182,8 +193,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="run COMMAND (its words joined by spaces) with /bin/sh -c; placeholders are "
         "shell-quoted")
     opt("--call", metavar="MODULE:FUNCTION",
-        help="instead of COMMAND, call this Python function with the body, in a fresh "
-        "interpreter per job; an exception is a failure")
+        help="instead of COMMAND, call this Python function with the body in a child "
+        "forked per job from a forkserver that imported it once; returning exits 0, "
+        "sys.exit(n) exits n, an exception exits 1")
+    opt("--preload", dest="preload", action="append", metavar="MODULE",
+        env_note=", comma-separated",
+        help="with --call, import this module in the forkserver too; repeat for several "
+        "(SIGHUP restarts the forkserver to load changed code)")
     opt("--msgpack", action="store_const", const="1", default=None,
         help="with --call, decode the body with msgpack first")
     add("command", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
@@ -226,6 +242,8 @@ def _list(ns: argparse.Namespace, env: Mapping[str, str], dest: str,
         source = _env_name(dest)
         values = [v for v in raw.split(",") if v.strip()] if raw else None
     if not values:
+        if dest not in DEFAULTS:
+            return []
         values, source = DEFAULTS[dest].split(","), "default"
     try:
         return [convert(v.strip()) for v in values]
@@ -256,12 +274,18 @@ def parse(argv: Sequence[str], env: Mapping[str, str] | None = None) -> Config:
         raise UsageError("no COMMAND given (put it after --), and no --call")
     elif use_msgpack:
         raise UsageError("--msgpack only applies to --call")
+    preload = tuple(_list(ns, env, "preload", _module))
+    if preload and call is None:
+        raise UsageError("--preload only applies to --call")
     touch = _set(ns, env, "touch", _bool)
     timeout = _get(ns, env, "timeout", _seconds)
     if touch and timeout is None:
         raise UsageError("--touch needs --timeout, so a stuck child cannot hold a job forever")
     if timeout is not None and timeout <= 0:
         raise UsageError("--timeout must be > 0")
+    max_idle_time = _get(ns, env, "max_idle_time", _seconds)
+    if max_idle_time is not None and max_idle_time <= 0:
+        raise UsageError("--max-idle-time must be > 0")
     log_format = _set(ns, env, "log_format", str)
     if log_format not in ("text", "json"):
         raise UsageError(f"--log-format: expected text or json, got {log_format!r}")
@@ -284,6 +308,7 @@ def parse(argv: Sequence[str], env: Mapping[str, str] | None = None) -> Config:
         shell=_set(ns, env, "shell", _bool),
         call=call,
         msgpack=use_msgpack,
+        preload=preload,
         timeout=timeout,
         touch=touch,
         kill_grace=_set(ns, env, "kill_grace", _seconds),
@@ -291,6 +316,7 @@ def parse(argv: Sequence[str], env: Mapping[str, str] | None = None) -> Config:
         shutdown_grace=_set(ns, env, "shutdown_grace", _seconds),
         max_jobs=_get(ns, env, "max_jobs", _positive_int),
         burst=_set(ns, env, "burst", _bool),
+        max_idle_time=max_idle_time,
         log_format="json" if log_format == "json" else "text",
         result_tube=_get(ns, env, "result_tube", opt_tube),
         failure_tube=_get(ns, env, "failure_tube", opt_tube),

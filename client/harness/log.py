@@ -3,8 +3,9 @@
 Theory of operation. Every line is a flat mapping of fields: `level`, `event` (``job`` for a
 job's outcome, else what happened) and event-specific fields. Text format writes
 ``key=value`` pairs (values with spaces or quotes are JSON-quoted); JSON format writes one
-object per line. Lines are written whole and flushed, so they interleave cleanly with the
-children's pass-through output.
+object per line. Lines are written whole: through the stderr `output.Sink` when the
+supervisor has one (so they keep their place among the children's stderr and never block the
+event loop), else to `stream` and flushed.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import json
 import sys
 import time
 from typing import Literal, TextIO
+
+from .output import Sink
 
 LogFormat = Literal["text", "json"]
 Value = str | int | float | bool | None
@@ -33,6 +36,7 @@ class Logger:
     def __init__(self, fmt: LogFormat = "text", stream: TextIO | None = None) -> None:
         self.fmt = fmt
         self.stream = stream
+        self.sink: Sink | None = None
 
     def emit(self, level: str, event: str, **fields: Value) -> None:
         record: dict[str, Value] = {"ts": round(time.time(), 3), "level": level,
@@ -42,6 +46,9 @@ class Logger:
             line = json.dumps(record, separators=(",", ":"))
         else:
             line = " ".join(f"{k}={_text_value(v)}" for k, v in record.items())
+        if self.sink is not None:
+            self.sink.write((line + "\n").encode(), must=True)
+            return
         stream = self.stream or sys.stderr
         stream.write(line + "\n")
         stream.flush()

@@ -12,7 +12,9 @@ and a uniform random number in [0, 1), and get back an `Action`.
   holding the job). The attempt budget is ``max_attempts * (kicks + 1)``: while this failure
   keeps the total under the budget the job is released with backoff, else it is buried.
   A kick therefore grants exactly `max_attempts` fresh attempts (cmdstalk#2 avoided).
-* a child interrupted because the harness is shutting down -> release, delay 0.
+* a bug in the harness while handling the job counts as a failure like any other.
+* a child interrupted because the harness is shutting down -> release, delay 0 (the
+  supervisor gives the job back by closing its connection, so no attempt is counted).
 * a child killed because its connection was lost has no action: the server already took the
   job back (it will come back with `timeouts` or `reserves` bumped).
 
@@ -41,6 +43,7 @@ class End(enum.Enum):
     ABORTED = "aborted"  # killed by the harness on SIGUSR1
     SHUTDOWN = "shutdown"  # killed because the harness is stopping
     LOST = "lost"  # killed because the connection that reserved the job is gone
+    BUG = "bug"  # the harness itself failed while handling the job: a failed attempt
 
 
 @attrs.frozen

@@ -2,9 +2,10 @@
 
 Theory of operation.
 
-*Slots.* A `trio.Semaphore` holds `concurrency` slots. A reserver takes a slot **before** it
-reserves, and one more for each extra job it asks for in a batch, so the harness never holds
-more reserved jobs than it has free slots: every job it gets starts at once.
+*Slots.* A `trio.Semaphore` holds `concurrency` slots, one per running child. A reserver
+takes a slot **before** it reserves, and one more for each extra job it asks for in a batch,
+so every job it gets starts at once. A job gives its slot back as soon as its child has
+ended, so the next reserve overlaps with this job's answer.
 
 *Reservers and connections.* One reserver task per server. Jobs must be answered on the
 connection that reserved them, and a blocking reserve holds its connection, so each server has
@@ -21,19 +22,32 @@ reserve times out (`outcome.next_batch_target`). Jobs never wait: the batch is n
 the free slots, and each job's TTR is restarted (touch) when its child starts. beanstalkd
 answers the extension as unknown, and the reserver falls back to ``reserve-with-timeout``.
 
-*A job.* ``stats-job`` gives the counters, priority and TTR; a ``touch`` restarts the TTR so
-the run limit counts from now (``ttr - 1 s - kill grace``, or ``--timeout`` with
-``--touch``). While the child runs a keeper task touches the job (``--touch``) or checks it
-with ``stats-job`` every second; a lost connection or a job no longer reserved kills the child
-and is logged as an error. Then `outcome.decide` picks delete / release(delay) / bury, which
-is sent on the same connection, and one log line is written.
+*A job.* ``stats-job`` gives the counters, priority and TTR; a ``touch`` (pipelined with it,
+one round trip) restarts the TTR so the run limit counts from now (``ttr - 1 s - kill
+grace``, or ``--timeout`` with ``--touch``). While the child runs a keeper task touches the
+job (``--touch``) or checks it with ``stats-job`` every second; a lost connection or a job no
+longer reserved kills the child and is logged as an error. Then `outcome.decide` picks
+delete / release(delay) / bury, which is sent on the same connection, and one log line is
+written.
 
-*Signals.* TERM/INT: stop reserving, wait up to the shutdown grace for the children, then kill
-them and release their jobs with no delay; a second TERM/INT kills at once. QUIT: stop
+*Signals.* TERM/INT: stop reserving at once, wait up to the shutdown grace for the children,
+then kill them; a second TERM/INT kills at once. Every connection that holds a running job
+stays open until that job is answered (a finished child's job is deleted as usual). A job
+whose child was killed for the shutdown is not released with ``release`` (the server would
+count it as a failed attempt): its connection is closed once all of that connection's jobs
+are done, and the server makes the job ready again, uncounted, with its priority. QUIT: stop
 reserving and wait for the children however long they take. USR1: kill the running children
-(failures). USR2: pause reserving; CONT: resume. The harness exits 0 after a signal-driven
+(failures). USR2: pause reserving; CONT: resume. HUP with ``--call``: start a new forkserver
+(changed code is imported anew) and retire the old one once its children end. The harness
+exits 0 after a signal-driven
 stop; `--burst` ends a server's reserver once its watched tubes have no ready or delayed jobs
-and none of its jobs is running; `--max-jobs` stops reserving after that many jobs.
+and none of its jobs is running; `--max-jobs` stops reserving after that many jobs;
+`--max-idle-time` stops after so long with no job reserved or running.
+
+*Bugs.* An unexpected exception inside one job's task is logged with its traceback and
+counted (`bugs` in the exit line); the job is released with the backoff of a failure (or
+buried once its attempts are spent, so a job that trips a bug cannot spin), and the harness
+keeps serving the others.
 """
 
 from __future__ import annotations
@@ -43,14 +57,15 @@ import os
 import random
 import shlex
 import signal
-import sys
 import time
+import traceback
 from collections.abc import Callable
 from typing import Any
 
 import attrs
 import trio
 
+from .. import commands as c
 from ..bodies import Msgpack
 from ..errors import (
     ConnectionClosed,
@@ -60,10 +75,11 @@ from ..errors import (
     TimedOut,
     TubeError,
 )
-from ..job import Job, server_name
+from ..job import DEFAULT_PRIORITY, Job, server_name
 from ..stats import StatsJob
 from ..trio_client import TrioClient
-from .child import Abort, ChildResult, run_child, substitute
+from .child import Abort, ChildResult, Spawned, Spawner, run_child, spawn_command, substitute
+from .forkserver import ForkServer, ForkServerError
 from .log import LogFormat, Logger
 from .outcome import (
     Action,
@@ -77,8 +93,10 @@ from .outcome import (
     run_limit,
 )
 from .outcome import touch_interval as _touch_interval
+from .output import Sink
 
 RECONNECT_MIN = 0.5
+EXIT_FLUSH_SECONDS = 2.0
 RECONNECT_MAX = 30.0
 PING_INTERVAL = 1.0
 
@@ -94,6 +112,7 @@ class Config:
     shell: bool = False
     call: str | None = None
     msgpack: bool = False
+    preload: tuple[str, ...] = ()
     timeout: float | None = None
     touch: bool = False
     kill_grace: float = 5.0
@@ -106,13 +125,11 @@ class Config:
     failure_tube: str | None = None
     reserve_timeout: int = 1
     passthrough: bool = True
+    max_idle_time: float | None = None
 
 
 def child_argv(config: Config, values: dict[str, str]) -> list[str]:
     """The argv of the child for one job (placeholders substituted)."""
-    if config.call is not None:
-        flags = ["--msgpack"] if config.msgpack else []
-        return [sys.executable, "-m", "tubeclient.harness.callee", *flags, config.call]
     if config.shell:
         quoted = {k: shlex.quote(v) for k, v in values.items()}
         return ["/bin/sh", "-c", " ".join(substitute(config.command, quoted))]
@@ -125,6 +142,24 @@ def child_env(base: dict[str, str], meta: dict[str, str]) -> dict[str, str]:
     env = {k: v for k, v in base.items() if not k.startswith("TUBEWORKER_")}
     env.update(meta)
     return env
+
+
+@attrs.define(eq=False)
+class _Run:
+    """One job being handled: what is known of it so far (a bug may strike at any point)."""
+
+    conn: TrioClient[bytes]
+    job: Job[bytes]
+    ref: str
+    counters: Counters = attrs.field(factory=Counters)
+    pri: int = DEFAULT_PRIORITY
+    answered: bool = False  # answered, or left for the connection's close to give back
+    slot_held: bool = True
+
+    def free_slot(self, slots: trio.Semaphore) -> None:
+        if self.slot_held:
+            self.slot_held = False
+            slots.release()
 
 
 @attrs.define(eq=False)
@@ -149,7 +184,15 @@ class Supervisor:
         self.intakes: set[trio.CancelScope] = set()
         self.running: set[Abort] = set()
         self.completed = 0
+        self.runs = 0  # children that ran to an end, for --max-jobs
         self.failed_servers = 0
+        self.bugs = 0
+        self.dropped = 0  # bytes of children's output dropped for a slow reader
+        self.active = 0  # jobs reserved and not yet answered, over all servers
+        self.last_active = 0.0  # trio time a job was last reserved or answered
+        self.out_sink: Sink | None = None
+        self.err_sink: Sink | None = None
+        self.forkserver: ForkServer | None = None
         self._outer: trio.Nursery | None = None
 
     # ------------------------------------------------------------------ control
@@ -195,7 +238,7 @@ class Supervisor:
 
     async def _signals(self) -> None:
         wanted = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGUSR1,
-                  signal.SIGUSR2, signal.SIGCONT)
+                  signal.SIGUSR2, signal.SIGCONT, signal.SIGHUP)
         with trio.open_signal_receiver(*wanted) as signals:
             async for signum in signals:
                 name = signal.Signals(signum).name
@@ -208,6 +251,9 @@ class Supervisor:
                     self.kill_all(End.ABORTED)
                 elif signum == signal.SIGUSR2:
                     self.pause()
+                elif signum == signal.SIGHUP:
+                    if self.config.call is not None and self._outer is not None:
+                        self._outer.start_soon(self._restart_forkserver)
                 else:
                     self.resume()
 
@@ -217,16 +263,76 @@ class Supervisor:
         """Run until stopped (signal, --max-jobs) or drained (--burst); the exit status."""
         self.log.info("start", servers=",".join(server_name(a) for a in self.config.servers),
                       tubes=",".join(self.config.tubes), concurrency=self.config.concurrency)
-        async with trio.open_nursery() as outer:
-            self._outer = outer
-            if handle_signals:
-                outer.start_soon(self._signals)
-            async with trio.open_nursery() as reservers:
-                for address in self.config.servers:
-                    reservers.start_soon(self._reserver, address)
-            outer.cancel_scope.cancel()
-        self.log.info("exit", jobs=self.completed)
+        if self.config.passthrough:
+            self.out_sink, self.err_sink = Sink(1), Sink(2)
+            self.log.sink = self.err_sink
+        try:
+            self.last_active = trio.current_time()
+            async with trio.open_nursery() as outer:
+                self._outer = outer
+                if self.config.call is not None and not await self._start_forkserver():
+                    outer.cancel_scope.cancel()
+                    return 2
+                if handle_signals:
+                    outer.start_soon(self._signals)
+                if self.config.max_idle_time is not None:
+                    outer.start_soon(self._idle_watch, self.config.max_idle_time)
+                async with trio.open_nursery() as reservers:
+                    for address in self.config.servers:
+                        reservers.start_soon(self._reserver, address)
+                outer.cancel_scope.cancel()
+            self.log.info("exit", jobs=self.completed, bugs=self.bugs or None,
+                          dropped=self.dropped or None)
+        finally:
+            self.log.sink = None
+            for sink in (self.out_sink, self.err_sink):
+                # A reader that never reads must not keep the harness from exiting.
+                if sink is not None and not sink.close(EXIT_FLUSH_SECONDS):
+                    self.log.warning("output-stuck", fd=sink.fd,
+                                     note="the reader stopped reading; output left unwritten")
         return 1 if self.failed_servers else 0
+
+    async def _start_forkserver(self) -> bool:
+        """Start the --call forkserver and serve its reports; False (logged) when the target
+        or a preload cannot be imported."""
+        assert self.config.call is not None and self._outer is not None
+        try:
+            server = await ForkServer.start(self.config.call, self.config.msgpack,
+                                            self.config.preload)
+        except ForkServerError as e:
+            self.log.error("forkserver", error=str(e), traceback=e.details or None)
+            return False
+        self.forkserver = server
+        self._outer.start_soon(server.serve)
+        self.log.info("forkserver", pid=server.pid, call=self.config.call,
+                      preload=",".join(self.config.preload) or None)
+        return True
+
+    async def _restart_forkserver(self) -> None:
+        """SIGHUP with --call: new jobs go to a fresh forkserver (changed code is imported
+        anew); the old one exits once its running children are done."""
+        old = self.forkserver
+        if not await self._start_forkserver():
+            self.log.warning("forkserver", note="restart failed; keeping the running one")
+            return
+        if old is not None:
+            old.retire()
+
+    async def _fork(self, meta: dict[str, str]) -> Spawned:
+        server = self.forkserver
+        if server is None or server.closed:
+            raise OSError("the forkserver is not running (see its error above)")
+        return await server.spawn(meta)
+
+    async def _idle_watch(self, limit: float) -> None:
+        """--max-idle-time: stop once no job has been reserved or running for `limit`."""
+        while not self.stopping:
+            due = self.last_active + limit
+            if self.active == 0 and trio.current_time() >= due:
+                self.log.info("idle", seconds=limit)
+                self.stop(None)
+                return
+            await trio.sleep_until(max(due, trio.current_time() + 0.05))
 
     async def _reserver(self, address: tuple[str, int]) -> None:
         name = server_name(address)
@@ -310,11 +416,13 @@ class Supervisor:
                     lease = _Lease(conn, len(got))
                     for job in got:
                         inflight[0] += 1
+                        self.active += 1
+                        self.last_active = trio.current_time()
                         jobs.start_soon(self._job, lease, job, idle, inflight, producer)
         finally:
             with trio.CancelScope(shield=True):
-                for c in [*idle, *producer.values()]:
-                    await c.aclose()
+                for client in [*idle, *producer.values()]:
+                    await client.aclose()
 
     async def _connect(self, address: tuple[str, int]) -> TrioClient[bytes]:
         return await TrioClient.connect(address, watch=self.config.tubes)
@@ -348,17 +456,21 @@ class Supervisor:
     async def _job(self, lease: _Lease, job: Job[bytes], idle: list[TrioClient[bytes]],
                    inflight: list[int], producer: dict[str, TrioClient[bytes]]) -> None:
         conn = lease.conn
-        ref = f"{conn.server}/{job.id}"
+        run = _Run(conn, job, f"{conn.server}/{job.id}")
         try:
-            await self._run_job(conn, job, ref, producer)
+            await self._run_job(run, producer)
         except ConnectionClosed as e:
-            self.log.error("lost", job=ref, error=str(e),
+            self.log.error("lost", job=run.ref, error=str(e),
                            note="connection lost; the server re-queues the job")
         except ServerError as e:
-            self.log.error("job-error", job=ref, error=repr(e))
+            self.log.error("job-error", job=run.ref, error=repr(e))
+        except Exception as e:
+            await self._bug(run, e)
         finally:
-            self.slots.release()
+            run.free_slot(self.slots)
             inflight[0] -= 1
+            self.active -= 1
+            self.last_active = trio.current_time()
             lease.refs -= 1
             if lease.refs == 0:
                 if conn.closed:
@@ -369,25 +481,53 @@ class Supervisor:
                 else:
                     idle.append(conn)
 
-    async def _run_job(self, conn: TrioClient[bytes], job: Job[bytes], ref: str,
-                       producer: dict[str, TrioClient[bytes]]) -> None:
+    async def _bug(self, run: _Run, error: Exception) -> None:
+        """A bug in this job's task: log it with its traceback, count it, and give the job
+        back as a failed attempt; the harness goes on with the other jobs."""
+        self.bugs += 1
+        text = "".join(traceback.format_exception(error))
+        action = decide(ChildEnd(End.BUG), run.counters, self.config.policy, self.rand())
+        self.log.error("bug", job=run.ref, error=repr(error), action=action.verb.value,
+                       delay=action.delay if action.verb is Verb.RELEASE else None,
+                       traceback=text)
+        if run.answered or run.conn.closed:
+            return
+        with trio.CancelScope(shield=True):
+            try:
+                await self._answer(run.conn, run.job, run.pri, action)
+            except TubeError as e:
+                # The server takes the job back when the connection goes.
+                self.log.error("job-error", job=run.ref, error=repr(e))
+                await run.conn.aclose()
+
+    async def _run_job(self, run: _Run, producer: dict[str, TrioClient[bytes]]) -> None:
         abort = Abort()
         self.running.add(abort)
         try:
-            await self._run_job_tracked(conn, job, ref, producer, abort)
+            await self._run_job_tracked(run, producer, abort)
         finally:
             self.running.discard(abort)
 
-    async def _run_job_tracked(self, conn: TrioClient[bytes], job: Job[bytes], ref: str,
-                               producer: dict[str, TrioClient[bytes]], abort: Abort) -> None:
+    def _spawner(self, values: dict[str, str], meta: dict[str, str]) -> Spawner:
+        if self.config.call is not None:
+            return lambda: self._fork(meta)
+        return spawn_command(child_argv(self.config, values), child_env(dict(os.environ), meta))
+
+    async def _run_job_tracked(self, run: _Run, producer: dict[str, TrioClient[bytes]],
+                               abort: Abort) -> None:
         cfg = self.config
-        stats = await conn.stats_job(job)
+        conn, job, ref = run.conn, run.job, run.ref
+        # One round trip: the job's counters, and a fresh TTR for the run limit to count from.
+        ask, touch = c.StatsJob(job.id), c.Touch(job.id)
+        replies = await conn.pipeline([ask, touch])
+        stats = ask.unwrap(replies[0])
         counters = Counters(releases=stats["releases"], timeouts=stats["timeouts"],
                             buries=stats["buries"], kicks=stats["kicks"])
         pri, ttr, tube = stats["pri"], stats["ttr"], stats["tube"]
-        await conn.touch(job)  # the run limit counts from a fresh TTR
+        run.counters, run.pri = counters, pri
+        touch.unwrap(replies[1])
         if self.killing or abort.reason is End.SHUTDOWN:
-            await conn.release(job, pri, 0)
+            run.answered = True  # given back uncounted when its connection closes
             self.log.info("job", job=ref, tube=tube, action="release", delay=0,
                           reason="shutdown before start")
             return
@@ -406,13 +546,18 @@ class Supervisor:
         lost: list[str] = []
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._keeper, conn, job, ttr, abort, lost)
-            result = await run_child(child_argv(cfg, values), job.body,
-                                     child_env(dict(os.environ), meta), limit,
-                                     cfg.kill_grace, abort, cfg.passthrough)
+            result = await run_child(self._spawner(values, meta), job.body, limit,
+                                     cfg.kill_grace, abort, self.out_sink, self.err_sink)
             nursery.cancel_scope.cancel()
+        self.runs += 1
+        if cfg.max_jobs is not None and self.runs >= cfg.max_jobs:
+            self.stop(None)  # before the slot is free, so no further job is reserved
+        # The child is gone: its slot may take the next job while this one is answered.
+        run.free_slot(self.slots)
+        self.dropped += result.dropped
         fields: dict[str, Any] = {
             "job": ref, "tube": tube, "attempt": counters.attempt, **_describe(result.end),
-            "duration": round(result.duration, 3),
+            "duration": round(result.duration, 3), "dropped": result.dropped or None,
         }
         if result.end.kind is End.LOST:
             self.log.error("job", **fields, action="none",
@@ -420,15 +565,15 @@ class Supervisor:
                                   "server re-queues the job and it may run again")
             return
         action = decide(result.end, counters, cfg.policy, self.rand())
-        await self._answer(conn, job, pri, action)
+        run.answered = True
+        if result.end.kind is not End.SHUTDOWN:
+            await self._answer(conn, job, pri, action)
         self.completed += 1
         level = "info" if action.verb is Verb.DELETE else "warning"
         self.log.emit(level, "job", **fields, action=action.verb.value,
                       delay=action.delay if action.verb is Verb.RELEASE else None,
                       reason=action.reason)
         await self._record(conn, job, tube, counters, result, action, producer)
-        if cfg.max_jobs is not None and self.completed >= cfg.max_jobs:
-            self.stop(None)
 
     async def _answer(self, conn: TrioClient[bytes], job: Job[bytes], pri: int,
                       action: Action) -> None:
@@ -441,17 +586,24 @@ class Supervisor:
 
     async def _keeper(self, conn: TrioClient[bytes], job: Job[bytes], ttr: int, abort: Abort,
                       lost: list[str]) -> None:
-        """Touch the job (--touch) or check it, so a lost connection kills the child."""
+        """Touch the job (--touch) or check it, so a lost connection kills the child.
+
+        The keeper is cancelled when the child ends, but only while it sleeps: a request
+        cancelled in flight makes the client close the connection (its state is unknown),
+        and that connection still has to carry this job's answer (and its siblings' from
+        the same batch). So each request runs shielded, bounded by the client's I/O timeout.
+        """
         interval = _touch_interval(ttr) if self.config.touch else PING_INTERVAL
         while True:
             await trio.sleep(interval)
             try:
-                if self.config.touch:
-                    await conn.touch(job)
-                else:
-                    st: StatsJob = await conn.stats_job(job)
-                    if st["state"] != "reserved":
-                        raise NotFound(f"job is {st['state']}")
+                with trio.CancelScope(shield=True):
+                    if self.config.touch:
+                        await conn.touch(job)
+                    else:
+                        st: StatsJob = await conn.stats_job(job)
+                        if st["state"] != "reserved":
+                            raise NotFound(f"job is {st['state']}")
             except (TubeError, OSError) as e:
                 lost.append(repr(e))
                 await conn.aclose()
