@@ -200,9 +200,16 @@ class Model:
             job = self.best_ready(self.sessions[sid].watched)
             if job is None:
                 break
-            self.take(sid, job)
+            self.take_limited(sid, job)
             taken.append(job.id)
         return taken
+
+    def take_limited(self, sid: int, job: MJob) -> None:
+        """A reserve's take: never past the tube's max-reserved (reserve-job, which names
+        its job, is not held back, as it is not by a pause)."""
+        most = self.limits.get(job.tube, (0, 0))[0]
+        assert not most or len(self.in_state(job.tube, RESERVED)) < most, "over max-reserved"
+        self.take(sid, job)
 
     def grant(self, s: MSession) -> None:
         """Answer waiter `s` with what is ready for it: one job, or up to its batch."""
@@ -470,7 +477,7 @@ class Model:
                 self.grant(h)
         job = self.best_ready(s.watched)
         if job is not None:
-            self.take(sid, job)
+            self.take_limited(sid, job)
             return job.id
         self.wait(s, None, timeout)
         return None
@@ -570,7 +577,7 @@ class Model:
             job.state, job.deadline = DELAYED, self.now + delay
         else:
             job.state = READY
-            self.match()
+        self.match()  # a ready job, or room again in a limited tube
 
     def bury(self, sid: int, job_id: int, pri: int, reason: bytes | None = None) -> None:
         job = self.own(sid, job_id)
