@@ -33,6 +33,7 @@ COMPILED = [
     "tubeserver/parser.py",
     "tubeserver/replay.py",
     "tubeserver/replies.py",
+    "tubeserver/restore.py",
     "tubeserver/rounds.py",
     "tubeserver/schedules.py",
     "tubeserver/session.py",

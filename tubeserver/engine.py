@@ -23,7 +23,7 @@ from .errors import (
 )
 from .flow import Flow
 from .job import Job, JobState
-from .limits import DEADLINE_MARGIN, DEFAULT_TUBE, URGENT_PRIORITY
+from .limits import DEADLINE_MARGIN, DEFAULT_TUBE
 from .session import Session, Waiter
 from .timers import (
     DELAY,
@@ -522,65 +522,10 @@ class Engine:
     # --- restoring from the log ---------------------------------------------------------
 
     def tube(self, name: str) -> Tube:
-        """The tube called `name`, made if needed (for restoring; a tube left empty goes
-        away again in `finish_restore`)."""
+        """The tube called `name`, made if needed (for restoring, restore.py, and a
+        schedule's firing; a tube left empty goes away again, in `finish_restore` or with
+        its last job)."""
         return self._tube(name)
-
-    def restore_job(self, job: Job) -> None:
-        """Put back a job read from the log, ready, delayed or buried, in a tube from
-        `tube()`. Buried jobs must come in their FIFO order. Heaps are put in order once, by
-        `finish_restore`, which must come before anything else."""
-        tube = job.tube
-        state = job.state
-        self.jobs[job.id] = job
-        if state is READY:
-            tube.ready.add(job)
-            if job.pri < URGENT_PRIORITY:
-                tube.urgent_count += 1
-        elif state is DELAYED:
-            tube.delayed.add(job)
-            self.timers.add_unordered(job.deadline, DELAY, job, job.deadline)
-        elif state is BURIED:
-            tube.buried[job.id] = job
-        elif state is WAITING:
-            self.flow.restore_waiting(job)
-        else:
-            raise ValueError(f"job {job.id} cannot be restored as {state.value}")
-        if job.id >= self._next_id:
-            self._next_id = job.id + 1
-
-    def restore_record(self, job: Job, now: float) -> None:
-        """Start-up: keep a finished job read from the log (oldest first), unless it
-        expired while the server was down or does not fit."""
-        tracker = self.tracker
-        extra = job.extra
-        if tracker.expires(job) <= now or not tracker.fits(
-                job.body, None if extra is None else extra.reason):
-            return
-        tracker.keep(job)
-        if tracker.timer_at is None:
-            self._set_expiry(tracker.expires(job))
-
-    def restore_pause(self, name: str, delay: int, until: float | None) -> None:
-        """Put back a tube's pause: `delay` as last set, paused until `until` (None: not)."""
-        tube = self._tube(name)
-        tube.pause = delay
-        tube.pause_token += 1
-        tube.paused_until = 0.0
-        if until is not None:
-            tube.paused_until = until
-            self.timers.push(until, PAUSE, tube, tube.pause_token)
-
-    def finish_restore(self, next_id: int) -> None:
-        """Ids below `next_id` were used before: never again. Heaps get their order, and
-        tubes left empty go away."""
-        self._next_id = max(self._next_id, next_id)
-        self.timers.reorder()
-        for tube in self.tube_list:
-            tube.ready.reorder()
-            tube.delayed.reorder()
-        for tube in list(self.tube_list):
-            self._maybe_drop(tube)
 
     @property
     def next_id(self) -> int:

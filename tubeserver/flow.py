@@ -154,7 +154,9 @@ class Flow:
         if extra is not None:
             extra.parents = None
         job.state = JobState.READY
-        e.restore_job(job)
+        from .restore import restore_job  # here: restore.py imports the engine, which imports this
+
+        restore_job(e, job)
 
     # --- tube limits -------------------------------------------------------------------
 

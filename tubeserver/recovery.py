@@ -23,6 +23,7 @@ import attrs
 
 from .engine import Engine
 from .replay import Folded
+from .restore import finish_restore, restore_pause
 from .wal import Segment, WalError, segment_name
 from .walrecords import (
     HEADER,
@@ -180,7 +181,7 @@ def restore(out: Recovered, engine: Engine, now: float, wall: float) -> dict[str
     pause_file = {}
     for name, (pause, file) in out.folded.pauses.items():
         paused = pause.until > wall
-        engine.restore_pause(name, pause.delay, pause.until + shift if paused else None)
+        restore_pause(engine, name, pause.delay, pause.until + shift if paused else None)
         if paused:
             pause_file[name] = file
     # Flow control's state after the jobs, which key holds and waiting children refer to.
@@ -190,5 +191,5 @@ def restore(out: Recovered, engine: Engine, now: float, wall: float) -> dict[str
         flow.restore_meta(kind, name, value, now)
         if flow.meta_value(kind, name) is not None:
             out.meta_file[(kind, name)] = file
-    engine.finish_restore(out.next_id)
+    finish_restore(engine, out.next_id)
     return {name: file for name, file in pause_file.items() if name in engine.tubes}

@@ -13,6 +13,7 @@ from typing import Any, Final
 
 from .engine import Engine
 from .job import Job, JobState
+from .restore import restore_job, restore_record
 from .tube import Tube
 from .walrecords import (
     BURIED,
@@ -190,11 +191,11 @@ class Folded:
             if job.state is _BURIED:
                 buried.append(job)
             else:
-                engine.restore_job(job)
+                restore_job(engine, job)
         # Buried jobs in log order of their burial: their FIFO order.
         buried.sort(key=_seq)
         for job in buried:
-            engine.restore_job(job)
+            restore_job(engine, job)
         self.jobs = {}
         # Kept records in finish order (the tracker's), unless expired meanwhile.
         records = engine.tracker.records
@@ -204,7 +205,7 @@ class Folded:
             job.deadline += shift
             if job.reserved_at >= 0:
                 job.reserved_at += shift
-            engine.restore_record(job, now)
+            restore_record(engine, job, now)
             if records.get(job.id) is job:
                 _lodge(ids, live, job)
         self.kept = {}
