@@ -6,6 +6,7 @@ on the wire.
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,7 @@ def test_flow_control_survives_sigkill_and_missed_firings_coalesce(tmp_path: Pat
         killed = time.monotonic()
     # Down for more than three firings of `every 1`.
     time.sleep(max(0.0, killed + 3.5 - time.monotonic()))
+    started = time.monotonic()
     with tubeserver(*args, log_dir=tmp_path) as server, server.conn() as conn:
         conn.cmd(b"use etl")
         assert conn.cmd(b"put-unique nightly-7 3600 0 0 60 1\r\ny") == b"DUPLICATE 1\r\n"
@@ -61,10 +63,12 @@ def test_flow_control_survives_sigkill_and_missed_firings_coalesce(tmp_path: Pat
             "tube": "etl", "max-reserved": 1, "max-jobs": 5, "rate": 2.5,
             "current-jobs-reserved": 0, "current-jobs": 2}]
         schedule = listing(conn, b"list-schedules")[0]
-        # One job for the firings missed while down (at start-up), maybe one more since.
-        assert made + 1 <= schedule["jobs"] <= made + 2, (made, schedule)
+        # One job for the three or more firings missed while down (at start-up), then one a
+        # second: however slow this machine, never one per missed firing.
+        up = math.ceil(time.monotonic() - started)
+        assert made + 1 <= schedule["jobs"] <= made + 1 + up, (made, up, schedule)
         ticks = ids_in(conn, b"ticks")
-        assert ticks and set(ticks) == {b"tick"} and len(ticks) <= made + 2
+        assert ticks and set(ticks) == {b"tick"}
         # The chain still runs: the parent finishes, the child is released.
         conn.cmd(b"watch etl")
         assert conn.cmd(b"reserve-with-timeout 0").startswith(b"RESERVED 1 ")
