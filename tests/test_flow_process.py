@@ -24,7 +24,7 @@ def listing(conn: Conn, line: bytes) -> list[dict[str, Any]]:
     return items
 
 
-def ids_in(conn: Conn, tube: bytes) -> list[bytes]:
+def bodies_in(conn: Conn, tube: bytes) -> list[bytes]:
     """The bodies of the ready jobs of `tube`, reserving and deleting each (bounded)."""
     conn.cmd(b"watch " + tube)
     bodies = []
@@ -67,7 +67,7 @@ def test_flow_control_survives_sigkill_and_missed_firings_coalesce(tmp_path: Pat
         # second: however slow this machine, never one per missed firing.
         up = math.ceil(time.monotonic() - started)
         assert made + 1 <= schedule["jobs"] <= made + 1 + up, (made, up, schedule)
-        ticks = ids_in(conn, b"ticks")
+        ticks = bodies_in(conn, b"ticks")
         assert ticks and set(ticks) == {b"tick"}
         # The chain still runs: the parent finishes, the child is released.
         conn.cmd(b"watch etl")
