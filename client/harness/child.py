@@ -52,21 +52,30 @@ class Tail:
         if len(self.data) > self.limit:
             del self.data[: len(self.data) - self.limit]
 
-    def text(self) -> str:
-        return bytes(self.data).decode("utf-8", errors="replace")
+
+
+def _text(data: bytes | bytearray) -> str:
+    return bytes(data).decode("utf-8", errors="replace")
 
 
 @attrs.define(eq=False)
 class Abort:
-    """Lets another task end a running child early; the first reason given wins."""
+    """Lets another task end a running child early (the first reason given wins), or give
+    it longer: `postpone` moves its run limit later (a checkpoint restarted the TTR)."""
 
     reason: End | None = None
     event: trio.Event = attrs.field(factory=trio.Event)
+    limit: trio.CancelScope | None = None  # the child's run limit, while it runs
 
     def set(self, reason: End) -> None:
         if self.reason is None:
             self.reason = reason
             self.event.set()
+
+    def postpone(self, deadline: float) -> None:
+        """Let the child run until `deadline` (trio time) if that is later than now set."""
+        if self.limit is not None and deadline > self.limit.deadline:
+            self.limit.deadline = deadline
 
 
 @attrs.frozen
@@ -74,9 +83,17 @@ class ChildResult:
     end: ChildEnd
     duration: float
     pid: int
-    stdout_tail: str
-    stderr_tail: str
+    stdout: bytes  # the last bytes of stdout (TAIL_BYTES, or more if asked for)
+    stderr: bytes  # the last TAIL_BYTES of stderr
     dropped: int = 0  # bytes of output the sinks had no room for
+
+    @property
+    def stdout_tail(self) -> str:
+        return _text(self.stdout[-TAIL_BYTES:])
+
+    @property
+    def stderr_tail(self) -> str:
+        return _text(self.stderr[-TAIL_BYTES:])
 
 
 def substitute(args: Sequence[str], values: Mapping[str, str]) -> list[str]:
@@ -157,12 +174,14 @@ class CommandProcess:
         return code
 
 
-def spawn_command(argv: Sequence[str], env: Mapping[str, str]) -> Spawner:
-    """The spawner of `argv` with environment `env`, in its own process group."""
+def spawn_command(argv: Sequence[str], env: Mapping[str, str],
+                  pass_fds: Sequence[int] = ()) -> Spawner:
+    """The spawner of `argv` with environment `env` (and descriptors `pass_fds` kept open),
+    in its own process group."""
     async def spawn() -> Spawned:
         proc = await trio.lowlevel.open_process(
             list(argv), stdin=-1, stdout=-1, stderr=-1, env=dict(env),
-            process_group=0,
+            process_group=0, pass_fds=tuple(pass_fds),
         )
         assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
         return Spawned(CommandProcess(proc), proc.stdin, proc.stdout, proc.stderr)
@@ -184,6 +203,10 @@ class _Drained:
     tail: Tail = attrs.field(factory=Tail)
     dropped: int = 0
 
+    @property
+    def data(self) -> bytes:
+        return bytes(self.tail.data)
+
 
 async def _drain(stream: trio.abc.ReceiveStream, into: _Drained, sink: Sink | None) -> None:
     try:
@@ -203,10 +226,12 @@ async def run_child(
     abort: Abort,
     out_sink: Sink | None = None,
     err_sink: Sink | None = None,
+    keep_stdout: int = TAIL_BYTES,
 ) -> ChildResult:
     """Run the child `spawn` starts, `body` on its stdin, until it exits, `limit` passes or
-    `abort` fires; its output goes to the sinks (None: kept only in the tails)."""
-    out, err = _Drained(), _Drained()
+    `abort` fires; its output goes to the sinks (None: kept only in the tails, stdout's
+    last `keep_stdout` bytes at least)."""
+    out, err = _Drained(Tail(max(TAIL_BYTES, keep_stdout))), _Drained()
     start = time.monotonic()
     try:
         spawned = await spawn()
@@ -215,7 +240,7 @@ async def run_child(
         status = 127 if isinstance(e, FileNotFoundError) else 126
         err.tail.add(f"tubeworker: cannot start the child: {e}\n".encode())
         return ChildResult(ChildEnd(End.EXITED, code=status), time.monotonic() - start, 0,
-                           "", err.tail.text())
+                           b"", err.data)
     proc = spawned.process
     reason: End | None = None
     exited = reaped = False
@@ -225,7 +250,8 @@ async def run_child(
             nursery.start_soon(_feed, spawned.stdin, body)
             nursery.start_soon(_drain, spawned.stdout, out, out_sink)
             nursery.start_soon(_drain, spawned.stderr, err, err_sink)
-            with trio.move_on_after(limit if math.isfinite(limit) else math.inf):
+            with trio.move_on_after(limit if math.isfinite(limit) else math.inf) as scope:
+                abort.limit = scope
                 async with trio.open_nursery() as waiters:
                     async def watch_abort() -> None:
                         await abort.event.wait()
@@ -235,6 +261,7 @@ async def run_child(
                     await proc.wait_exited()
                     exited = True
                     waiters.cancel_scope.cancel()
+            abort.limit = None
             if not exited:
                 reason = abort.reason or End.DEADLINE
                 await _kill_group(proc, kill_grace)
@@ -259,8 +286,8 @@ async def run_child(
     else:
         end = ChildEnd(reason, code=code if code >= 0 else None,
                        signal=-code if code < 0 else None)
-    return ChildResult(end, time.monotonic() - start, proc.pid, out.tail.text(),
-                       err.tail.text(), out.dropped + err.dropped)
+    return ChildResult(end, time.monotonic() - start, proc.pid, out.data, err.data,
+                       out.dropped + err.dropped)
 
 
 async def _kill_group(proc: ChildProcess, kill_grace: float) -> None:
