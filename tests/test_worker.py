@@ -26,6 +26,7 @@ from tubeclient import Client, Msgpack, NotFound
 from tubeclient.harness import Config, Policy, Supervisor
 from tubeclient.harness.child import Spawner
 from tubeclient.harness.log import Logger
+from tubeclient.harness.tracked import ChildPipes
 
 TUBEWORKER = str(Path(sys.executable).parent / "tubeworker")
 PY = sys.executable
@@ -696,10 +697,11 @@ async def test_a_bug_in_one_job_task_is_logged_counted_and_the_job_given_back(
     sup = Supervisor(config, Logger("json", stream))
     plain = sup._spawner
 
-    def planted(values: dict[str, str], meta: dict[str, str]) -> Spawner:
+    def planted(values: dict[str, str], meta: dict[str, str],
+                pipes: ChildPipes | None = None) -> Spawner:
         if values["id"] == str(ids[1]):
             raise RuntimeError("planted bug")
-        return plain(values, meta)
+        return plain(values, meta, pipes)
 
     monkeypatch.setattr(sup, "_spawner", planted)
     with trio.fail_after(30):

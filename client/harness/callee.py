@@ -10,13 +10,16 @@ library's ``pkg.mod:attr`` resolver), says ``ready`` (or ``error`` with the trac
 exits 2), and serves the harness's requests until the socket closes; the protocol is
 described in `forkserver`.
 
-A forked child starts a new session (its own process group), puts back the signal handlers
+A forked child starts its own process group, keeps the signal handlers
 of a fresh interpreter, moves the descriptors it was sent onto 0/1/2, adds the job's
 variables to its environment, reads the body from stdin (msgpack-decoded with
-``--msgpack``) and calls the function with it. Returning exits 0; ``sys.exit(n)`` exits n as
-a script would; an exception prints its traceback to stderr and exits 1. It always leaves
-through ``os._exit``, so nothing of one job (a crash, a leak, ``sys.exit``, changed globals)
-reaches the next.
+``--msgpack``) and calls the function with it, and with a `Job` as ``job=`` if the function
+has a parameter of that name. Returning exits 0; ``sys.exit(n)`` exits n as a script would;
+an exception prints its traceback to stderr and exits 1. Where the server keeps results and
+checkpoints, the child also gets two pipes (`channels`): ``job.checkpoint`` writes framed
+records to the first; at its end it writes the msgpack-encoded return value, or the
+traceback, to the second. It always leaves through ``os._exit``, so nothing of one job (a
+crash, a leak, ``sys.exit``, changed globals) reaches the next.
 """
 
 from __future__ import annotations
@@ -39,18 +42,15 @@ MAX_PACKET = 1 << 16
 MAX_FDS = 8
 
 
-
-
-def pack(message: dict[str, Any]) -> bytes:
-    """One protocol message (a msgpack map)."""
-    data: bytes = msgpack.packb(message, use_bin_type=True)
+def pack(value: Any) -> bytes:
+    """One protocol message (a msgpack map), or a --call job's result or checkpoint."""
+    data: bytes = msgpack.packb(value, use_bin_type=True)
     return data
 
 
 def unpack(data: bytes) -> Any:
     """A protocol message, or a body with --msgpack (decoded as `tubeclient.Msgpack` does)."""
     return msgpack.unpackb(data, raw=False, strict_map_key=False)
-
 
 
 def _recv(sock: socket.socket) -> tuple[dict[str, Any] | None, list[int]]:
@@ -60,6 +60,14 @@ def _recv(sock: socket.socket) -> tuple[dict[str, Any] | None, list[int]]:
             os.close(fd)
         return None, []
     return unpack(data), list(fds)
+
+
+def _say(fd: int, text: str) -> None:
+    """Best effort: a note on a child's stderr pipe, which the harness may have closed."""
+    try:
+        os.write(fd, text.encode())
+    except OSError:
+        pass
 
 
 def _exit_code(error: SystemExit) -> int:
@@ -73,35 +81,122 @@ def _exit_code(error: SystemExit) -> int:
     return 1
 
 
-def _child(func: Any, use_msgpack: bool, env: dict[str, str], fds: Sequence[int],
+class Target:
+    """The function to call per job, how its body is decoded, and whether it takes `job`."""
+
+    __slots__ = ("func", "takes_job", "use_msgpack")
+
+    def __init__(self, func: Any, use_msgpack: bool) -> None:
+        self.func = func
+        self.use_msgpack = use_msgpack
+        self.takes_job = _takes_job(func)
+
+
+def _takes_job(func: Any) -> bool:
+    """Whether `func` has a parameter `job` that can be passed by keyword."""
+    code = getattr(func, "__code__", None)
+    if code is not None:
+        named = code.co_varnames[code.co_posonlyargcount:
+                                 code.co_argcount + code.co_kwonlyargcount]
+        return "job" in named
+    import inspect  # only for other callables: it adds a dozen modules to every fork
+
+    try:
+        param = inspect.signature(func).parameters.get("job")
+    except (TypeError, ValueError):
+        return False
+    return param is not None and param.kind is not param.POSITIONAL_ONLY
+
+
+def frame(data: bytes) -> bytes:
+    """One checkpoint record: its length in ASCII decimal, a newline, the bytes."""
+    return b"%d\n%b" % (len(data), data)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:  # a blocking pipe: each write takes some bytes or raises
+        view = view[os.write(fd, view):]
+
+
+class Job:
+    """The `job` argument of a --call function that asks for one: its id, its attempt,
+    the checkpoint it resumes from, and a way to leave a new one."""
+
+    def __init__(self, checkpoint_fd: int) -> None:
+        self._fd = checkpoint_fd
+        self.id = int(os.environ.get("TUBEWORKER_JOB_ID", "0"))
+        self.attempt = int(os.environ.get("TUBEWORKER_ATTEMPT", "1"))
+        self._last: Any = None
+        self._read = False
+
+    @property
+    def last_checkpoint(self) -> Any:
+        """The job's last checkpoint (msgpack-decoded), None when it has none."""
+        if not self._read:
+            self._read = True
+            path = os.environ.get("TUBEWORKER_CHECKPOINT")
+            if path:
+                with open(path, "rb") as f:
+                    data = f.read()
+                self._last = unpack(data) if data else None
+        return self._last
+
+    def checkpoint(self, data: Any) -> None:
+        """Leave `data` (msgpack-encodable; None is empty) as the job's checkpoint: the
+        harness sends it to the server, which restarts the job's TTR; a retry of the job
+        finds it as `last_checkpoint`. Does nothing against a server without checkpoints."""
+        if self._fd >= 0:
+            _write_all(self._fd, frame(b"" if data is None else pack(data)))
+        self._last, self._read = data, True
+
+
+def _outcome(fd: int, message: dict[str, Any]) -> None:
+    if fd >= 0:
+        try:
+            _write_all(fd, pack(message))
+        except OSError:
+            pass  # the harness is gone; nobody to tell
+
+
+def _child(target: Target, env: dict[str, str], fds: Sequence[int],
            keep: Sequence[int]) -> None:
-    """The forked child: never returns."""
+    """The forked child: never returns. `fds` are stdin, stdout, stderr, then (where the
+    server keeps results and checkpoints) the checkpoint and outcome pipes."""
     code = 1
     try:
-        os.setsid()
-        for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
-                    signal.SIGUSR2, signal.SIGCHLD):
-            signal.signal(sig, signal.SIG_DFL)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        # Its own process group, not its own session: setsid also gives the child a new
+        # scheduler autogroup, and moving into it cost 3-4 ms per job here (the child waited
+        # a scheduler tick); the forkserver's session has no terminal anyway.
+        os.setpgid(0, 0)
         for fd in keep:
             os.close(fd)
-        for target, fd in enumerate(fds[:3]):
-            os.dup2(fd, target)
-        for fd in fds:
+        for where, fd in enumerate(fds[:3]):
+            os.dup2(fd, where)
+        for fd in fds[:3]:
             if fd > 2:
                 os.close(fd)
+        checkpoint_fd, outcome_fd = (fds[3], fds[4]) if len(fds) >= 5 else (-1, -1)
         os.environ.update(env)
         try:
             raw = sys.stdin.buffer.read()
-            if use_msgpack:
-                func(unpack(raw))
+            arg = unpack(raw) if target.use_msgpack else raw
+            if target.takes_job:
+                value = target.func(arg, job=Job(checkpoint_fd))
             else:
-                func(raw)
+                value = target.func(arg)
+            if outcome_fd >= 0:
+                result = b"" if value is None else pack(value)  # may raise: not encodable
+                _outcome(outcome_fd, {"result": result})
             code = 0
         except SystemExit as e:
             code = _exit_code(e)
-        except BaseException:  # everything the job raises is a failure, with its traceback
-            traceback.print_exc()
+        except BaseException as e:  # everything the job raises fails, with its traceback
+            # From the function's frame on: this one is the harness's, not the job's.
+            tb = e.__traceback__.tb_next if e.__traceback__ is not None else None
+            text = "".join(traceback.format_exception(type(e), e, tb))
+            sys.stderr.write(text)
+            _outcome(outcome_fd, {"error": text})
             code = 1
         for stream in (sys.stdout, sys.stderr):
             try:
@@ -112,7 +207,7 @@ def _child(func: Any, use_msgpack: bool, env: dict[str, str], fds: Sequence[int]
         os._exit(code)
 
 
-def serve(sock: socket.socket, func: Any, use_msgpack: bool) -> None:
+def serve(sock: socket.socket, target: Target) -> None:
     """The forkserver's loop, until the harness closes the socket."""
     children: dict[int, tuple[int, int]] = {}  # pidfd -> (id, pid)
     by_id: dict[int, int] = {}  # id -> pid, until reaped
@@ -139,13 +234,17 @@ def serve(sock: socket.socket, func: Any, use_msgpack: bool) -> None:
                     try:
                         pid = os.fork()
                     except OSError as e:
+                        # The harness does not wait for "started": the reason goes where a
+                        # child's own would, to its stderr, and "exited" says 126.
+                        if len(fds) > 2:
+                            _say(fds[2], f"tubeworker: cannot fork: {e}\n")
                         for fd in fds:
                             os.close(fd)
-                        sock.send(pack({"op": "failed", "id": ident, "error": str(e)}))
+                        sock.send(pack({"op": "exited", "id": ident, "code": 126}))
                         continue
                     if pid == 0:
                         keep = [sock.fileno(), selector.fileno(), *children]  # to close
-                        _child(func, use_msgpack, message["env"], fds, keep)
+                        _child(target, message["env"], fds, keep)
                     for fd in fds:
                         os.close(fd)
                     pidfd = os.pidfd_open(pid)
@@ -208,11 +307,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         sock.send(pack({"op": "error", "error": f"{type(e).__name__}: {e}",
                         "traceback": text}))
         return 2
+    # The handlers every child starts with, set once here rather than in each child (they
+    # are inherited by fork; seven signal.signal calls cost a child ~0.4 ms of page faults).
+    # Whatever the harness inherited as ignored (nohup's SIGHUP) is not passed on.
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
+                signal.SIGUSR2, signal.SIGCHLD):
+        signal.signal(sig, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     sock.send(pack({"op": "ready", "pid": os.getpid()}))
-    serve(sock, func, use_msgpack)
+    serve(sock, Target(func, use_msgpack))
     return 0
-
-
 
 
 if __name__ == "__main__":

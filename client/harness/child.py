@@ -2,9 +2,13 @@
 
 Theory of operation. A `Spawner` starts the child and hands back a `Spawned`: the process
 and its three pipes. Commands are started with ``start_new_session=True`` (`spawn_command`);
-``--call`` children are forked by the forkserver (`forkserver.ForkServer.spawn`), which sets
-up the same. Either way the child leads a new session and process group (a Ctrl-C on the
-harness's terminal does not reach it, and everything it forks stays in the group). The job
+``--call`` children are forked by the forkserver (`forkserver.ForkServer.spawn`) into a
+process group of their own. Either way the child leads its own process group (a Ctrl-C on
+the harness's terminal does not reach it, and everything it forks stays in the group).
+Why the two differ: a new session is also a new scheduler autogroup. A forked Python child
+moving into one waited about a tick (3-4 ms per job here), while a command, which moves
+before it execs, ran 6-10% faster in its own autogroup than sharing the harness's (measured
+with alternating runs of ``-- true``), so commands keep their session. The job
 body is written to its stdin, then stdin is closed; a child that does not read stdin just
 gets EPIPE, which is ignored. stdout and stderr are piped, passed through to the harness's
 own stdout/stderr (`output.Sink`, which never blocks), and the last `TAIL_BYTES` of each are
@@ -50,21 +54,30 @@ class Tail:
         if len(self.data) > self.limit:
             del self.data[: len(self.data) - self.limit]
 
-    def text(self) -> str:
-        return bytes(self.data).decode("utf-8", errors="replace")
+
+
+def _text(data: bytes | bytearray) -> str:
+    return bytes(data).decode("utf-8", errors="replace")
 
 
 @attrs.define(eq=False)
 class Abort:
-    """Lets another task end a running child early; the first reason given wins."""
+    """Lets another task end a running child early (the first reason given wins), or give
+    it longer: `postpone` moves its run limit later (a checkpoint restarted the TTR)."""
 
     reason: End | None = None
     event: trio.Event = attrs.field(factory=trio.Event)
+    limit: trio.CancelScope | None = None  # the child's run limit, while it runs
 
     def set(self, reason: End) -> None:
         if self.reason is None:
             self.reason = reason
             self.event.set()
+
+    def postpone(self, deadline: float) -> None:
+        """Let the child run until `deadline` (trio time) if that is later than now set."""
+        if self.limit is not None and deadline > self.limit.deadline:
+            self.limit.deadline = deadline
 
 
 @attrs.frozen
@@ -72,9 +85,17 @@ class ChildResult:
     end: ChildEnd
     duration: float
     pid: int
-    stdout_tail: str
-    stderr_tail: str
+    stdout: bytes  # the last bytes of stdout (TAIL_BYTES, or more if asked for)
+    stderr: bytes  # the last TAIL_BYTES of stderr
     dropped: int = 0  # bytes of output the sinks had no room for
+
+    @property
+    def stdout_tail(self) -> str:
+        return _text(self.stdout[-TAIL_BYTES:])
+
+    @property
+    def stderr_tail(self) -> str:
+        return _text(self.stderr[-TAIL_BYTES:])
 
 
 def substitute(args: Sequence[str], values: Mapping[str, str]) -> list[str]:
@@ -155,12 +176,14 @@ class CommandProcess:
         return code
 
 
-def spawn_command(argv: Sequence[str], env: Mapping[str, str]) -> Spawner:
-    """The spawner of `argv` with environment `env`, in a new session."""
+def spawn_command(argv: Sequence[str], env: Mapping[str, str],
+                  pass_fds: Sequence[int] = ()) -> Spawner:
+    """The spawner of `argv` with environment `env` (and descriptors `pass_fds` kept open),
+    in a new session."""
     async def spawn() -> Spawned:
         proc = await trio.lowlevel.open_process(
             list(argv), stdin=-1, stdout=-1, stderr=-1, env=dict(env),
-            start_new_session=True,
+            start_new_session=True, pass_fds=tuple(pass_fds),
         )
         assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
         return Spawned(CommandProcess(proc), proc.stdin, proc.stdout, proc.stderr)
@@ -182,6 +205,10 @@ class _Drained:
     tail: Tail = attrs.field(factory=Tail)
     dropped: int = 0
 
+    @property
+    def data(self) -> bytes:
+        return bytes(self.tail.data)
+
 
 async def _drain(stream: trio.abc.ReceiveStream, into: _Drained, sink: Sink | None) -> None:
     try:
@@ -201,10 +228,12 @@ async def run_child(
     abort: Abort,
     out_sink: Sink | None = None,
     err_sink: Sink | None = None,
+    keep_stdout: int = TAIL_BYTES,
 ) -> ChildResult:
     """Run the child `spawn` starts, `body` on its stdin, until it exits, `limit` passes or
-    `abort` fires; its output goes to the sinks (None: kept only in the tails)."""
-    out, err = _Drained(), _Drained()
+    `abort` fires; its output goes to the sinks (None: kept only in the tails, stdout's
+    last `keep_stdout` bytes at least)."""
+    out, err = _Drained(Tail(max(TAIL_BYTES, keep_stdout))), _Drained()
     start = time.monotonic()
     try:
         spawned = await spawn()
@@ -213,7 +242,7 @@ async def run_child(
         status = 127 if isinstance(e, FileNotFoundError) else 126
         err.tail.add(f"tubeworker: cannot start the child: {e}\n".encode())
         return ChildResult(ChildEnd(End.EXITED, code=status), time.monotonic() - start, 0,
-                           "", err.tail.text())
+                           b"", err.data)
     proc = spawned.process
     reason: End | None = None
     exited = reaped = False
@@ -223,7 +252,8 @@ async def run_child(
             nursery.start_soon(_feed, spawned.stdin, body)
             nursery.start_soon(_drain, spawned.stdout, out, out_sink)
             nursery.start_soon(_drain, spawned.stderr, err, err_sink)
-            with trio.move_on_after(limit if math.isfinite(limit) else math.inf):
+            with trio.move_on_after(limit if math.isfinite(limit) else math.inf) as scope:
+                abort.limit = scope
                 async with trio.open_nursery() as waiters:
                     async def watch_abort() -> None:
                         await abort.event.wait()
@@ -233,6 +263,7 @@ async def run_child(
                     await proc.wait_exited()
                     exited = True
                     waiters.cancel_scope.cancel()
+            abort.limit = None
             if not exited:
                 reason = abort.reason or End.DEADLINE
                 await _kill_group(proc, kill_grace)
@@ -257,8 +288,8 @@ async def run_child(
     else:
         end = ChildEnd(reason, code=code if code >= 0 else None,
                        signal=-code if code < 0 else None)
-    return ChildResult(end, time.monotonic() - start, proc.pid, out.tail.text(),
-                       err.tail.text(), out.dropped + err.dropped)
+    return ChildResult(end, time.monotonic() - start, proc.pid, out.data, err.data,
+                       out.dropped + err.dropped)
 
 
 async def _kill_group(proc: ChildProcess, kill_grace: float) -> None:

@@ -33,6 +33,17 @@ failure (non-zero exit, death by a signal, killed at the deadline) releases it w
 exponential backoff until the attempt budget (--max-attempts per kick) is spent, then buries
 it. The child runs in its own process group, which gets SIGTERM, then SIGKILL after
 --kill-grace, before the job's TTR runs out.
+
+Results and checkpoints (tubeserver; against beanstalkd jobs are deleted and buried as
+above): a job that succeeds is answered with `finish` and its result, the last
+--result-bytes of the command's stdout or a --call function's return value (msgpack); a
+job that is buried, with `fail` and the stderr tail (a function's traceback) as the
+reason. A command may leave checkpoints through the file descriptor named by
+TUBEWORKER_CHECKPOINT_FD, each record its length in decimal, a newline, then the bytes
+(a function: job.checkpoint(value), if it takes a `job` argument). Each is stored with
+`checkpoint`, which restarts the job's TTR and run limit (no --touch needed); a retried
+job's child finds the last one in the file named by TUBEWORKER_CHECKPOINT (a function:
+job.last_checkpoint).
 """
 
 EPILOG = """\
@@ -68,6 +79,7 @@ DEFAULTS: dict[str, str] = {
     "burst": "0",
     "shell": "0",
     "msgpack": "0",
+    "result_bytes": "4096",
 }
 
 
@@ -82,6 +94,13 @@ def _bool(text: str) -> bool:
     if value in ("0", "false", "no", "off", ""):
         return False
     raise ValueError(f"expected true/false, got {text!r}")
+
+
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError(f"must be >= 0, got {value}")
+    return value
 
 
 def _positive_int(text: str) -> int:
@@ -187,6 +206,11 @@ def build_parser() -> argparse.ArgumentParser:
     opt("--result-tube", metavar="NAME",
         help="put a msgpack record (id, tube, exit status, duration, stdout tail) per "
         "deleted job into this tube on the job's server")
+    opt("--result-bytes", metavar="N",
+        help="with tubeserver, finish a successful command's job with the last N bytes of "
+        "its stdout as the result")
+    opt("--no-result", action="store_const", const="1", default=None,
+        help="with tubeserver, keep no result: successful jobs are deleted")
     opt("--failure-tube", metavar="NAME",
         help="put a msgpack record with the stderr tail per buried job into this tube")
     opt("--shell", action="store_const", const="1", default=None,
@@ -283,6 +307,9 @@ def parse(argv: Sequence[str], env: Mapping[str, str] | None = None) -> Config:
         raise UsageError("--touch needs --timeout, so a stuck child cannot hold a job forever")
     if timeout is not None and timeout <= 0:
         raise UsageError("--timeout must be > 0")
+    no_result = bool(_get(ns, env, "no_result", _bool))
+    if no_result and ns.result_bytes is not None:
+        raise UsageError("give either --result-bytes or --no-result, not both")
     max_idle_time = _get(ns, env, "max_idle_time", _seconds)
     if max_idle_time is not None and max_idle_time <= 0:
         raise UsageError("--max-idle-time must be > 0")
@@ -318,6 +345,7 @@ def parse(argv: Sequence[str], env: Mapping[str, str] | None = None) -> Config:
         burst=_set(ns, env, "burst", _bool),
         max_idle_time=max_idle_time,
         log_format="json" if log_format == "json" else "text",
+        result_bytes=None if no_result else _set(ns, env, "result_bytes", _count),
         result_tube=_get(ns, env, "result_tube", opt_tube),
         failure_tube=_get(ns, env, "failure_tube", opt_tube),
     )

@@ -7,14 +7,14 @@ and then serves requests on a SOCK_SEQPACKET socketpair (one msgpack map per pac
 descriptors passed with SCM_RIGHTS):
 
 * ``run`` (id, the job's environment variables; descriptors: the child's stdin, stdout,
-  stderr) -> fork. The child starts a new session (its own process group), puts back the
-  signal handlers of a fresh interpreter, moves the descriptors onto 0/1/2, adds the
-  variables to its environment, reads the body from stdin (msgpack-decoded with
-  ``--msgpack``) and calls the function with it. Returning exits 0; ``sys.exit(n)`` exits n
-  as a script would; an exception prints its traceback to stderr and exits 1. It always
-  leaves through ``os._exit``, so nothing of one job (a crash, a leak, ``sys.exit``,
-  modified globals) reaches the next. The server answers ``started`` (id, pid), or
-  ``failed`` (id, error) when fork itself failed.
+  stderr, and on tubeserver its checkpoint and outcome pipes) -> fork. The child is run as
+  `callee` describes: its own process group, a fresh interpreter's signal handlers, the
+  body as the function's argument, ``os._exit`` at the end, so nothing of one job (a crash,
+  a leak, ``sys.exit``, modified globals) reaches the next. The server answers ``started``
+  (id, pid). When fork itself fails it writes the error to the child's stderr pipe and
+  answers ``exited`` with 126 at once. The harness does not wait for ``started`` (the fork
+  takes about a millisecond, in which it writes the body and sets up its readers); ``kill``
+  and ``exited`` find the child by id.
 * ``kill`` (id, signal) -> signal the child's process group, unless already reaped.
 * When a child's leader exits (seen on its pidfd), the server SIGKILLs what is left of its
   group while the zombie still holds the group id, reaps it and sends ``exited`` (id, exit
@@ -65,11 +65,9 @@ class ForkedProcess:
 
     server: ForkServer
     ident: int
-    pid: int = 0
+    pid: int = 0  # 0 until the forkserver's "started" arrives
     code: int | None = None
-    started: trio.Event = attrs.field(factory=trio.Event)
     exited: trio.Event = attrs.field(factory=trio.Event)
-    error: str = ""
 
     async def wait_exited(self) -> None:
         await self.exited.wait()
@@ -149,13 +147,6 @@ class ForkServer:
                     continue
                 if message["op"] == "started":
                     child.pid = message["pid"]
-                    child.started.set()
-                elif message["op"] == "failed":
-                    child.error = message["error"]
-                    child.code = 126
-                    child.started.set()
-                    child.exited.set()
-                    del self.children[child.ident]
                 else:
                     child.code = message["code"]
                     child.exited.set()
@@ -167,9 +158,7 @@ class ForkServer:
         finally:
             self.closed = True
             for child in self.children.values():
-                child.error = child.error or "the forkserver died"
-                child.code = -signal.SIGKILL
-                child.started.set()
+                child.code = -signal.SIGKILL  # the forkserver died
                 child.exited.set()
             self.children.clear()
             self.sock.close()
@@ -182,8 +171,9 @@ class ForkServer:
         if not self.children:
             self.sock.close()  # wakes `serve`, which waits for the process
 
-    async def spawn(self, env: dict[str, str]) -> Spawned:
-        """Fork a child for one job, with `env` added to its environment."""
+    async def spawn(self, env: dict[str, str], extra_fds: Sequence[int] = ()) -> Spawned:
+        """Fork a child for one job, with `env` added to its environment; `extra_fds` (the
+        checkpoint and outcome pipes, see `callee._child`) are sent along, not closed."""
         pipes = [os.pipe() for _ in range(3)]
         stdin_r, stdin_w = pipes[0]
         stdout_r, stdout_w = pipes[1]
@@ -192,7 +182,7 @@ class ForkServer:
         self.children[child.ident] = child
         try:
             await self.send({"op": "run", "id": child.ident, "env": env},
-                            [stdin_r, stdout_w, stderr_w])
+                            [stdin_r, stdout_w, stderr_w, *extra_fds])
         except BaseException:
             self.children.pop(child.ident, None)
             for fd in (stdin_w, stdout_r, stderr_r):
@@ -201,11 +191,5 @@ class ForkServer:
         finally:
             for fd in (stdin_r, stdout_w, stderr_w):
                 os.close(fd)
-        streams = (trio.lowlevel.FdStream(stdin_w), trio.lowlevel.FdStream(stdout_r),
-                   trio.lowlevel.FdStream(stderr_r))
-        await child.started.wait()
-        if child.error and child.code == 126:
-            for stream in streams:
-                await stream.aclose()
-            raise OSError(f"cannot fork: {child.error}")
-        return Spawned(child, *streams)
+        return Spawned(child, trio.lowlevel.FdStream(stdin_w),
+                       trio.lowlevel.FdStream(stdout_r), trio.lowlevel.FdStream(stderr_r))

@@ -167,6 +167,14 @@ def run_limit(ttr: int, kill_grace: float, timeout: float | None, touch: bool,
     return max(floor, limit)
 
 
+def deadline_after_checkpoint(sent_at: float, ttr: int, kill_grace: float,
+                              hard_deadline: float) -> float:
+    """The child's new deadline once a checkpoint sent at `sent_at` was stored: storing it
+    restarted the TTR (when the server read it, after `sent_at`), so the run limit counts
+    again from `sent_at`, but never past `hard_deadline` (--timeout from the start)."""
+    return min(hard_deadline, sent_at + run_limit(ttr, kill_grace, None, False))
+
+
 def touch_interval(ttr: int) -> float:
     """How often to touch a job with this TTR while its child runs: well before it expires."""
     return max(0.5, min(ttr / 2, ttr - 1.0))

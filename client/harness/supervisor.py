@@ -24,11 +24,14 @@ answers the extension as unknown, and the reserver falls back to ``reserve-with-
 
 *A job.* ``stats-job`` gives the counters, priority and TTR; a ``touch`` (pipelined with it,
 one round trip) restarts the TTR so the run limit counts from now (``ttr - 1 s - kill
-grace``, or ``--timeout`` with ``--touch``). While the child runs a keeper task touches the
-job (``--touch``) or checks it with ``stats-job`` every second; a lost connection or a job no
-longer reserved kills the child and is logged as an error. Then `outcome.decide` picks
-delete / release(delay) / bury, which is sent on the same connection, and one log line is
-written.
+grace``, or ``--timeout`` with ``--touch``). On tubeserver (`tracked`) a job that ran before
+starts from its last checkpoint, and each checkpoint its child writes is stored while it
+runs, which restarts the TTR and so postpones the run limit (never past ``--timeout``).
+While the child runs a keeper task touches the job (``--touch``) or checks it with
+``stats-job`` every second; a lost connection or a job no longer reserved kills the child and
+is logged as an error. Then `outcome.decide` picks delete / release(delay) / bury, which is
+sent on the same connection (on tubeserver as ``finish`` with the result and ``fail`` with
+the reason), and one log line is written.
 
 *Signals.* TERM/INT: stop reserving at once, wait up to the shutdown grace for the children,
 then kill them; a second TERM/INT kills at once. Every connection that holds a running job
@@ -65,11 +68,11 @@ from typing import Any
 import attrs
 import trio
 
-from .. import commands as c
 from ..bodies import Msgpack
 from ..errors import (
     ConnectionClosed,
     ExtensionNotSupported,
+    JobTooBig,
     NotFound,
     ServerError,
     TimedOut,
@@ -78,7 +81,17 @@ from ..errors import (
 from ..job import DEFAULT_PRIORITY, Job, server_name
 from ..stats import StatsJob
 from ..trio_client import TrioClient
-from .child import Abort, ChildResult, Spawned, Spawner, run_child, spawn_command, substitute
+from .channels import Outcome, forward_checkpoints, read_outcome
+from .child import (
+    DRAIN_SECONDS,
+    Abort,
+    ChildResult,
+    Spawned,
+    Spawner,
+    run_child,
+    spawn_command,
+    substitute,
+)
 from .forkserver import ForkServer, ForkServerError
 from .log import LogFormat, Logger
 from .outcome import (
@@ -88,12 +101,22 @@ from .outcome import (
     End,
     Policy,
     Verb,
+    deadline_after_checkpoint,
     decide,
     next_batch_target,
     run_limit,
 )
 from .outcome import touch_interval as _touch_interval
 from .output import Sink
+from .tracked import (
+    Answer,
+    CheckpointFiles,
+    ChildPipes,
+    Tracking,
+    answer_for,
+    send_answer,
+    send_checkpoint,
+)
 
 RECONNECT_MIN = 0.5
 EXIT_FLUSH_SECONDS = 2.0
@@ -126,6 +149,7 @@ class Config:
     reserve_timeout: int = 1
     passthrough: bool = True
     max_idle_time: float | None = None
+    result_bytes: int | None = 4096  # None: --no-result
 
 
 def child_argv(config: Config, values: dict[str, str]) -> list[str]:
@@ -153,6 +177,7 @@ class _Run:
     ref: str
     counters: Counters = attrs.field(factory=Counters)
     pri: int = DEFAULT_PRIORITY
+    tracking: bool = False  # the server keeps results, reasons and checkpoints
     answered: bool = False  # answered, or left for the connection's close to give back
     slot_held: bool = True
 
@@ -193,6 +218,8 @@ class Supervisor:
         self.out_sink: Sink | None = None
         self.err_sink: Sink | None = None
         self.forkserver: ForkServer | None = None
+        self.tracking = Tracking()
+        self.checkpoint_files = CheckpointFiles()
         self._outer: trio.Nursery | None = None
 
     # ------------------------------------------------------------------ control
@@ -236,10 +263,12 @@ class Supervisor:
             self.resumed.set()
             self.log.info("resumed")
 
-    async def _signals(self) -> None:
+    async def _signals(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+                       ) -> None:
         wanted = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGUSR1,
                   signal.SIGUSR2, signal.SIGCONT, signal.SIGHUP)
         with trio.open_signal_receiver(*wanted) as signals:
+            task_status.started()
             async for signum in signals:
                 name = signal.Signals(signum).name
                 self.log.info("signal", signal=name)
@@ -261,8 +290,6 @@ class Supervisor:
 
     async def run(self, handle_signals: bool = True) -> int:
         """Run until stopped (signal, --max-jobs) or drained (--burst); the exit status."""
-        self.log.info("start", servers=",".join(server_name(a) for a in self.config.servers),
-                      tubes=",".join(self.config.tubes), concurrency=self.config.concurrency)
         if self.config.passthrough:
             self.out_sink, self.err_sink = Sink(1), Sink(2)
             self.log.sink = self.err_sink
@@ -270,11 +297,17 @@ class Supervisor:
             self.last_active = trio.current_time()
             async with trio.open_nursery() as outer:
                 self._outer = outer
+                if handle_signals:
+                    # Before "start" is logged: whoever waits for that line may signal at
+                    # once, and USR1, USR2 or HUP without a handler would kill the harness.
+                    await outer.start(self._signals)
+                self.log.info("start",
+                              servers=",".join(server_name(a) for a in self.config.servers),
+                              tubes=",".join(self.config.tubes),
+                              concurrency=self.config.concurrency)
                 if self.config.call is not None and not await self._start_forkserver():
                     outer.cancel_scope.cancel()
                     return 2
-                if handle_signals:
-                    outer.start_soon(self._signals)
                 if self.config.max_idle_time is not None:
                     outer.start_soon(self._idle_watch, self.config.max_idle_time)
                 async with trio.open_nursery() as reservers:
@@ -284,6 +317,7 @@ class Supervisor:
             self.log.info("exit", jobs=self.completed, bugs=self.bugs or None,
                           dropped=self.dropped or None)
         finally:
+            self.checkpoint_files.close()
             self.log.sink = None
             for sink in (self.out_sink, self.err_sink):
                 # A reader that never reads must not keep the harness from exiting.
@@ -318,11 +352,11 @@ class Supervisor:
         if old is not None:
             old.retire()
 
-    async def _fork(self, meta: dict[str, str]) -> Spawned:
+    async def _fork(self, meta: dict[str, str], fds: list[int]) -> Spawned:
         server = self.forkserver
         if server is None or server.closed:
             raise OSError("the forkserver is not running (see its error above)")
-        return await server.spawn(meta)
+        return await server.spawn(meta, fds)
 
     async def _idle_watch(self, limit: float) -> None:
         """--max-idle-time: stop once no job has been reserved or running for `limit`."""
@@ -494,7 +528,11 @@ class Supervisor:
             return
         with trio.CancelScope(shield=True):
             try:
-                await self._answer(run.conn, run.job, run.pri, action)
+                reason = f"tubeworker: {error!r}"
+                call = self.config.call is not None
+                await send_answer(run.conn, run.job, run.pri,
+                                  Answer(action, None, Msgpack().dumps(reason) if call
+                                         else reason.encode()), run.tracking, call)
             except TubeError as e:
                 # The server takes the job back when the connection goes.
                 self.log.error("job-error", job=run.ref, error=repr(e))
@@ -508,24 +546,38 @@ class Supervisor:
         finally:
             self.running.discard(abort)
 
-    def _spawner(self, values: dict[str, str], meta: dict[str, str]) -> Spawner:
+    def _spawner(self, values: dict[str, str], meta: dict[str, str],
+                 pipes: ChildPipes | None = None) -> Spawner:
+        fds = pipes.child_fds if pipes is not None else []
         if self.config.call is not None:
-            return lambda: self._fork(meta)
-        return spawn_command(child_argv(self.config, values), child_env(dict(os.environ), meta))
+            inner: Spawner = lambda: self._fork(meta, fds)  # noqa: E731
+        else:
+            if pipes is not None:
+                meta = {**meta, "TUBEWORKER_CHECKPOINT_FD": str(fds[0])}
+            inner = spawn_command(child_argv(self.config, values),
+                                  child_env(dict(os.environ), meta), fds)
+        if pipes is None:
+            return inner
+
+        async def spawn() -> Spawned:
+            try:
+                return await inner()
+            finally:
+                pipes.release_child_ends()  # the child has its copies: its exit is an EOF
+        return spawn
 
     async def _run_job_tracked(self, run: _Run, producer: dict[str, TrioClient[bytes]],
                                abort: Abort) -> None:
         cfg = self.config
         conn, job, ref = run.conn, run.job, run.ref
-        # One round trip: the job's counters, and a fresh TTR for the run limit to count from.
-        ask, touch = c.StatsJob(job.id), c.Touch(job.id)
-        replies = await conn.pipeline([ask, touch])
-        stats = ask.unwrap(replies[0])
+        # One round trip: the job's counters, and a fresh TTR for the run limit to count from
+        # (and on tubeserver, the checkpoint of a job that ran before).
+        started = await self.tracking.start(conn, job)
+        stats = started.stats
         counters = Counters(releases=stats["releases"], timeouts=stats["timeouts"],
                             buries=stats["buries"], kicks=stats["kicks"])
         pri, ttr, tube = stats["pri"], stats["ttr"], stats["tube"]
-        run.counters, run.pri = counters, pri
-        touch.unwrap(replies[1])
+        run.counters, run.pri, run.tracking = counters, pri, started.tracking
         if self.killing or abort.reason is End.SHUTDOWN:
             run.answered = True  # given back uncounted when its connection closes
             self.log.info("job", job=ref, tube=tube, action="release", delay=0,
@@ -543,12 +595,20 @@ class Supervisor:
             "TUBEWORKER_DEADLINE": (f"{time.time() + limit:.3f}" if math.isfinite(limit)
                                     else ""),
         }
+        checkpoint_file = None
+        if started.checkpoint is not None:
+            checkpoint_file = self.checkpoint_files.write(started.checkpoint)
+            meta["TUBEWORKER_CHECKPOINT"] = checkpoint_file
+        pipes = ChildPipes.open(cfg.call is not None) if started.tracking else None
         lost: list[str] = []
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._keeper, conn, job, ttr, abort, lost)
-            result = await run_child(self._spawner(values, meta), job.body, limit,
-                                     cfg.kill_grace, abort, self.out_sink, self.err_sink)
-            nursery.cancel_scope.cancel()
+        try:
+            result, outcome, checkpoints = await self._run_child(
+                run, ttr, limit, self._spawner(values, meta, pipes), pipes, abort, lost)
+        finally:
+            if pipes is not None:
+                await pipes.aclose()
+            if checkpoint_file is not None:
+                self.checkpoint_files.remove(checkpoint_file)
         self.runs += 1
         if cfg.max_jobs is not None and self.runs >= cfg.max_jobs:
             self.stop(None)  # before the slot is free, so no further job is reserved
@@ -558,6 +618,8 @@ class Supervisor:
         fields: dict[str, Any] = {
             "job": ref, "tube": tube, "attempt": counters.attempt, **_describe(result.end),
             "duration": round(result.duration, 3), "dropped": result.dropped or None,
+            "checkpoints": checkpoints or None,
+            "resumed": started.checkpoint is not None or None,
         }
         if result.end.kind is End.LOST:
             self.log.error("job", **fields, action="none",
@@ -567,7 +629,9 @@ class Supervisor:
         action = decide(result.end, counters, cfg.policy, self.rand())
         run.answered = True
         if result.end.kind is not End.SHUTDOWN:
-            await self._answer(conn, job, pri, action)
+            call = cfg.call is not None
+            answer = answer_for(action, result, outcome, call, cfg.result_bytes)
+            action = await send_answer(conn, job, pri, answer, started.tracking, call)
         self.completed += 1
         level = "info" if action.verb is Verb.DELETE else "warning"
         self.log.emit(level, "job", **fields, action=action.verb.value,
@@ -575,14 +639,57 @@ class Supervisor:
                       reason=action.reason)
         await self._record(conn, job, tube, counters, result, action, producer)
 
-    async def _answer(self, conn: TrioClient[bytes], job: Job[bytes], pri: int,
-                      action: Action) -> None:
-        if action.verb is Verb.DELETE:
-            await conn.delete(job)
-        elif action.verb is Verb.RELEASE:
-            await conn.release(job, pri, action.delay)
-        else:
-            await conn.bury(job, pri)
+    async def _run_child(self, run: _Run, ttr: int, limit: float, spawn: Spawner,
+                         pipes: ChildPipes | None, abort: Abort,
+                         lost: list[str]) -> tuple[ChildResult, Outcome | None, int]:
+        """Run the job's child with its keeper and, where the server keeps them, its
+        checkpoints sent as they come; the child's result, its --call outcome and the
+        number of checkpoints stored. The pipes are read to their end (bounded by
+        DRAIN_SECONDS once the child is gone), so every checkpoint is stored before the
+        job is answered."""
+        cfg = self.config
+        conn, job = run.conn, run.job
+        hard = trio.current_time() + (cfg.timeout if cfg.timeout is not None else math.inf)
+        stored = 0
+        outcome: list[Outcome] = []
+
+        async def checkpoint(data: bytes) -> None:
+            nonlocal stored
+            sent_at = trio.current_time()
+            try:
+                with trio.CancelScope(shield=True):  # cancelled in flight = connection closed
+                    await send_checkpoint(conn, job, data)
+            except JobTooBig as e:
+                self.log.warning("checkpoint", job=run.ref, bytes=len(data), error=repr(e),
+                                 note="larger than the server's max job size; not stored")
+                return
+            except (TubeError, OSError) as e:
+                await self._lose(conn, abort, lost, e)
+                return
+            stored += 1
+            abort.postpone(deadline_after_checkpoint(sent_at, ttr, cfg.kill_grace, hard))
+
+        def garbage(error: str) -> None:
+            self.log.warning("checkpoint", job=run.ref, error=error,
+                             note="the rest of the child's checkpoint pipe is ignored")
+
+        async def read_to_end(stream: trio.abc.ReceiveStream) -> None:
+            outcome.append(await read_outcome(stream))
+
+        async with trio.open_nursery() as talk:
+            if pipes is not None:
+                talk.start_soon(forward_checkpoints, pipes.checkpoints.stream, checkpoint,
+                                garbage)
+                if pipes.outcome is not None:
+                    talk.start_soon(read_to_end, pipes.outcome.stream)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._keeper, conn, job, ttr, abort, lost)
+                result = await run_child(spawn, job.body, limit, cfg.kill_grace, abort,
+                                         self.out_sink, self.err_sink,
+                                         cfg.result_bytes or 0)
+                nursery.cancel_scope.cancel()
+            talk.cancel_scope.deadline = trio.current_time() + DRAIN_SECONDS
+        return result, (outcome[0] if outcome else None), stored
 
     async def _keeper(self, conn: TrioClient[bytes], job: Job[bytes], ttr: int, abort: Abort,
                       lost: list[str]) -> None:
@@ -605,10 +712,16 @@ class Supervisor:
                         if st["state"] != "reserved":
                             raise NotFound(f"job is {st['state']}")
             except (TubeError, OSError) as e:
-                lost.append(repr(e))
-                await conn.aclose()
-                abort.set(End.LOST)
+                await self._lose(conn, abort, lost, e)
                 return
+
+    @staticmethod
+    async def _lose(conn: TrioClient[bytes], abort: Abort, lost: list[str],
+                    error: Exception) -> None:
+        """The job's connection failed, or the job is no longer ours: kill the child."""
+        lost.append(repr(error))
+        await conn.aclose()
+        abort.set(End.LOST)
 
     async def _record(self, conn: TrioClient[bytes], job: Job[bytes], tube: str,
                       counters: Counters, result: ChildResult, action: Action,
