@@ -140,9 +140,10 @@ class Flow:
         if e.tracker.waiters:
             e._answer_waiters(child.id, outcome(child))
 
-    def restore_waiting(self, job: Job) -> None:
-        """Start-up: a waiting job read from the log. Parents that are not live any more
-        finished (a cancelled one would have buried it, in the same frame)."""
+    def restore_waiting(self, job: Job) -> bool:
+        """Start-up: a waiting job read from the log; False when no parent of it is live
+        any more (they finished: a cancelled one would have buried it, in the same frame),
+        and it is ready instead."""
         e = self.engine
         extra = job.extra
         parents = [] if extra is None or extra.parents is None else extra.parents
@@ -150,13 +151,11 @@ class Flow:
         if open_parents:
             job.tube.waiting[job.id] = job
             self.deps.wait(job, open_parents)
-            return
+            return True
         if extra is not None:
             extra.parents = None
         job.state = JobState.READY
-        from .restore import restore_job  # here: restore.py imports the engine, which imports this
-
-        restore_job(e, job)
+        return False
 
     # --- tube limits -------------------------------------------------------------------
 

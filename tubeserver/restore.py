@@ -40,7 +40,9 @@ def restore_job(engine: Engine, job: Job) -> None:
     elif state is _BURIED:
         tube.buried[job.id] = job
     elif state is _WAITING:
-        engine.flow.restore_waiting(job)
+        if not engine.flow.restore_waiting(job):
+            restore_job(engine, job)  # now ready
+            return
     else:
         raise ValueError(f"job {job.id} cannot be restored as {state.value}")
     if job.id >= engine._next_id:
