@@ -2,6 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 PORT ?= 11300
+HTTP ?= 127.0.0.1:11301
 BIN := $(VENV)/bin
 
 .PHONY: run test lint typecheck unit unit-interpreted clean
@@ -15,15 +16,16 @@ $(BIN)/python:
 	$(BIN)/python -m pip install -q --upgrade pip
 
 $(VENV)/.installed: pyproject.toml setup.py $(CORE) | $(BIN)/python
-	$(BIN)/python -m pip install -q -e .
+	$(BIN)/python -m pip install -q -e '.[http]'
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml setup.py $(CORE) | $(BIN)/python
 	$(BIN)/python -m pip install -q -e '.[test]'
 	touch $@ $(VENV)/.installed
 
+# The protocol on PORT; metrics, the JSON API and the dashboard on http://$(HTTP)/.
 run: $(VENV)/.installed
-	$(BIN)/tubeserver --port $(PORT)
+	$(BIN)/tubeserver --port $(PORT) --http $(HTTP)
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .

@@ -21,12 +21,15 @@ from setuptools import setup
 # classes, no attrs, no monkeypatching of their functions. All are pure but rounds.py, the
 # hub's per-round socket work (no trio, no clock).
 COMPILED = [
+    "tubeserver/admin.py",
+    "tubeserver/ages.py",
     "tubeserver/commands.py",
     "tubeserver/deps.py",
     "tubeserver/dispatch.py",
     "tubeserver/engine.py",
     "tubeserver/errors.py",
     "tubeserver/flow.py",
+    "tubeserver/histogram.py",
     "tubeserver/job.py",
     "tubeserver/keys.py",
     "tubeserver/limits.py",

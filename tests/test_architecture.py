@@ -20,7 +20,7 @@ PACKAGES = {"tubeserver": "tubeserver", "client": "tubeclient"}
 CORE = (
     "engine", "job", "tube", "session", "parser", "commands", "errors", "limits", "replies",
     "stats", "dispatch", "walrecords", "replay", "tracking", "invariants", "timers", "flow",
-    "keys", "deps", "tubelimits", "schedules", "restore",
+    "keys", "deps", "tubelimits", "schedules", "restore", "admin", "ages", "histogram",
 )
 # Standard-library and third-party modules the core may use: pure computation only. A new
 # pure module may be added here; anything touching sockets, files, processes, threads, clocks

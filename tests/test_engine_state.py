@@ -37,6 +37,7 @@ from tubeserver.errors import (
 )
 from tubeserver.flow import cancelled_reason
 from tubeserver.invariants import check_invariants
+from tubeserver.limits import CLEAR_STATES, LIST_STATES
 from tubeserver.schedules import parse_spec
 from tubeserver.session import Session
 from tubeserver.tracking import RECORD_COST, Tracker
@@ -614,7 +615,11 @@ class Model:
         return [j.id for j in sorted(self.in_state(tube, BURIED), key=lambda j: j.buried_seq)]
 
     def kick(self, sid: int, bound: int) -> int:
-        tube = self.sessions[sid].used
+        return self.kick_tube(self.sessions[sid].used, bound)
+
+    def kick_tube(self, tube: str, bound: int) -> int:
+        if tube not in self.tubes:
+            raise NotFound()
         if buried := self.in_state(tube, BURIED):
             jobs = sorted(buried, key=lambda j: j.buried_seq)
         else:
@@ -632,6 +637,30 @@ class Model:
         job.state, job.parents = READY, []
         job.kicks += 1
         self.match()
+
+    def list_jobs(self, tube: str, state: str, offset: int, limit: int) -> list[int]:
+        if tube not in self.tubes:
+            raise NotFound()
+        order: dict[str, Callable[[MJob], Any]] = {
+            READY: lambda j: (j.pri, j.id), DELAYED: lambda j: (j.deadline, j.id),
+            BURIED: lambda j: j.buried_seq, RESERVED: lambda j: (j.deadline, j.id),
+            WAITING: lambda j: j.id}
+        jobs = sorted(self.in_state(tube, state), key=order[state])
+        return [j.id for j in jobs[offset:offset + limit]]
+
+    def clear_tube(self, tube: str, state: str, order: list[int]) -> int:
+        """Delete the tube's jobs of `state`, in `order` (the engine's snapshot: which job
+        goes first is no concern of the model's, only that each is an ordinary delete)."""
+        if tube not in self.tubes:
+            raise NotFound()
+        assert sorted(order) == sorted(j.id for j in self.in_state(tube, state))
+        cleared = 0
+        for job_id in order:
+            job = self.jobs.get(job_id)
+            if job is not None and job.state == state:  # not moved by an earlier delete
+                self.delete(-1, job_id)
+                cleared += 1
+        return cleared
 
     def pause_tube(self, name: str, delay: int) -> None:
         if name not in self.tubes:
@@ -968,6 +997,37 @@ class EngineMachine(RuleBasedStateMachine):
             self.both(lambda: self.e.kick_job(job_id, now), lambda: self.m.kick_job(job_id))
         elif self.idle(s):
             self.both(lambda: self.e.kick(s, bound, now), lambda: self.m.kick(s.id, bound))
+
+    # --- admin commands (admin.py) -----------------------------------------------------
+
+    @rule(name=TUBES, state=st.sampled_from(LIST_STATES), offset=st.integers(0, 3),
+          limit=st.integers(1, 4))
+    def list_jobs(self, name: str, state: str, offset: int, limit: int) -> None:
+        self.both(lambda: [j.id for j in self.e.admin.list_jobs(name, state, offset, limit)],
+                  lambda: self.m.list_jobs(name, state, offset, limit))
+
+    @rule(s=sessions, name=TUBES, state=st.sampled_from(CLEAR_STATES))
+    def clear_tube(self, s: Session, name: str, state: str) -> None:
+        """clear-tube, done at once (programs hold fewer jobs than a slice; test_admin.py
+        covers clears that take several ticks)."""
+        if not self.idle(s):
+            return
+        self.sync()
+        tube = self.e.tubes.get(name)
+        order: list[int] = []
+        if tube is not None:
+            jobs = {READY: tube.ready.items, DELAYED: tube.delayed.items,
+                    BURIED: list(tube.buried.values()), WAITING: list(tube.waiting.values())}
+            order = [j.id for j in reversed(jobs[state])]
+        now = self.m.now
+        self.both(lambda: self.e.admin.clear(s, name, state, now),
+                  lambda: self.m.clear_tube(name, state, order), sync=False)
+
+    @rule(name=TUBES, bound=st.integers(0, 3))
+    def kick_tube(self, name: str, bound: int) -> None:
+        now = self.m.now
+        self.both(lambda: self.e.admin.kick(name, bound, now),
+                  lambda: self.m.kick_tube(name, bound))
 
     @rule(name=TUBES, delay=st.sampled_from([0, 0, 1, 2, 5]))
     def pause_tube(self, name: str, delay: int) -> None:

@@ -15,7 +15,13 @@ import yaml
 from tubeserver import commands as c
 from tubeserver.dispatch import Dispatcher
 from tubeserver.engine import Engine
-from tubeserver.stats import COMMAND_KEYS, FLOW_COMMAND_KEYS, TRACKING_COMMAND_KEYS, ProcessInfo
+from tubeserver.stats import (
+    ADMIN_COMMAND_KEYS,
+    COMMAND_KEYS,
+    FLOW_COMMAND_KEYS,
+    TRACKING_COMMAND_KEYS,
+    ProcessInfo,
+)
 
 TRICKY = ["123", "1.5", "true", "null", "yes", "0x1F", "1e5", "$x", "(a)", "a;b", "a/b+c_d."]
 
@@ -58,7 +64,7 @@ def test_stats_keys_in_order_and_typed(d: Dispatcher) -> None:
            "kept-record-bytes", "kept-records-expired", "kept-records-evicted",
            *FLOW_COMMAND_KEYS, "current-dependent-jobs", "current-unique-keys",
            "unique-duplicates", "current-schedules", "schedule-firings", "current-tube-limits",
-           "build"]
+           *ADMIN_COMMAND_KEYS, "jobs-cleared", "build"]
     assert keys[-len(own) - 6:] == ["binlog-max-size", "draining", "id", "hostname", "os",
                                     "platform", *own]
     assert stats["build"] in ("compiled (mypyc)", "interpreted") or stats["build"].startswith(

@@ -8,6 +8,7 @@ prints usage and exits 2; a server that cannot listen or use its log exits 1.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import logging
 import os
 import sys
@@ -75,6 +76,18 @@ def _timezone(text: str) -> str:
     return text
 
 
+def _http(text: str) -> tuple[str, int]:
+    """PORT, ADDR:PORT or [IPv6]:PORT; the address defaults to loopback."""
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        host, port = DEFAULT_LISTEN, text
+    host = host.removeprefix("[").removesuffix("]")
+    if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise argparse.ArgumentTypeError(
+            f"expected PORT or ADDR:PORT (as 127.0.0.1:11301), got {text!r}")
+    return host, int(port)
+
+
 def _listen(text: str) -> str:
     if not text:
         raise argparse.ArgumentTypeError("empty listen address")
@@ -95,6 +108,7 @@ _SETTINGS: list[tuple[str, str, Callable[[str], object], object]] = [
     ("TUBESERVER_RESULT_TTL", "result_ttl", _result_ttl, int(DEFAULT_TTL)),
     ("TUBESERVER_RESULT_MEMORY", "result_memory", _result_memory, DEFAULT_MEMORY),
     ("TUBESERVER_TIMEZONE", "timezone", _timezone, None),
+    ("TUBESERVER_HTTP", "http", _http, None),
 ]
 # Meaningless without a log directory: said so when given on the command line.
 _LOG_ONLY = ("segment_size", "fsync_ms", "no_fsync")
@@ -154,6 +168,13 @@ def build_parser() -> argparse.ArgumentParser:
     flow.add_argument("--timezone", type=_timezone, metavar="NAME",
                       help="read schedules' cron times in this IANA time zone, daylight saving "
                       "included (default: UTC) [TUBESERVER_TIMEZONE]")
+    ops = p.add_argument_group(
+        "HTTP endpoint", "Prometheus metrics, health checks, a JSON API and the dashboard, "
+        "from the same process (needs the `http` extra: hypercorn, prometheus-client). It "
+        "has no authentication: anyone who reaches it can delete jobs.")
+    ops.add_argument("--http", type=_http, metavar="[ADDR:]PORT",
+                     help="serve HTTP on ADDR:PORT (default address 127.0.0.1; off unless "
+                     "given) [TUBESERVER_HTTP]")
     p.add_argument("-V", "--verbose", action="count",
                    help="log connections; twice also logs every command "
                    "[TUBESERVER_VERBOSE=N]")
@@ -193,12 +214,20 @@ def parse_config(argv: Sequence[str], environ: dict[str, str]) -> Config:
     if args.no_fsync and args.fsync_ms is not None:
         parser.error("TUBESERVER_FSYNC_MS and TUBESERVER_NO_FSYNC contradict each other; "
                      "set one")
+    if args.http is not None and not _http_extra():
+        parser.error("--http needs hypercorn and prometheus-client: "
+                     "pip install 'tubeserver[http]'")
     fsync_ms = None if args.no_fsync else (
         DEFAULT_FSYNC_MS if args.fsync_ms is None else args.fsync_ms)
     return Config(listen=args.listen, port=args.port, max_job_size=size, verbose=args.verbose,
                   wal_dir=args.wal_dir, fsync_ms=fsync_ms, segment_size=args.segment_size,
                   wal_repair=args.wal_repair, result_ttl=args.result_ttl,
-                  result_memory=args.result_memory, timezone=args.timezone)
+                  result_memory=args.result_memory, timezone=args.timezone, http=args.http)
+
+
+def _http_extra() -> bool:
+    return all(importlib.util.find_spec(name) is not None
+               for name in ("hypercorn", "prometheus_client"))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

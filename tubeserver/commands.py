@@ -333,6 +333,34 @@ class ListTubeLimits(_Record):
     __slots__ = ()
 
 
+# Admin commands (tubeserver extensions, protocol.md "Admin commands"; admin.py).
+
+class ListJobs(_Record):
+    __slots__ = ("tube", "state", "offset", "limit")
+
+    def __init__(self, tube: str, state: str, offset: int, limit: int) -> None:
+        self.tube = tube
+        self.state = state
+        self.offset = offset
+        self.limit = limit
+
+
+class ClearTube(_Record):
+    __slots__ = ("tube", "state")
+
+    def __init__(self, tube: str, state: str) -> None:
+        self.tube = tube
+        self.state = state
+
+
+class KickTube(_Record):
+    __slots__ = ("tube", "bound")
+
+    def __init__(self, tube: str, bound: int) -> None:
+        self.tube = tube
+        self.bound = bound
+
+
 Framed = PutUnique | PutAfter | Schedule
 
 Command = (
@@ -340,6 +368,7 @@ Command = (
     | Ignore | Peek | PeekReady | PeekDelayed | PeekBuried | Kick | KickJob | StatsJob
     | StatsTube | Stats | ListTubes | ListTubeUsed | ListTubesWatched | PauseTube | Quit
     | Finish | Fail | Result | JobStatus | Checkpoint | PeekCheckpoint | PutUnique | PutAfter
-    | Schedule | Unschedule | ListSchedules | TubeLimits | ListTubeLimits
+    | Schedule | Unschedule | ListSchedules | TubeLimits | ListTubeLimits | ListJobs | ClearTube
+    | KickTube
 )
 Event = Command | Rejected

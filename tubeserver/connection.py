@@ -42,6 +42,7 @@ class Connection:
         self.hung_up = False
         # Positions in the reply batch of replies that report a logged change.
         self.logged: list[int] = []
+        self.active_at = trio.current_time()  # when it last sent something
 
     async def run(self) -> None:
         server = self.server
@@ -74,6 +75,7 @@ class Connection:
             if not data:
                 return
             parser.feed(data)
+            self.active_at = trio.current_time()
             while (event := parser.next_event()) is not None:
                 if wal is None:
                     result = handle(session, event, trio.current_time())
@@ -87,7 +89,10 @@ class Connection:
                 if result is Action.WAIT:
                     await self._flush(out)
                     pending = 0
-                    result = await self._wait()
+                    wakeup = await self._wait()
+                    if wal is not None and wakeup.cleared >= 0:
+                        logged.append(len(out))  # clear-tube's deletes were logged
+                    result = answer(wakeup)
                     if trace:
                         log.debug("%s <- (reserve answered) -> %s", self.peer, _short(result))
                 elif result is Action.CLOSE:
@@ -119,7 +124,7 @@ class Connection:
             await self.stream.send_all(b"".join(out))
             out.clear()
 
-    async def _wait(self) -> bytes:
+    async def _wait(self) -> Wakeup:
         """Park until this session's reserve is answered (or the client hangs up)."""
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._watch_hangup)
@@ -128,7 +133,7 @@ class Connection:
         wakeup, self.wakeup = self.wakeup, None
         self.woken = trio.Event()
         assert wakeup is not None
-        return answer(wakeup)
+        return wakeup
 
     async def _watch_hangup(self) -> None:
         while self.parser.buffered() < WAIT_BUFFER_LIMIT:

@@ -17,6 +17,7 @@ from .errors import BadFormat, InternalError, NotFound, ProtocolError
 from .schedules import BadSpec, parse_spec
 from .session import Session
 from .stats import (
+    ADMIN_COMMAND_KEYS,
     COMMAND_KEYS,
     FLOW_COMMAND_KEYS,
     TRACKING_COMMAND_KEYS,
@@ -24,6 +25,7 @@ from .stats import (
     ProcessInfo,
     job_stats,
     job_status,
+    jobs_list,
     limits_list,
     schedules_list,
     server_stats,
@@ -49,6 +51,8 @@ def answer(wakeup: Wakeup) -> bytes:
         return replies.reserved_batch(wakeup.batch)
     if wakeup.outcome is not None:
         return replies.outcome(wakeup.outcome)
+    if wakeup.cleared >= 0:
+        return replies.cleared(wakeup.cleared)
     assert wakeup.error is not None
     return wakeup.error.reply
 
@@ -66,7 +70,7 @@ class Dispatcher:
         # The write-ahead log's figures for `stats`, when there is a log.
         self.log_stats: Callable[[], LogStats] = LogStats
         self.counts: dict[str, int] = dict.fromkeys(
-            COMMAND_KEYS + TRACKING_COMMAND_KEYS + FLOW_COMMAND_KEYS, 0)
+            COMMAND_KEYS + TRACKING_COMMAND_KEYS + FLOW_COMMAND_KEYS + ADMIN_COMMAND_KEYS, 0)
         # The wall clock minus the engine's clock, for the times job-status shows.
         self.wall = 0.0
         self._handlers: dict[type, Callable[[Any, Session, float], Result]] = {
@@ -86,6 +90,8 @@ class Dispatcher:
             c.PutAfter: self._put_after, c.Schedule: self._schedule,
             c.Unschedule: self._unschedule, c.ListSchedules: self._list_schedules,
             c.TubeLimits: self._tube_limits, c.ListTubeLimits: self._list_tube_limits,
+            c.ListJobs: self._list_jobs, c.ClearTube: self._clear_tube,
+            c.KickTube: self._kick_tube,
         }
 
     def handle(self, s: Session, event: c.Event, now: float) -> Result:
@@ -300,6 +306,22 @@ class Dispatcher:
     def _list_tube_limits(self, cmd: c.ListTubeLimits, s: Session, now: float) -> Result:
         self.counts["cmd-list-tube-limits"] += 1
         return replies.ok(to_yaml_seq(limits_list(self.engine)))
+
+    # Admin commands (admin.py has the rules).
+
+    def _list_jobs(self, cmd: c.ListJobs, s: Session, now: float) -> Result:
+        self.counts["cmd-list-jobs"] += 1
+        jobs = self.engine.admin.list_jobs(cmd.tube, cmd.state, cmd.offset, cmd.limit)
+        return replies.ok(to_yaml_seq(jobs_list(jobs, now)))
+
+    def _clear_tube(self, cmd: c.ClearTube, s: Session, now: float) -> Result:
+        self.counts["cmd-clear-tube"] += 1
+        count = self.engine.admin.clear(s, cmd.tube, cmd.state, now)
+        return Action.WAIT if count is None else replies.cleared(count)
+
+    def _kick_tube(self, cmd: c.KickTube, s: Session, now: float) -> Result:
+        self.counts["cmd-kick-tube"] += 1
+        return replies.kicked(self.engine.admin.kick(cmd.tube, cmd.bound, now))
 
     def _rejected(self, cmd: c.Rejected, s: Session, now: float) -> Result:
         if cmd.verb == "put":

@@ -10,8 +10,10 @@ its condition was re-checked, so a TTR expiry cannot be lost (beanstalkd #262, #
 
 from __future__ import annotations
 
+from itertools import islice
 from typing import Final, Protocol
 
+from .admin import Admin
 from .errors import (
     DeadlineSoon,
     Draining,
@@ -26,6 +28,7 @@ from .job import Job, JobState
 from .limits import DEADLINE_MARGIN, DEFAULT_TUBE
 from .session import Session, Waiter
 from .timers import (
+    CLEAR,
     DELAY,
     EXPIRE,
     KEYS,
@@ -89,22 +92,25 @@ class Journal(Protocol):
 
 class Wakeup:
     """A waiting session is answered: a reserve with `job`, with `error`, or (for
-    reserve-batch) with the jobs in `batch`; a `result` with `outcome` or `error`.
-    Read-only once made."""
+    reserve-batch) with the jobs in `batch`; a `result` with `outcome` or `error`; a
+    clear-tube with the count it `cleared` (-1 for every other answer). Read-only once
+    made."""
 
-    __slots__ = ("batch", "error", "job", "outcome", "session")
+    __slots__ = ("batch", "cleared", "error", "job", "outcome", "session")
 
     def __init__(self, session: Session, job: Job | None, error: ProtocolError | None,
-                 batch: tuple[Job, ...] | None = None, outcome: Outcome | None = None) -> None:
+                 batch: tuple[Job, ...] | None = None, outcome: Outcome | None = None,
+                 cleared: int = -1) -> None:
         self.session = session
         self.job = job
         self.error = error
         self.batch = batch
         self.outcome = outcome
+        self.cleared = cleared
 
     def __repr__(self) -> str:
         return (f"Wakeup({self.session!r}, {self.job!r}, {self.error!r}, {self.batch!r}, "
-                f"{self.outcome!r})")
+                f"{self.outcome!r}, {self.cleared})")
 
 
 class Engine:
@@ -128,6 +134,8 @@ class Engine:
         self.journal: Journal | None = None
         # Flow control (flow.py): unique keys, dependencies, tube limits, schedules.
         self.flow = Flow(self)
+        # Operators' commands (admin.py): list-jobs, clear-tube, kick-tube.
+        self.admin = Admin(self)
         self._tube(DEFAULT_TUBE)
 
     # --- sessions --------------------------------------------------------------------
@@ -335,6 +343,8 @@ class Engine:
                 tracker.evicted += 1  # larger than the whole bound, or no room in the log
         if extra is not None or self.flow.deps.children:
             self.flow.job_ended(job, ran, now)
+        if ran:
+            job.tube.run_time.observe(now - job.reserved_at)
         job.tube.cmd_delete += 1
         self._maybe_drop(job.tube)
         if self._dirty:  # a limited tube has room again, or children were released
@@ -348,6 +358,7 @@ class Engine:
         job.pri = pri
         job.delay = delay
         job.releases += 1
+        job.tube.releases += 1
         if delay:
             job.move(DELAYED)
             self._start_delay(job, now)
@@ -368,6 +379,7 @@ class Engine:
         self._detach(job)
         job.pri = pri
         job.buries += 1
+        job.tube.buries += 1
         if reason is not None:
             job.more().reason = reason
         job.move(BURIED)
@@ -470,23 +482,28 @@ class Engine:
 
     def kick(self, s: Session, bound: int, now: float) -> int:
         """Kick up to `bound` jobs of the used tube: buried ones if it has any, else delayed."""
-        tube = s.used
+        return self.kick_tube(s.used, bound, now)
+
+    def kick_tube(self, tube: Tube, bound: int, now: float) -> int:
+        """kick, in `tube` (kick-tube names it, admin.py)."""
         from_buried = bool(tube.buried)  # decided once: never both kinds in one kick
         if self.journal is not None:
             kickable = len(tube.buried) if from_buried else tube.delayed_count
             self.journal.admit_updates(min(bound, kickable))
         kicked = 0
-        while kicked < bound:
-            if from_buried:
-                if not tube.buried:
+        if from_buried:
+            # Taken in one pass: a dict keeps the holes of deleted entries until it is
+            # resized, so asking for the first entry after each kick would be quadratic.
+            for job in list(islice(tube.buried.values(), bound)):
+                self._kick(job)
+                kicked += 1
+        else:
+            while kicked < bound:
+                delayed = tube.peek_delayed()
+                if delayed is None:
                     break
-                job: Job | None = next(iter(tube.buried.values()))
-            else:
-                job = tube.peek_delayed()
-            if job is None:
-                break
-            self._kick(job)
-            kicked += 1
+                self._kick(delayed)
+                kicked += 1
         self._match(now)
         return kicked
 
@@ -542,6 +559,7 @@ class Engine:
         # Entries come out live (their condition re-checked): act on each.
         timers = self.timers
         waits: list[Timer] = []
+        clearing = False
         self._ticking = True
         try:
             while (entry := timers.pop_due(now)) is not None:
@@ -552,6 +570,7 @@ class Engine:
                     self._detach(target)
                     if kind == TTR:
                         target.timeouts += 1
+                        target.tube.timeouts += 1
                         self.job_timeouts += 1
                     self._make_ready(target)
                 elif kind == PAUSE:
@@ -569,6 +588,8 @@ class Engine:
                     self.flow.expire_keys(now)
                 elif kind == SCHEDULE:
                     self.flow.fire(now)
+                elif kind == CLEAR:
+                    clearing = True  # after the loop, or its next slice would be due too
                 elif kind == EXPIRE:
                     tracker = self.tracker
                     tracker.timer_at = None
@@ -582,6 +603,8 @@ class Engine:
                     waits.append(entry)
         finally:
             self._ticking = False
+        if clearing:
+            self.admin.step(now)
         # Jobs that became available go to waiters before any waiter is timed out.
         self._match(now)
         # When both are due, DEADLINE_SOON wins over TIMED_OUT (as in beanstalkd).
@@ -606,6 +629,10 @@ class Engine:
                 self.cancel_wait(target)
                 error = TimedOut() if kind == WAIT else DeadlineSoon()
                 self._wakeups.append(Wakeup(target, None, error))
+
+    def cleared(self, s: Session, count: int) -> None:
+        """A clear-tube that went on in slices is done (admin.py)."""
+        self._wakeups.append(Wakeup(s, None, None, cleared=count))
 
     def drain_wakeups(self) -> list[Wakeup]:
         wakeups, self._wakeups = self._wakeups, []
@@ -697,8 +724,11 @@ class Engine:
         job.reserver = s
         job.deadline = now + job.ttr
         job.reserved_at = now
-        job.reserves += 1
         tube = job.tube
+        if not job.reserves:
+            tube.queue_time.observe(now - job.created)
+        job.reserves += 1
+        tube.reserves += 1
         tube.reserved_count += 1
         if tube.limits is not None:
             tube.limits.take(now)
@@ -708,6 +738,7 @@ class Engine:
     def _kick(self, job: Job) -> None:
         self._detach(job)
         job.kicks += 1
+        job.tube.kicks += 1
         self._make_ready(job)
         if self.journal is not None:
             self.journal.update(job)

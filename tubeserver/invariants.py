@@ -58,6 +58,7 @@ def check_invariants(engine: Engine) -> None:
         assert all(e.jobs.get(j.id) is j for j in ready)
         assert t.urgent_count == sum(1 for j in ready if j.pri < 1024)
         t.ready.check()
+        t.ages.check([j.created for j in ready])
         delayed = t.delayed.jobs()
         assert len(delayed) == len({j.id for j in delayed}) == t.delayed_count == counts[t][1]
         t.delayed.check()

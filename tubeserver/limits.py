@@ -40,3 +40,11 @@ DEFAULT_TUBE: Final = "default"
 PARENTS_MAX: Final = 100
 # tube-limits: the highest rate, in jobs per second.
 RATE_MAX: Final = 1_000_000.0
+
+# Admin commands (admin.py): jobs in one list-jobs reply, its deepest offset (a walk of
+# O(offset log offset) through a heap), and the states each command takes (a reserved job
+# belongs to its worker: clear-tube leaves it alone).
+LIST_MAX: Final = 1000
+OFFSET_MAX: Final = 100_000
+LIST_STATES: Final = ("ready", "reserved", "delayed", "buried", "waiting")
+CLEAR_STATES: Final = ("ready", "delayed", "buried", "waiting")

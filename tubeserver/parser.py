@@ -24,6 +24,10 @@ U32_MAX: Final = limits.U32_MAX
 U64_MAX: Final = limits.U64_MAX
 PARENTS_MAX: Final = limits.PARENTS_MAX
 RATE_MAX: Final = limits.RATE_MAX
+LIST_MAX: Final = limits.LIST_MAX
+OFFSET_MAX: Final = limits.OFFSET_MAX
+LIST_STATES: Final = limits.LIST_STATES
+CLEAR_STATES: Final = limits.CLEAR_STATES
 
 # Parser._hot reads a line byte by byte: native loops when mypyc compiled this module, but
 # slower interpreted than the general path's bytes methods, so by default only compiled.
@@ -213,6 +217,32 @@ def _rate(token: bytes) -> float:
     return rate
 
 
+def _p_list_jobs(rest: bytes) -> c.Event:
+    tube, state, offset, limit = _numbers(rest, 4)
+    count = _number(limit, LIST_MAX)
+    if not count:
+        raise BadFormat()
+    return c.ListJobs(parse_name(tube), _state(state, LIST_STATES), _number(offset, OFFSET_MAX),
+                      count)
+
+
+def _p_clear_tube(rest: bytes) -> c.Event:
+    tube, state = _numbers(rest, 2)
+    return c.ClearTube(parse_name(tube), _state(state, CLEAR_STATES))
+
+
+def _p_kick_tube(rest: bytes) -> c.Event:
+    tube, bound = _numbers(rest, 2)
+    return c.KickTube(parse_name(tube), _number(bound, U64_MAX))
+
+
+def _state(token: bytes, allowed: tuple[str, ...]) -> str:
+    state = token.decode("latin-1")
+    if state not in allowed:
+        raise BadFormat()
+    return state
+
+
 # The extension commands followed by data (flow control): header -> (command without its
 # body, <bytes>); and where <bytes> sits among the header's fields, to skip the data of a
 # malformed header as for put.
@@ -281,6 +311,9 @@ _WITH_ARGS: Final[dict[bytes, Callable[[bytes], c.Event]]] = {
     b"peek-checkpoint": _p_peek_checkpoint,
     b"unschedule": _p_unschedule,
     b"tube-limits": _p_tube_limits,
+    b"list-jobs": _p_list_jobs,
+    b"clear-tube": _p_clear_tube,
+    b"kick-tube": _p_kick_tube,
 }
 # Commands followed by data (as put by its body): the kind, the fields before <bytes>.
 _PUT: Final = 0

@@ -69,6 +69,10 @@ def kicked(count: int) -> bytes:
     return b"KICKED %d\r\n" % count
 
 
+def cleared(count: int) -> bytes:
+    return b"CLEARED %d\r\n" % count
+
+
 def ok(payload: bytes) -> bytes:
     return b"OK %d\r\n%b\r\n" % (len(payload), payload)
 

@@ -14,7 +14,6 @@ from typing import Final
 
 from .engine import Engine
 from .job import Job, JobState
-from .limits import URGENT_PRIORITY
 from .timers import DELAY, PAUSE
 
 _READY: Final = JobState.READY
@@ -31,9 +30,7 @@ def restore_job(engine: Engine, job: Job) -> None:
     state = job.state
     engine.jobs[job.id] = job
     if state is _READY:
-        tube.ready.add(job)
-        if job.pri < URGENT_PRIORITY:
-            tube.urgent_count += 1
+        tube.add_ready(job)
     elif state is _DELAYED:
         tube.delayed.add(job)
         engine.timers.add_unordered(job.deadline, DELAY, job, job.deadline)

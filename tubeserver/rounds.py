@@ -48,8 +48,9 @@ class Client:
     """One connection as the hub keeps it; the server hands it wakeups through `wake`."""
 
     __slots__ = (
-        "closed", "closing", "fd", "hung_up", "logged", "mask", "out", "parser", "peer",
-        "rounds", "session", "sock", "stalled", "touched", "unsent", "waiting", "wakeup",
+        "active_at", "closed", "closing", "fd", "hung_up", "logged", "mask", "out", "parser",
+        "peer", "rounds", "session", "sock", "stalled", "touched", "unsent", "waiting",
+        "wakeup",
     )
 
     def __init__(self, rounds: Rounds, sock: socket.socket, peer: str) -> None:
@@ -70,6 +71,7 @@ class Client:
         self.closing = False  # close once `unsent` is out (quit, or hung up)
         self.touched = False  # in the list of clients to settle this round
         self.closed = False
+        self.active_at = rounds.now  # when it last sent something (the dashboard's idle time)
 
     def wake(self, wakeup: Wakeup) -> None:
         self.wakeup = wakeup
@@ -185,6 +187,7 @@ class Rounds:
             return
         if data:
             client.parser.feed(data)
+            client.active_at = self.now
         else:
             client.hung_up = True
             if client.waiting and client.wakeup is None:
@@ -252,6 +255,9 @@ class Rounds:
         reply = answer(wakeup)
         if self.server.verbose >= 2:
             log.debug("%s <- (reserve answered) -> %s", client.peer, short(reply))
+        if wakeup.cleared >= 0 and self.server.wal is not None:
+            client.logged.append(len(client.out))  # clear-tube's deletes were logged
+            self.logged = True
         client.out.append(reply)
         if client.hung_up:
             client.closing = True

@@ -12,6 +12,7 @@ everything and return normally; SIGUSR1 turns on drain mode.
 from __future__ import annotations
 
 import errno
+import functools
 import gc
 import logging
 import math
@@ -24,17 +25,21 @@ import time
 from collections.abc import Sequence
 from datetime import tzinfo
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 import attrs
 import trio
 
 from . import recovery
+from .commands import Command
 from .connection import Connection
-from .dispatch import Dispatcher
+from .dispatch import Action, Dispatcher, answer
 from .engine import Engine, Wakeup
+from .errors import InternalError
+from .histogram import SYNC_BOUNDS, Histogram
 from .hub import Hub, format_peer
+from .limits import DEFAULT_TUBE
 from .session import Session
 from .stats import ProcessInfo
 from .tracking import DEFAULT_MEMORY, DEFAULT_TTL, Tracker
@@ -59,6 +64,7 @@ class Config:
     result_ttl: int = int(DEFAULT_TTL)  # seconds; 0: no records of finished jobs
     result_memory: int = DEFAULT_MEMORY
     timezone: str | None = None  # schedules' cron times; None: UTC
+    http: tuple[str, int] | None = None  # the HTTP endpoint (web.py); None: off
 
 
 class Peer(Protocol):
@@ -93,6 +99,8 @@ class Server:
         self._synced = trio.Event()
         self._syncing = False  # an fsync round is under way (in a thread)
         self._sync_took = math.inf  # seconds the last round took
+        self.sync_time = Histogram(SYNC_BOUNDS)  # every fsync round, for the metrics
+        self._internal = 0  # sessions made for `execute`
 
     def open_wal(self, config: Config) -> None:
         """Lock the log directory, rebuild the engine from it and start logging."""
@@ -211,6 +219,7 @@ class Server:
     def _sync_finished(self, wal: Wal, plan: SyncPlan, error: OSError | None,
                        started: float) -> None:
         self._sync_took = time.perf_counter() - started
+        self.sync_time.observe(self._sync_took)
         self._syncing = False
         wal.sync_done(plan, error)
         synced, self._synced = self._synced, trio.Event()
@@ -248,6 +257,36 @@ class Server:
             self.engine.tick(now)
             self.after_change()
 
+    def now(self) -> float:
+        """The engine's clock."""
+        return trio.current_time()
+
+    async def execute(self, event: Command) -> bytes:
+        """Run one command for the server itself (the HTTP API's actions), on a session of
+        its own that holds nothing and watches nothing, and return its reply once what it
+        changed is as durable as a client's would be. A clear-tube that goes on in slices
+        is waited for."""
+        self._internal += 1
+        s = Session(-self._internal, self.engine.tube(DEFAULT_TUBE), [])
+        wal = self.wal
+        seq = 0 if wal is None else wal.seq
+        result = self.dispatcher.handle(s, event, trio.current_time())
+        if result is Action.WAIT:
+            inside = Inside()
+            self.conns[s] = inside
+            try:
+                self.after_change()
+                await inside.woken.wait()
+            finally:
+                del self.conns[s]
+            assert inside.wakeup is not None
+            result = answer(inside.wakeup)
+        assert isinstance(result, bytes)
+        self.after_change()
+        if wal is not None and wal.seq != seq and not await self.commit(wal.seq):
+            return InternalError.reply
+        return result
+
     async def handle(self, stream: trio.abc.Stream, peer: str = "-") -> None:
         """Serve one client on `stream` in a task of its own (in-memory streams; real
         sockets go through the hub)."""
@@ -259,6 +298,19 @@ class Server:
         except OSError:
             peer = "?"
         await self.handle(stream, peer)
+
+
+class Inside:
+    """The Peer of an `execute` session: it only ever waits for a clear-tube's answer."""
+
+    def __init__(self) -> None:
+        self.woken = trio.Event()
+        self.wakeup: Wakeup | None = None
+        self.peer = "tubeserver"
+
+    def wake(self, wakeup: Wakeup) -> None:
+        self.wakeup = wakeup
+        self.woken.set()
 
 
 def _log_bug(event: object, error: Exception) -> None:
@@ -297,6 +349,54 @@ async def _unix_listener(path: str) -> trio.SocketListener:
     return trio.SocketListener(sock)
 
 
+async def open_http_socket(host: str, port: int) -> trio.socket.SocketType:
+    """The HTTP endpoint's listening socket, bound here so that a taken port is a clean
+    start-up error like the protocol port's."""
+    family = _socket.AF_INET6 if ":" in host else _socket.AF_INET
+    sock = trio.socket.socket(family, _socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEADDR, 1)
+        await sock.bind((host, port))
+        sock.listen(128)
+    except OSError as e:
+        sock.close()
+        reason = e.strerror or str(e)
+        if e.errno == errno.EADDRINUSE:
+            reason = "address already in use"
+        raise ListenError(f"cannot serve HTTP on {host}:{port}: {reason}") from e
+    return sock
+
+
+async def serve_http(server: Server, sock: trio.socket.SocketType, *,
+                     task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
+    """Serve web.py's app with hypercorn on `sock` until cancelled; reports the address."""
+    from hypercorn.config import Config as HttpConfig
+    from hypercorn.trio import serve as hypercorn_serve
+
+    from .web import App
+
+    config = HttpConfig()
+    config.bind = [f"fd://{os.dup(sock.fileno())}"]  # hypercorn owns (and closes) the copy
+    config.accesslog = None
+    config.errorlog = logging.getLogger("tubeserver.http")
+    config.graceful_timeout = 1.0
+    host, port = sock.getsockname()[:2]
+    where = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
+    app: Any = App(server)  # an ASGI app; hypercorn's type names its own scope classes
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(functools.partial(hypercorn_serve, app, config))
+        if not _loopback(host):
+            log.warning("HTTP on %s has no authentication: anyone who reaches it can read "
+                        "and delete jobs", where)
+        log.warning("HTTP on %s (metrics at /metrics)", where)
+        task_status.started(where)
+
+
+def _loopback(host: str) -> bool:
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
 def describe(listeners: Sequence[trio.SocketListener]) -> str:
     names = []
     for listener in listeners:
@@ -316,11 +416,16 @@ async def serve(config: Config, *, task_status: trio.TaskStatus[list[trio.Socket
         server.open_wal(config)
     try:
         listeners = await open_listeners(config)
+        http = None
         try:
-            await _run(server, listeners, task_status)
+            if config.http is not None:
+                http = await open_http_socket(*config.http)
+            await _run(server, listeners, http, task_status)
         finally:
             for listener in listeners:
                 await trio.aclose_forcefully(listener)
+            if http is not None:
+                http.close()
     finally:
         server.close_wal()
     if config.listen.startswith("unix:"):
@@ -331,6 +436,7 @@ async def serve(config: Config, *, task_status: trio.TaskStatus[list[trio.Socket
 
 
 async def _run(server: Server, listeners: list[trio.SocketListener],
+               http: trio.socket.SocketType | None,
                task_status: trio.TaskStatus[list[trio.SocketListener]]) -> None:
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGUSR1) as signals:
         async with trio.open_nursery() as nursery:
@@ -342,6 +448,8 @@ async def _run(server: Server, listeners: list[trio.SocketListener],
             else:  # not Linux: a task per connection, the shape the in-memory tests use
                 nursery.start_soon(trio.serve_listeners, server.handle_socket, listeners)
             log.warning("listening on %s (pid %d)", describe(listeners), os.getpid())
+            if http is not None:
+                await nursery.start(serve_http, server, http)
             task_status.started(listeners)
             async for signum in signals:
                 if signum == signal.SIGUSR1:

@@ -43,6 +43,9 @@ FLOW_COMMAND_KEYS = (
     "cmd-tube-limits", "cmd-list-tube-limits",
 )
 
+# ... and the admin commands'.
+ADMIN_COMMAND_KEYS = ("cmd-list-jobs", "cmd-clear-tube", "cmd-kick-tube")
+
 Value = int | float | bool | str
 
 
@@ -159,6 +162,8 @@ def server_stats(engine: Engine, counts: dict[str, int], info: ProcessInfo,
         ("current-schedules", len(flow.schedules.table)),
         ("schedule-firings", flow.fired),
         ("current-tube-limits", len(flow.limits)),
+        *((key, counts[key]) for key in ADMIN_COMMAND_KEYS),
+        ("jobs-cleared", engine.admin.cleared),
         ("build", info.build),
     ]
 
@@ -276,6 +281,27 @@ def limits_list(engine: Engine) -> list[list[tuple[str, Value]]]:
             ("current-jobs", 0 if tube is None else tube.job_count),
         ])
     return items
+
+
+def jobs_list(jobs: list[Job], now: float) -> list[list[tuple[str, Value]]]:
+    """list-jobs: the figures an operator scans a queue by (stats-job has the rest)."""
+    return [[
+        ("id", job.id),
+        ("pri", job.pri),
+        ("age", int(now - job.created)),
+        ("time-left", _time_left(job, now)),
+        ("reserves", job.reserves),
+        ("body-size", len(job.body)),
+    ] for job in jobs]
+
+
+def _time_left(job: Job, now: float) -> int:
+    """As stats-job's: to a delayed job's end or a reserved job's TTR; a waiting job's delay
+    still to come."""
+    state = job.state
+    if state is JobState.RESERVED or state is JobState.DELAYED:
+        return max(0, int(job.deadline - now))
+    return job.delay if state is JobState.WAITING else 0
 
 
 def _name(s: Schedule) -> str:

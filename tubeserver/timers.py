@@ -10,7 +10,7 @@ within a constant factor of the live timers however much churn there is.
 from __future__ import annotations
 
 import heapq
-from typing import Final
+from typing import Any, Final
 
 from .job import Job, JobState
 from .keys import Keys
@@ -31,6 +31,7 @@ EXPIRE: Final = 6  # the oldest kept record's expiry
 LIMIT: Final = 7  # a rate-limited tube has a token again
 KEYS: Final = 8  # a unique key's window ends
 SCHEDULE: Final = 9  # a schedule fires
+CLEAR: Final = 10  # a clear-tube under way deletes its next slice
 Timer = tuple[float, int, int, object, float]
 
 SWEEP_MIN: Final = 4096  # below this many entries, stale ones just wait to be popped
@@ -106,9 +107,15 @@ def live(entry: Timer) -> bool:
         assert isinstance(target, Tube)
         return target.paused and target.pause_token == check
     if kind >= EXPIRE:  # one timer per target, the one its `timer_at` names
+        if kind == CLEAR:
+            return _timer_at(target) == check  # admin.py's Admin, which imports this module
         assert isinstance(target, Tracker | TubeLimits | Keys | Schedules)
         return target.timer_at == check
     assert isinstance(target, Session)
     if kind == RESULT:
         return target.result_wait is not None and target.result_wait.seq == check
     return target.waiter is not None and target.waiter.seq == check
+
+
+def _timer_at(target: Any) -> object:
+    return target.timer_at

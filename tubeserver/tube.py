@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Final
 
+from .ages import Ages
+from .histogram import JOB_BOUNDS, Histogram
 from .job import Job, JobState
 from .limits import URGENT_PRIORITY
 
@@ -129,8 +131,9 @@ class Tube:
     """One tube; hashed by identity (the engine keys dicts by tubes)."""
 
     __slots__ = (
-        "buried", "cmd_delete", "cmd_pause", "delayed", "index", "limits", "name", "pause",
-        "pause_token", "paused_until", "ready", "reserved_count", "total_jobs",
+        "ages", "buried", "buries", "cmd_delete", "cmd_pause", "delayed", "index", "kicks",
+        "limits", "name", "pause", "pause_token", "paused_until", "queue_time", "ready",
+        "releases", "reserved_count", "reserves", "run_time", "timeouts", "total_jobs",
         "urgent_count", "using", "waiters", "waiting", "watching",
     )
 
@@ -154,6 +157,16 @@ class Tube:
         self.watching = 0  # sessions watching it
         self.waiters: dict[Session, None] = {}  # insertion order = arrival order
         self.index = index  # position in the engine's tube list
+        # For the metrics only (stats-tube keeps beanstalkd's keys): the oldest ready job,
+        # events counted per tube, seconds from put to first reserve and reserve to finish.
+        self.ages = Ages()
+        self.reserves = 0
+        self.timeouts = 0
+        self.releases = 0
+        self.buries = 0
+        self.kicks = 0
+        self.queue_time = Histogram(JOB_BOUNDS)
+        self.run_time = Histogram(JOB_BOUNDS)
 
     def __repr__(self) -> str:
         return f"Tube({self.name!r})"
@@ -177,6 +190,14 @@ class Tube:
 
     def push_ready(self, job: Job) -> None:
         self.ready.push(job)
+        self.ages.enter(job.created)
+        if job.pri < URGENT_PRIORITY:
+            self.urgent_count += 1
+
+    def add_ready(self, job: Job) -> None:
+        """`push_ready` without keeping the heap order (restoring); `ready.reorder` after."""
+        self.ready.add(job)
+        self.ages.enter(job.created)
         if job.pri < URGENT_PRIORITY:
             self.urgent_count += 1
 
@@ -186,6 +207,7 @@ class Tube:
     def take_ready(self, job: Job) -> None:
         """`job` (ready, in this tube) is leaving the ready state."""
         self.ready.remove(job)
+        self.ages.leave(job.created)
         if job.pri < URGENT_PRIORITY:
             self.urgent_count -= 1
 

@@ -1,0 +1,210 @@
+"""Operators' commands composed into the engine: list a tube's jobs by state, clear a tube of
+one state's jobs, kick within a named tube (protocol.md "Admin commands").
+
+Every one is bounded so that no other client waits long on it. A listing returns at most
+LIST_MAX jobs and its offset is bounded too (limits.py): ready and delayed jobs live in heaps,
+so the n-th in reserve order is found by a best-first walk of the heap's tree, O(n log n) in
+the offset.
+A clear takes a snapshot of the jobs in that state (one C-level list copy), then deletes them
+SLICE at a time: the first slice at once, the rest one per engine tick, each a timer entry due
+at once, so the network layer serves other clients between slices. The client that asked
+waits as a blocked reserve does and is answered `CLEARED <n>` by a Wakeup. Jobs that left the
+state (or arrived) meanwhile are not touched: only jobs that were in that state when the
+command came and still are. Each job is deleted as by `delete`, so the log, job records,
+unique keys and dependent jobs see an ordinary delete.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from itertools import islice
+from typing import TYPE_CHECKING, Final
+
+from .errors import NotFound
+from .job import Job, JobState
+from .timers import CLEAR
+
+if TYPE_CHECKING:
+    from .engine import Engine
+    from .session import Session
+    from .tube import JobHeap, Tube
+
+SLICE: Final = 1000  # jobs one step of clear-tube deletes (limits.py has the others)
+
+_STATE: Final = {s.value: s for s in JobState}
+
+
+class Clearing:
+    """One clear-tube under way."""
+
+    __slots__ = ("done", "jobs", "session", "state", "tube")
+
+    def __init__(self, session: Session, tube: Tube, state: JobState, jobs: list[Job]) -> None:
+        self.session = session
+        self.tube = tube
+        self.state = state
+        self.jobs = jobs  # still to look at, taken from the end
+        self.done = 0
+
+
+class Admin:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.clearing: list[Clearing] = []
+        self.timer_at: float | None = None  # the live CLEAR timer (timers.py)
+        self.slice = SLICE  # tests make it small
+        self.cleared = 0  # jobs deleted by clear-tube, for the metrics
+
+    def list_jobs(self, name: str, state: str, offset: int, limit: int) -> list[Job]:
+        """Up to `limit` jobs of `state` in tube `name`, from the `offset`-th on: ready ones
+        in reserve order, delayed by when they become ready, buried in kick order, reserved
+        by when their TTR ends, waiting by id."""
+        tube = self._tube(name)
+        if state == "ready":
+            return _walk(tube.ready, offset, limit)
+        if state == "delayed":
+            return _walk(tube.delayed, offset, limit)
+        if state == "buried":
+            return _slice(tube.buried.values(), offset, limit)
+        if state == "waiting":
+            return _slice(tube.waiting.values(), offset, limit)
+        reserved = [j for s in self.engine.sessions for j in s.reserved.values()
+                    if j.tube is tube]
+        reserved.sort(key=_by_deadline)
+        return reserved[offset:offset + limit]
+
+    def clear(self, s: Session, name: str, state: str, now: float) -> int | None:
+        """Delete the jobs of `state` in tube `name`: their count, or None when it goes on in
+        later ticks (`s` is then answered by a Wakeup)."""
+        tube = self._tube(name)
+        st = _STATE[state]
+        if state == "ready":
+            jobs = list(tube.ready.items)
+        elif state == "delayed":
+            jobs = list(tube.delayed.items)
+        elif state == "buried":
+            jobs = list(tube.buried.values())
+        else:
+            jobs = list(tube.waiting.values())
+        work = Clearing(s, tube, st, jobs)
+        if self._step(work, now):
+            return work.done
+        self.clearing.append(work)
+        if self.timer_at is None:
+            self.arm(now)
+        return None
+
+    def kick(self, name: str, bound: int, now: float) -> int:
+        return self.engine.kick_tube(self._tube(name), bound, now)
+
+    def step(self, now: float) -> None:
+        """One slice of each clear under way (the engine's tick, on the CLEAR timer)."""
+        self.timer_at = None
+        going: list[Clearing] = []
+        for work in self.clearing:
+            if self._step(work, now):
+                self.engine.cleared(work.session, work.done)
+            else:
+                going.append(work)
+        self.clearing = going
+        if going:
+            self.arm(now)
+
+    def arm(self, now: float) -> None:
+        self.timer_at = now
+        self.engine.timers.push(now, CLEAR, self, now)
+
+    def _step(self, work: Clearing, now: float) -> bool:
+        """Look at up to a slice of `work`'s jobs, deleting those still in its state; True
+        once none is left."""
+        engine = self.engine
+        jobs = work.jobs
+        tube = work.tube
+        state = work.state
+        n = 0
+        while jobs and n < self.slice:
+            job = jobs.pop()  # from the end: a heap's last job leaves without sifting
+            n += 1
+            if job.state is state and engine.jobs.get(job.id) is job:
+                engine.delete(work.session, job.id, now)
+                work.done += 1
+                self.cleared += 1
+            if engine.tubes.get(tube.name) is not tube:
+                jobs.clear()  # the tube went with its last job
+        return not jobs
+
+    def _tube(self, name: str) -> Tube:
+        tube = self.engine.tubes.get(name)
+        if tube is None:
+            raise NotFound()
+        return tube
+
+
+def _by_deadline(job: Job) -> tuple[float, int]:
+    return job.deadline, job.id
+
+
+def _walk(heap: JobHeap, offset: int, limit: int) -> list[Job]:
+    """Jobs `offset` to `offset + limit` of `heap` in its order: the heap's tree walked
+    best-first (a node's children are never before it), so only the first offset + limit
+    nodes and their children are looked at. The frontier is a heap of positions in `heap`
+    compared with the heap's own order: native comparisons, no tuple per node."""
+    items = heap.items
+    n = len(items)
+    out: list[Job] = []
+    frontier: list[int] = [0] if n else []
+    seen = 0
+    while frontier and len(out) < limit:
+        i = _pop(frontier, heap)
+        if seen >= offset:
+            out.append(items[i])
+        seen += 1
+        child = 2 * i + 1
+        if child < n:
+            _push(frontier, heap, child)
+            if child + 1 < n:
+                _push(frontier, heap, child + 1)
+    return out
+
+
+def _push(frontier: list[int], heap: JobHeap, pos: int) -> None:
+    items = heap.items
+    job = items[pos]
+    i = len(frontier)
+    frontier.append(pos)
+    while i:
+        parent = (i - 1) >> 1
+        above = frontier[parent]
+        if not heap._less(job, items[above]):
+            break
+        frontier[i] = above
+        i = parent
+    frontier[i] = pos
+
+
+def _pop(frontier: list[int], heap: JobHeap) -> int:
+    items = heap.items
+    top = frontier[0]
+    last = frontier.pop()
+    n = len(frontier)
+    if not n:
+        return top
+    job = items[last]
+    i = 0
+    while True:
+        child = 2 * i + 1
+        if child >= n:
+            break
+        right = child + 1
+        if right < n and heap._less(items[frontier[right]], items[frontier[child]]):
+            child = right
+        if not heap._less(items[frontier[child]], job):
+            break
+        frontier[i] = frontier[child]
+        i = child
+    frontier[i] = last
+    return top
+
+
+def _slice(jobs: Iterable[Job], offset: int, limit: int) -> list[Job]:
+    return list(islice(jobs, offset, offset + limit))

@@ -1,0 +1,328 @@
+"""The HTTP endpoint's application: Prometheus metrics, health checks and a JSON API, as an
+ASGI app that hypercorn serves inside the server's own trio run (server.py starts it).
+
+Reads (GET) look at the engine directly: the app runs on the same thread as everything else,
+between the hub's rounds, so what it reads is consistent, and nothing it does is per job
+except a listing, which list-jobs bounds. Actions (POST) are protocol commands run by
+`Server.execute` on a session of their own, so they count, log and answer exactly as they do
+on a connection; their reply line is returned with it. Errors are JSON `{"error": ...}` with
+a fitting status. Bodies, results and reasons are shown as text when they decode as UTF-8,
+else as hex, cut at PREVIEW_MAX bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, unquote
+
+from . import commands as c
+from .errors import BadFormat, NotFound
+from .limits import CLEAR_STATES, LIST_MAX, LIST_STATES, OFFSET_MAX, U32_MAX
+from .parser import parse_name
+from .stats import job_status, jobs_list, limits_list, schedules_list, server_stats, tube_stats
+
+if TYPE_CHECKING:
+    from .server import Server
+    from .tube import Tube
+
+PREVIEW_MAX = 4096  # bytes of a body, result or reason shown
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+Json = dict[str, Any] | list[Any]
+
+
+class HttpError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+# A protocol error line -> the HTTP status an action answers with.
+_REPLY_STATUS = {b"NOT_FOUND": 404, b"BAD_FORMAT": 400, b"DRAINING": 503,
+                 b"OUT_OF_MEMORY": 503, b"INTERNAL_ERROR": 500}
+
+
+class App:
+    """The ASGI application. `extra_routes` lets the dashboard (dashboard.py) add pages."""
+
+    def __init__(self, server: Server) -> None:
+        from .metrics import exposition, registry  # prometheus-client: only with --http
+
+        self.server = server
+        self._registry = registry(server)
+        self._exposition = exposition
+        Handler = Callable[..., Awaitable[Any]]
+        get: list[tuple[str, Handler]] = [
+            (r"/metrics", self.metrics),
+            (r"/healthz", self.healthz),
+            (r"/readyz", self.readyz),
+            (r"/api/stats", self.stats),
+            (r"/api/tubes", self.tubes),
+            (r"/api/tubes/([^/]+)", self.tube),
+            (r"/api/tubes/([^/]+)/jobs", self.jobs),
+            (r"/api/jobs/(\d+)", self.job),
+            (r"/api/schedules", self.schedules),
+            (r"/api/limits", self.limits),
+            (r"/api/connections", self.connections),
+        ]
+        post: list[tuple[str, Handler]] = [
+            (r"/api/jobs/(\d+)/kick", self.kick_job),
+            (r"/api/jobs/(\d+)/delete", self.delete_job),
+            (r"/api/tubes/([^/]+)/kick", self.kick_tube),
+            (r"/api/tubes/([^/]+)/clear", self.clear_tube),
+            (r"/api/tubes/([^/]+)/pause", self.pause_tube),
+        ]
+        self.routes: dict[str, list[tuple[re.Pattern[str], Handler]]] = {
+            "GET": [(re.compile(p + "$"), h) for p, h in get],
+            "POST": [(re.compile(p + "$"), h) for p, h in post],
+        }
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        if scope["type"] != "http":
+            return
+        method = scope["method"]
+        path = scope["path"]
+        query = {k: v[-1] for k, v in parse_qs(scope["query_string"].decode("latin-1")).items()}
+        try:
+            handler, args = self._route(method, path)
+            result = await handler(query, *args)
+        except HttpError as e:
+            await _send(send, e.status, "application/json", _dumps({"error": e.message}))
+            return
+        if isinstance(result, Response):
+            await _send(send, result.status, result.content_type, result.body)
+        else:
+            await _send(send, 200, "application/json", _dumps(result))
+
+    def _route(self, method: str, path: str) -> tuple[Callable[..., Awaitable[Any]], list[str]]:
+        for verb in ("GET", "POST"):
+            for pattern, handler in self.routes[verb]:
+                m = pattern.match(path)
+                if m is None:
+                    continue
+                if verb != method and not (method == "HEAD" and verb == "GET"):
+                    raise HttpError(405, f"{path} takes {verb}")
+                return handler, [unquote(g) for g in m.groups()]
+        raise HttpError(404, f"no such page: {path}")
+
+    def add_route(self, method: str, pattern: str,
+                  handler: Callable[..., Awaitable[Any]]) -> None:
+        self.routes[method].append((re.compile(pattern + "$"), handler))
+
+    # --- health and metrics ----------------------------------------------------------------
+
+    async def metrics(self, query: dict[str, str]) -> Response:
+        return Response(200, "text/plain; version=0.0.4; charset=utf-8",
+                        self._exposition(self._registry))
+
+    async def healthz(self, query: dict[str, str]) -> Json:
+        return {"status": "ok"}
+
+    async def readyz(self, query: dict[str, str]) -> Json:
+        """Ready once the log is recovered and clients are served (this app runs only then),
+        and not in drain mode: a draining server refuses puts."""
+        if self.server.engine.draining:
+            raise HttpError(503, "draining (SIGUSR1): put answers DRAINING")
+        wal = self.server.wal
+        if wal is not None and wal.failed is not None:
+            raise HttpError(503, f"the write-ahead log failed: {wal.failed}")
+        return {"status": "ready"}
+
+    # --- reads -------------------------------------------------------------------------
+
+    async def stats(self, query: dict[str, str]) -> Json:
+        d = self.server.dispatcher
+        return dict(server_stats(self.server.engine, d.counts, d.info, self.server.now(),
+                                 d.log_stats()))
+
+    async def tubes(self, query: dict[str, str]) -> Json:
+        return [self._tube_json(t) for t in sorted(self.server.engine.tube_list,
+                                                       key=_tube_name)]
+
+    async def tube(self, query: dict[str, str], name: str) -> Json:
+        return self._tube_json(self._find_tube(name))
+
+    async def jobs(self, query: dict[str, str], name: str) -> Json:
+        state = query.get("state", "ready")
+        if state not in LIST_STATES:
+            raise HttpError(400, f"state must be one of {', '.join(LIST_STATES)}")
+        offset = _int(query, "offset", 0, 0, OFFSET_MAX)
+        limit = _int(query, "limit", 100, 1, LIST_MAX)
+        self._find_tube(name)
+        engine = self.server.engine
+        found = engine.admin.list_jobs(name, state, offset, limit)
+        items: list[dict[str, Any]] = [dict(p) for p in jobs_list(found, self.server.now())]
+        for item, job in zip(items, found, strict=True):
+            item["body"] = preview(job.body)
+        tube = engine.tubes[name]
+        total = {"ready": tube.ready_count, "reserved": tube.reserved_count,
+                 "delayed": tube.delayed_count, "buried": len(tube.buried),
+                 "waiting": len(tube.waiting)}[state]
+        return {"tube": name, "state": state, "offset": offset, "limit": limit,
+                "total": total, "jobs": items}
+
+    async def job(self, query: dict[str, str], job_id: str) -> Json:
+        engine = self.server.engine
+        try:
+            job = engine.job_status(int(job_id))
+        except NotFound:
+            raise HttpError(404, f"no job {job_id} (never made, or deleted and not kept)"
+                            ) from None
+        item: dict[str, Any] = dict(job_status(job, engine.tracker,
+                                               self.server.dispatcher.wall))
+        extra = job.extra
+        finished = item["state"] == "finished"
+        item["body"] = None if finished else preview(job.body)
+        item["result"] = preview(job.body) if finished else None
+        item["reason"] = None if extra is None or extra.reason is None else preview(extra.reason)
+        return item
+
+    async def schedules(self, query: dict[str, str]) -> Json:
+        return [dict(p) for p in schedules_list(self.server.engine.flow.schedules.table.values())]
+
+    async def limits(self, query: dict[str, str]) -> Json:
+        return [dict(p) for p in limits_list(self.server.engine)]
+
+    async def connections(self, query: dict[str, str]) -> Json:
+        server = self.server
+        now = server.now()
+        out = []
+        for s in sorted(server.engine.sessions, key=_session_id):
+            peer = server.conns.get(s)
+            out.append({
+                "id": s.id,
+                "peer": getattr(peer, "peer", "?"),
+                "using": s.used.name,
+                "watching": [t.name for t in s.watched],
+                "reserved": len(s.reserved),
+                "waiting": "reserve" if s.waiter is not None
+                else "result" if s.result_wait is not None else "",
+                "producer": s.producer,
+                "worker": s.worker,
+                "idle": round(max(0.0, now - getattr(peer, "active_at", now)), 3),
+            })
+        return out
+
+    def _tube_json(self, t: Tube) -> dict[str, Any]:
+        now = self.server.now()
+        item: dict[str, Any] = dict(tube_stats(t, now))
+        item["current-jobs-delayed"] = t.delayed_count  # here waiting ones apart
+        item["current-jobs-waiting"] = len(t.waiting)
+        second = t.ages.oldest()
+        item["oldest-ready-age"] = None if second is None else int(max(0.0, now - second))
+        limits = t.limits
+        item["limits"] = None if limits is None else {
+            "max-reserved": limits.max_reserved, "max-jobs": limits.max_jobs,
+            "rate": limits.rate}
+        item["counters"] = {"puts": t.total_jobs, "reserves": t.reserves,
+                            "deletes": t.cmd_delete, "releases": t.releases,
+                            "buries": t.buries, "kicks": t.kicks, "timeouts": t.timeouts}
+        return item
+
+    def _find_tube(self, name: str) -> Tube:
+        tube = self.server.engine.tubes.get(name)
+        if tube is None:
+            raise HttpError(404, f"no tube {name!r}")
+        return tube
+
+    # --- actions: protocol commands -----------------------------------------------------
+
+    async def kick_job(self, query: dict[str, str], job_id: str) -> Json:
+        return await self._run(c.KickJob(int(job_id)))
+
+    async def delete_job(self, query: dict[str, str], job_id: str) -> Json:
+        return await self._run(c.Delete(int(job_id)))
+
+    async def kick_tube(self, query: dict[str, str], name: str) -> Json:
+        bound = _int(query, "bound", U32_MAX, 0, 2**63 - 1)
+        return await self._run(c.KickTube(_name(name), bound))
+
+    async def clear_tube(self, query: dict[str, str], name: str) -> Json:
+        state = query.get("state", "")
+        if state not in CLEAR_STATES:
+            raise HttpError(400, f"state must be one of {', '.join(CLEAR_STATES)}")
+        return await self._run(c.ClearTube(_name(name), state))
+
+    async def pause_tube(self, query: dict[str, str], name: str) -> Json:
+        return await self._run(c.PauseTube(_name(name), _int(query, "delay", 0, 0, U32_MAX)))
+
+    async def _run(self, command: c.Command) -> Json:
+        reply = await self.server.execute(command)
+        line = reply.split(b"\r\n", 1)[0]
+        word = line.split(b" ", 1)[0]
+        status = _REPLY_STATUS.get(word)
+        if status is not None:
+            raise HttpError(status, line.decode("ascii"))
+        return {"reply": line.decode("ascii")}
+
+
+class Response:
+    """A reply that is not JSON (the metrics)."""
+
+    def __init__(self, status: int, content_type: str, body: bytes) -> None:
+        self.status = status
+        self.content_type = content_type
+        self.body = body
+
+
+def preview(data: bytes) -> dict[str, Any]:
+    """Bytes for people: text when they decode as UTF-8, else hex; cut at PREVIEW_MAX."""
+    cut = data[:PREVIEW_MAX]
+    try:
+        text, encoding = cut.decode("utf-8"), "text"
+    except UnicodeDecodeError as e:
+        if len(data) > PREVIEW_MAX and e.start >= PREVIEW_MAX - 3:  # a character cut in two
+            text, encoding = cut[:e.start].decode("utf-8"), "text"
+        else:
+            text, encoding = cut.hex(), "hex"
+    return {"encoding": encoding, "data": text, "size": len(data),
+            "truncated": len(data) > PREVIEW_MAX}
+
+
+async def _send(send: Send, status: int, content_type: str, body: bytes) -> None:
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", content_type.encode("latin-1")),
+                            (b"content-length", str(len(body)).encode("ascii")),
+                            (b"cache-control", b"no-store")]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _dumps(value: Json) -> bytes:
+    return json.dumps(value, indent=1).encode("utf-8")
+
+
+def _int(query: dict[str, str], key: str, default: int, low: int, high: int) -> int:
+    raw = query.get(key)
+    if raw is None:
+        return default
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise HttpError(400, f"{key} must be a whole number from {low} to {high}")
+    return int(raw)
+
+
+def _name(raw: str) -> str:
+    try:
+        return parse_name(raw.encode("latin-1"))
+    except (BadFormat, UnicodeEncodeError):
+        raise HttpError(400, f"not a tube name: {raw!r}") from None
+
+
+def _tube_name(t: Tube) -> str:
+    return t.name
+
+
+def _session_id(s: Any) -> int:
+    return int(s.id)
