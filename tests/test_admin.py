@@ -33,13 +33,13 @@ def events(data: bytes) -> list[object]:
 def test_parser() -> None:
     assert events(b"list-jobs emails buried 10 100\r\n") == [
         c.ListJobs("emails", "buried", 10, 100)]
-    assert events(b"clear-tube emails ready\r\nkick-tube emails 7\r\n") == [
-        c.ClearTube("emails", "ready"), c.KickTube("emails", 7)]
+    assert events(b"clear-tube emails ready\r\nkick-tube emails 7\r\ntube-info x\r\n") == [
+        c.ClearTube("emails", "ready"), c.KickTube("emails", 7), c.TubeInfo("x")]
     bad = [b"list-jobs emails buried 0 0", b"list-jobs emails buried 0 1001",
            b"list-jobs emails buried 100001 1", b"list-jobs emails deleted 0 1",
            b"list-jobs emails ready 0", b"list-jobs -x ready 0 1", b"clear-tube emails reserved",
            b"clear-tube emails", b"clear-tube emails ready ", b"kick-tube emails -1",
-           b"kick-tube emails"]
+           b"kick-tube emails", b"tube-info -x"]
     for line in bad:
         got = events(line + b"\r\n")
         assert len(got) == 1 and isinstance(got[0], c.Rejected), line
@@ -168,3 +168,7 @@ def test_list_jobs_on_the_wire(tmp_path: Path, state: str) -> None:
         assert 0 < item["time-left"] <= (60 if state == "reserved" else 30)
         assert conn.cmd(b"list-jobs default waiting 0 10") == b"OK 7\r\n--- []\n\r\n"
         assert conn.cmd(b"kick-tube default 5") == b"KICKED 1\r\n"  # the delayed one
+        info = conn.yaml(b"tube-info default")
+        assert (info["current-jobs-ready"], info["total-kicks"], info["max-jobs"]) == (
+            "1" if state == "reserved" else "2", "1", "0")
+        assert conn.cmd(b"tube-info nope") == b"NOT_FOUND\r\n"

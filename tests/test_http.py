@@ -146,7 +146,7 @@ def test_json_api_reads_and_actions(tmp_path: Path) -> None:
         status, tubes = get(base, "/api/tubes")
         assert status == 200 and [t["name"] for t in tubes] == ["default", "reports"]
         reports = tubes[1]
-        assert (reports["current-jobs-buried"], reports["counters"]["buries"]) == (2, 2)
+        assert (reports["current-jobs-buried"], reports["total-buries"]) == (2, 2)
         status, listing = get(base, "/api/tubes/reports/jobs?state=buried&limit=10")
         assert status == 200 and listing["total"] == 2
         assert [j["id"] for j in listing["jobs"]] == [text, binary]

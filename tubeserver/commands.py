@@ -353,6 +353,13 @@ class ClearTube(_Record):
         self.state = state
 
 
+class TubeInfo(_Record):
+    __slots__ = ("tube",)
+
+    def __init__(self, tube: str) -> None:
+        self.tube = tube
+
+
 class KickTube(_Record):
     __slots__ = ("tube", "bound")
 
@@ -369,6 +376,6 @@ Command = (
     | StatsTube | Stats | ListTubes | ListTubeUsed | ListTubesWatched | PauseTube | Quit
     | Finish | Fail | Result | JobStatus | Checkpoint | PeekCheckpoint | PutUnique | PutAfter
     | Schedule | Unschedule | ListSchedules | TubeLimits | ListTubeLimits | ListJobs | ClearTube
-    | KickTube
+    | KickTube | TubeInfo
 )
 Event = Command | Rejected

@@ -31,6 +31,7 @@ from .stats import (
     server_stats,
     to_yaml,
     to_yaml_seq,
+    tube_info,
     tube_stats,
 )
 
@@ -91,7 +92,7 @@ class Dispatcher:
             c.Unschedule: self._unschedule, c.ListSchedules: self._list_schedules,
             c.TubeLimits: self._tube_limits, c.ListTubeLimits: self._list_tube_limits,
             c.ListJobs: self._list_jobs, c.ClearTube: self._clear_tube,
-            c.KickTube: self._kick_tube,
+            c.KickTube: self._kick_tube, c.TubeInfo: self._tube_info,
         }
 
     def handle(self, s: Session, event: c.Event, now: float) -> Result:
@@ -322,6 +323,13 @@ class Dispatcher:
     def _kick_tube(self, cmd: c.KickTube, s: Session, now: float) -> Result:
         self.counts["cmd-kick-tube"] += 1
         return replies.kicked(self.engine.admin.kick(cmd.tube, cmd.bound, now))
+
+    def _tube_info(self, cmd: c.TubeInfo, s: Session, now: float) -> Result:
+        self.counts["cmd-tube-info"] += 1
+        tube = self.engine.tubes.get(cmd.tube)
+        if tube is None:
+            raise NotFound()
+        return replies.ok(to_yaml(tube_info(tube, now)))
 
     def _rejected(self, cmd: c.Rejected, s: Session, now: float) -> Result:
         if cmd.verb == "put":

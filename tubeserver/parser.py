@@ -231,6 +231,10 @@ def _p_clear_tube(rest: bytes) -> c.Event:
     return c.ClearTube(parse_name(tube), _state(state, CLEAR_STATES))
 
 
+def _p_tube_info(rest: bytes) -> c.Event:
+    return c.TubeInfo(parse_name(rest))
+
+
 def _p_kick_tube(rest: bytes) -> c.Event:
     tube, bound = _numbers(rest, 2)
     return c.KickTube(parse_name(tube), _number(bound, U64_MAX))
@@ -314,6 +318,7 @@ _WITH_ARGS: Final[dict[bytes, Callable[[bytes], c.Event]]] = {
     b"list-jobs": _p_list_jobs,
     b"clear-tube": _p_clear_tube,
     b"kick-tube": _p_kick_tube,
+    b"tube-info": _p_tube_info,
 }
 # Commands followed by data (as put by its body): the kind, the fields before <bytes>.
 _PUT: Final = 0

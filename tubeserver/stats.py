@@ -44,7 +44,7 @@ FLOW_COMMAND_KEYS = (
 )
 
 # ... and the admin commands'.
-ADMIN_COMMAND_KEYS = ("cmd-list-jobs", "cmd-clear-tube", "cmd-kick-tube")
+ADMIN_COMMAND_KEYS = ("cmd-list-jobs", "cmd-clear-tube", "cmd-kick-tube", "cmd-tube-info")
 
 Value = int | float | bool | str
 
@@ -281,6 +281,34 @@ def limits_list(engine: Engine) -> list[list[tuple[str, Value]]]:
             ("current-jobs", 0 if tube is None else tube.job_count),
         ])
     return items
+
+
+def tube_info(tube: Tube, now: float) -> list[tuple[str, Value]]:
+    """tube-info: what stats-tube cannot show without changing beanstalkd's keys."""
+    second = tube.ages.oldest()
+    limits = tube.limits
+    return [
+        ("name", tube.name),
+        ("current-jobs-ready", tube.ready_count),
+        ("current-jobs-reserved", tube.reserved_count),
+        ("current-jobs-delayed", tube.delayed_count),
+        ("current-jobs-buried", len(tube.buried)),
+        ("current-jobs-waiting", len(tube.waiting)),
+        ("oldest-ready-age", -1 if second is None else max(0, int(now - second))),
+        ("total-jobs", tube.total_jobs),
+        ("total-reserves", tube.reserves),
+        ("total-deletes", tube.cmd_delete),
+        ("total-releases", tube.releases),
+        ("total-buries", tube.buries),
+        ("total-kicks", tube.kicks),
+        ("total-timeouts", tube.timeouts),
+        ("current-waiting", len(tube.waiters)),
+        ("paused", tube.paused),
+        ("pause-time-left", max(0, int(tube.paused_until - now)) if tube.paused else 0),
+        ("max-reserved", 0 if limits is None else limits.max_reserved),
+        ("max-jobs", 0 if limits is None else limits.max_jobs),
+        ("rate", 0.0 if limits is None else limits.rate),
+    ]
 
 
 def jobs_list(jobs: list[Job], now: float) -> list[list[tuple[str, Value]]]:

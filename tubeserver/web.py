@@ -22,7 +22,7 @@ from . import commands as c
 from .errors import BadFormat, NotFound
 from .limits import CLEAR_STATES, LIST_MAX, LIST_STATES, OFFSET_MAX, U32_MAX
 from .parser import parse_name
-from .stats import job_status, jobs_list, limits_list, schedules_list, server_stats, tube_stats
+from .stats import job_status, jobs_list, limits_list, schedules_list, server_stats, tube_info
 
 if TYPE_CHECKING:
     from .server import Server
@@ -217,19 +217,10 @@ class App:
         return out
 
     def _tube_json(self, t: Tube) -> dict[str, Any]:
-        now = self.server.now()
-        item: dict[str, Any] = dict(tube_stats(t, now))
-        item["current-jobs-delayed"] = t.delayed_count  # here waiting ones apart
-        item["current-jobs-waiting"] = len(t.waiting)
-        second = t.ages.oldest()
-        item["oldest-ready-age"] = None if second is None else int(max(0.0, now - second))
-        limits = t.limits
-        item["limits"] = None if limits is None else {
-            "max-reserved": limits.max_reserved, "max-jobs": limits.max_jobs,
-            "rate": limits.rate}
-        item["counters"] = {"puts": t.total_jobs, "reserves": t.reserves,
-                            "deletes": t.cmd_delete, "releases": t.releases,
-                            "buries": t.buries, "kicks": t.kicks, "timeouts": t.timeouts}
+        """tube-info's figures (the protocol's own), with a null age when none is ready."""
+        item: dict[str, Any] = dict(tube_info(t, self.server.now()))
+        if item["oldest-ready-age"] < 0:
+            item["oldest-ready-age"] = None
         return item
 
     def _find_tube(self, name: str) -> Tube:
