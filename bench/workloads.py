@@ -413,7 +413,7 @@ def _wait_jobs(server: Server, n: int, limit: float) -> float:
 # ---------------------------------------------------------------- the catalogue
 
 WORKLOADS = ("put", "drain", "batch", "cycle", "paced", "memory", "restart", "durable",
-             "tracking", "flow", "worker")
+             "tracking", "flow", "worker", "ops")
 # `--only batch` needs beanstalkd's reserve+delete rows for its reference column.
 NEEDS = {"batch": ("drain",)}
 
@@ -494,11 +494,13 @@ def catalogue(quick: bool, jobs: int | None = None) -> list[Variant]:
                             "max seconds": secs, "flags": "-b DIR -f 0"},
                            (_rate(rate_goal),), run, ceil))
     out.extend(tracking(q, jobs))
-    from .flow import flow  # flow.py and worker.py build on this module's steps
+    from .flow import flow  # flow.py, worker.py and ops.py build on this module's steps
+    from .ops import ops
     from .worker import variants as worker_variants
 
     out.extend(flow(q, jobs))
     out.extend(worker_variants(q, jobs))
+    out.extend(ops(q, jobs))
     return out
 
 

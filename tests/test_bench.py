@@ -28,6 +28,7 @@ from tubebench import (
     loadgen,
     native,
     null,
+    ops,
     report,
     servers,
     summary,
@@ -948,3 +949,23 @@ def test_limited_tube_never_shows_more_reserved_than_its_limit(gen: CGenerator) 
     assert 0 <= sample.values["held"] <= flow.MAX_RESERVED
     assert 0 <= sample.values["sampled"] <= flow.MAX_RESERVED
     assert int(str(sample.info["samples"])) >= 1 and "python" in str(sample.info["warning"])
+
+
+# ---------------------------------------------------------------- operations
+
+
+def test_ops_rows_are_tubeservers_alone() -> None:
+    variants = workloads.select(workloads.catalogue(quick=False), ["ops"])
+    assert [v.name for v in variants] == ["scrape 100 tubes", "clear-tube 1000000 jobs"]
+    assert all(len(v.columns) == 1 and v.columns[0].server == "tubeserver" for v in variants)
+    assert [v.params["jobs"] for v in ops.ops(quick=True, jobs=500)] == [500, 500]
+
+
+def test_ops_workloads_run_and_report(gen: CGenerator) -> None:
+    settings = workloads.Settings(gen, limit_s=20)
+    tubeserver = servers.ServerKind("tubeserver", (sys.executable, "-m", "tubeserver"))
+    sample = ops.scrape(3, 4, 2)(tubeserver, settings)
+    assert sample.values["scrape_ms"] >= 0 and int(str(sample.info["bytes"])) > 1000
+    sample = ops.clear(3000)(tubeserver, settings)  # three slices
+    assert sample.values["stall_ms"] > 0 and sample.values["alone_ms"] > 0
+    assert int(str(sample.info["round_trips_during"])) >= 1
