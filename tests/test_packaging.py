@@ -28,6 +28,11 @@ def test_wheel_installs_both_packages(tmp_path: Path) -> None:
     assert "tubeclient/__init__.py" in names
     assert "tubeserver/__main__.py" in names
     assert not any(n.startswith("client/") for n in names)
+    # The systemd units, their example settings and the Kubernetes example (README.md,
+    # "Deployment"), next to the installed package.
+    deploy = {n for n in names if n.startswith("tubeserver/deploy/")}
+    shipped = {f"tubeserver/deploy/{p.name}" for p in (ROOT / "tubeserver/deploy").iterdir()}
+    assert deploy == shipped and len(shipped) == 5
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     text = zipfile.ZipFile(wheel).read(entry_points).decode()
     assert "tubeserver = tubeserver.__main__:main" in text
