@@ -151,13 +151,16 @@ def _probe(addr: tuple[str, int], seconds: float, stop: threading.Event | None) 
 
 def ops(quick: bool, jobs: int | None = None) -> list[Variant]:
     n = jobs if jobs is not None else (100_000 if quick else 1_000_000)
-    per_tube = max(1, (jobs // TUBES) if jobs is not None else JOBS_PER_TUBE)
+    tubes, per_tube = TUBES, JOBS_PER_TUBE
+    if jobs is not None:  # smoke runs: `jobs` in all, over at most TUBES tubes
+        tubes = max(1, min(TUBES, jobs))
+        per_tube = max(1, jobs // tubes)
     return [
-        Variant(f"scrape {TUBES} tubes", "ops",
-                {"tubes": TUBES, "jobs": TUBES * per_tube, "scrapes": SCRAPES},
+        Variant(f"scrape {tubes} tubes", "ops",
+                {"tubes": tubes, "jobs": tubes * per_tube, "scrapes": SCRAPES},
                 (Metric("scrape_ms", "server CPU ms per /metrics (bound: 10)", False),
                  Metric("metrics_ms", "... minus a /healthz's", False)),
-                scrape(TUBES, per_tube, SCRAPES), columns=(SCRAPE,), max_rounds=3),
+                scrape(tubes, per_tube, SCRAPES), columns=(SCRAPE,), max_rounds=3),
         Variant(f"clear-tube {n} jobs", "ops", {"jobs": n},
                 (Metric("stall_ms", "longest put+delete during clear, ms", False),
                  Metric("alone_ms", "... with no clear, ms", False),

@@ -36,7 +36,7 @@ def test_parser() -> None:
     assert events(b"clear-tube emails ready\r\nkick-tube emails 7\r\ntube-info x\r\n") == [
         c.ClearTube("emails", "ready"), c.KickTube("emails", 7), c.TubeInfo("x")]
     bad = [b"list-jobs emails buried 0 0", b"list-jobs emails buried 0 1001",
-           b"list-jobs emails buried 100001 1", b"list-jobs emails deleted 0 1",
+           b"list-jobs emails buried 10001 1", b"list-jobs emails deleted 0 1",
            b"list-jobs emails ready 0", b"list-jobs -x ready 0 1", b"clear-tube emails reserved",
            b"clear-tube emails", b"clear-tube emails ready ", b"kick-tube emails -1",
            b"kick-tube emails", b"tube-info -x"]

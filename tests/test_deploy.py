@@ -44,11 +44,6 @@ SERVER_UNIT = "tubeserver.service"
 WORKER_UNIT = "tubeworker@.service"
 SERVER_ENV = DEPLOY / "tubeserver.env"
 WORKER_ENV = DEPLOY / "tubeworker.env"
-# The variables the examples may name beyond what --help lists: the HTTP endpoint's
-# (issue 14, built on another branch; drop it here once `tubeserver --help` names it).
-PENDING_SERVER_VARIABLES = {"TUBESERVER_HTTP"}
-
-
 def require(tool: str) -> str:
     """The path of `tool`; missing, the test skips, or fails under CI=true (.ci/run
     installs it)."""
@@ -110,7 +105,7 @@ def names_in_help(command: str, prefix: str) -> set[str]:
 
 def test_server_env_example_sets_only_real_settings() -> None:
     active, commented = read_env_file(SERVER_ENV)
-    known = names_in_help("tubeserver", "TUBESERVER_") | PENDING_SERVER_VARIABLES
+    known = names_in_help("tubeserver", "TUBESERVER_")
     assert set(active) | set(commented) <= known
     assert "TUBESERVER_WAL_DIR" not in {**active, **commented}  # the unit's -b decides
     unit = Unit.load(SERVER_UNIT)

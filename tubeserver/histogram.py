@@ -12,7 +12,8 @@ from bisect import bisect_left
 
 # Not Final: compiled, a Final tuple read from another module was found unset at run time.
 # Seconds from put to first reserve, and from reserve to finish: milliseconds to an hour.
-JOB_BOUNDS = (0.001, 0.005, 0.025, 0.1, 0.5, 1.0, 5.0, 30.0, 120.0, 600.0, 3600.0)
+# Few buckets: each is a series per tube in every scrape.
+JOB_BOUNDS = (0.005, 0.05, 0.5, 5.0, 30.0, 300.0, 3600.0)
 # Seconds an fsync takes: a tenth of a millisecond to a second.
 SYNC_BOUNDS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1.0)
 

@@ -45,6 +45,6 @@ RATE_MAX: Final = 1_000_000.0
 # O(offset log offset) through a heap), and the states each command takes (a reserved job
 # belongs to its worker: clear-tube leaves it alone).
 LIST_MAX: Final = 1000
-OFFSET_MAX: Final = 100_000
+OFFSET_MAX: Final = 10_000
 LIST_STATES: Final = ("ready", "reserved", "delayed", "buried", "waiting")
 CLEAR_STATES: Final = ("ready", "delayed", "buried", "waiting")

@@ -409,6 +409,11 @@ async def serve(config: Config, *, task_status: trio.TaskStatus[list[trio.Socket
                 = trio.TASK_STATUS_IGNORED) -> None:
     """Run until SIGTERM or SIGINT. Raises ListenError when it cannot listen and WalError when
     the log cannot be used. The log is read before listening: connections find every job."""
+    # trio restores the handlers it found when _run's signal receiver closes, then delivers
+    # what it had not handed out: a SIGUSR1 that came with the SIGTERM would then kill the
+    # process by its default action (as one arriving while the log is read would). Ignored
+    # outside the receiver, it is harmless.
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
     server = Server(config.max_job_size, config.verbose,
                     Tracker(config.result_ttl, config.result_memory),
                     None if config.timezone is None else ZoneInfo(config.timezone))

@@ -126,7 +126,7 @@ class App:
 
     async def metrics(self, query: dict[str, str]) -> Response:
         return Response(200, "text/plain; version=0.0.4; charset=utf-8",
-                        self._exposition(self._registry))
+                        self._exposition(self._registry, self.server))
 
     async def healthz(self, query: dict[str, str]) -> Json:
         return {"status": "ok"}
