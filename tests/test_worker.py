@@ -143,7 +143,7 @@ def test_success_deletes_with_body_on_stdin_env_and_placeholders(
     assert 0 < float(env["TUBEWORKER_DEADLINE"]) - time.time() < 3
     assert gone(server, id)
     (line,) = jobs(log)
-    assert line["job"] == f"{name}/{id}" and line["action"] == "delete" and line["exit"] == 0
+    assert line["job"] == f"{name}/{id}" and line["action"] == "finish" and line["exit"] == 0
     assert line["tube"] == "w" and line["attempt"] == 1 and line["duration"] >= 0
 
 
@@ -162,7 +162,7 @@ def test_failure_releases_with_backoff_then_buries_and_a_kick_gives_a_fresh_budg
     elapsed = time.monotonic() - start
     assert code == 0
     assert [(j["attempt"], j["exit"], j["action"], j.get("delay")) for j in jobs(log)] == [
-        (1, 1, "release", 1), (2, 1, "release", 2), (3, 1, "bury", None)]
+        (1, 1, "release", 1), (2, 1, "release", 2), (3, 1, "fail", None)]
     assert elapsed >= 3  # the delays really were 1 s then 2 s
     st = stats_job(server, id)
     assert (st["state"], st["releases"], st["buries"], st["timeouts"]) == ("buried", 2, 1, 0)
@@ -171,7 +171,7 @@ def test_failure_releases_with_backoff_then_buries_and_a_kick_gives_a_fresh_budg
     code, log, _ = run(*argv)
     assert code == 0
     assert [(j["attempt"], j["action"], j.get("delay")) for j in jobs(log)] == [
-        (4, "release", 1), (5, "release", 2), (6, "bury", None)]
+        (4, "release", 1), (5, "release", 2), (6, "fail", None)]
     assert attempts.read_text().split() == ["1", "2", "3", "4", "5", "6"]
 
 
@@ -184,7 +184,7 @@ def test_permanent_exit_code_buries_at_once_with_a_failure_record(
                        "--", "sh", "-c", "echo doomed >&2; exit 4")
     assert code == 0
     (line,) = jobs(log)
-    assert line["action"] == "bury" and line["exit"] == 4
+    assert line["action"] == "fail" and line["exit"] == 4
     assert "permanent" in line["reason"]
     st = stats_job(server, id)
     assert (st["state"], st["releases"], st["buries"]) == ("buried", 0, 1)
@@ -210,7 +210,7 @@ def test_child_ignoring_term_is_killed_with_its_group_before_the_ttr(
     assert time.monotonic() - start < 6
     (line,) = jobs(log)
     assert line["killed"] == "deadline" and line["signal"] == "SIGKILL"
-    assert line["action"] == "bury"
+    assert line["action"] == "fail"
     # TTR 3 s - 1 s margin - 0.3 s grace = 1.7 s until TERM, then KILL 0.3 s later.
     assert 1.7 <= line["duration"] < 2.9
     assert not alive(int(gc.read_text())) and not alive(int(child.read_text()))
@@ -224,7 +224,7 @@ def test_touch_keeps_a_long_job_reserved(server: procs.RunningServer) -> None:
                        "--timeout", "10", "--", "sleep", "2.6")
     assert code == 0
     (line,) = jobs(log)
-    assert line["action"] == "delete" and line["duration"] >= 2.6
+    assert line["action"] == "finish" and line["duration"] >= 2.6
     assert gone(server, id)
     with Client(server.addr) as c:
         assert c.stats()["job-timeouts"] == 0
@@ -277,7 +277,7 @@ def test_missing_command_is_a_failure_not_a_crash(server: procs.RunningServer) -
                        "1", "--", "/nonexistent/program")
     assert code == 0
     (line,) = jobs(log)
-    assert line["exit"] == 127 and line["action"] == "bury"
+    assert line["exit"] == 127 and line["action"] == "fail"
     assert stats_job(server, id)["state"] == "buried"
 
 
@@ -304,7 +304,7 @@ def test_two_servers_drained_by_one_harness(tmp_path: Path) -> None:
         code, log, _ = run(*server_args(a, b), "-t", "w", "--burst", *FAST, "-c", "2",
                            "--", "sh", "-c", "cat > /dev/null")
         assert code == 0
-        done = sorted(j["job"] for j in jobs(log) if j["action"] == "delete")
+        done = sorted(j["job"] for j in jobs(log) if j["action"] == "finish")
         expect = sorted([f"127.0.0.1:{a.port}/{i}" for i in ids_a]
                         + [f"127.0.0.1:{b.port}/{i}" for i in ids_b])
         assert done == expect
@@ -338,7 +338,7 @@ def test_call_mode_runs_a_python_function_per_job(
                        cwd=tmp_path)
     assert code == 0
     (line,) = jobs(log)
-    assert line["exit"] == 1 and line["action"] == "bury"
+    assert line["exit"] == 1 and line["action"] == "fail"
     with Client(server.addr, watch="dead") as c:
         record = Msgpack().loads(c.reserve(timeout=2).body)
     assert "RuntimeError: boom b'raw'" in record["stderr_tail"]
@@ -365,7 +365,7 @@ def test_text_log_format(server: procs.RunningServer) -> None:
     assert code == 0
     (line,) = [line for line in err.splitlines() if "event=job" in line]
     assert f"job=127.0.0.1:{server.port}/{id} tube=w attempt=1 exit=0" in line
-    assert "action=delete reason=success" in line
+    assert "action=finish reason=success" in line  # tubeserver keeps the (empty) result
 
 
 @pytest.mark.parametrize("argv", [["--bogus", "--", "true"], ["-c", "0", "--", "true"], []])
@@ -447,7 +447,7 @@ def test_sigterm_mid_job_gives_it_back_without_using_an_attempt(
                        "1", "--", "sh", "-c", 'echo "$TUBEWORKER_ATTEMPT" > "$1"', "sh",
                        str(seen))
     assert code == 0 and seen.read_text() == "1\n"
-    assert [j["action"] for j in jobs(log)] == ["delete"]
+    assert [j["action"] for j in jobs(log)] == ["finish"]
 
 
 def test_second_sigterm_skips_the_shutdown_grace(
@@ -479,7 +479,7 @@ def test_sigterm_lets_a_child_finish_within_the_grace(
     h.proc.send_signal(signal.SIGTERM)
     assert h.wait() == 0
     assert gone(server, id)
-    assert [j["action"] for j in jobs(h.log())] == ["delete"]
+    assert [j["action"] for j in jobs(h.log())] == ["finish"]
 
 
 # The child waits (bounded: 10 s) for a file the test creates, then exits 0.
@@ -525,7 +525,7 @@ def test_sigterm_keeps_the_connection_until_a_finished_job_is_answered(
     for id, _, h in runs:
         assert h.wait(30) == 0
         assert [(r["event"], r.get("action")) for r in h.log() if r["level"] != "info"] == []
-        assert [j["action"] for j in jobs(h.log())] == ["delete"]
+        assert [j["action"] for j in jobs(h.log())] == ["finish"]
         assert gone(server, id)
 
 
@@ -578,14 +578,14 @@ def test_quit_waits_for_running_jobs_however_long(
     h.proc.send_signal(signal.SIGQUIT)  # TERM would kill at once with a grace of 0
     assert h.wait() == 0
     assert gone(server, id)
-    assert [j["action"] for j in jobs(h.log())] == ["delete"]
+    assert [j["action"] for j in jobs(h.log())] == ["finish"]
 
 
 def test_max_jobs_stops_after_that_many_runs(server: procs.RunningServer) -> None:
     ids = put(server, b"1", b"2", b"3")
     code, log, _ = run(*server_args(server), "-t", "w", *FAST, "--max-jobs", "2", "--", "true")
     assert code == 0
-    assert [j["action"] for j in jobs(log)] == ["delete", "delete"]
+    assert [j["action"] for j in jobs(log)] == ["finish", "finish"]
     assert [gone(server, i) for i in ids] == [True, True, False]
 
 
@@ -595,18 +595,18 @@ def test_shell_mode_quotes_placeholders(server: procs.RunningServer, tmp_path: P
     code, log, _ = run(*server_args(server), "-t", "w$(id);x", "--burst", *FAST, "--shell",
                        "--", f"echo {{tube}} {{id}} > {out}")
     assert code == 0
-    assert [j["action"] for j in jobs(log)] == ["delete"]
+    assert [j["action"] for j in jobs(log)] == ["finish"]
     assert out.read_text() == "w$(id);x 1\n"
 
 
 def test_reserve_batch_is_used_where_offered_and_not_on_beanstalkd(tmp_path: Path) -> None:
     argv = ["-t", "w", "--burst", *FAST, "-c", "4", "--", "true"]
     with procs.tubeserver() as ts, procs.beanstalkd() as bs:
-        for srv in (ts, bs):
+        for srv, answer in ((ts, "finish"), (bs, "delete")):
             ids = put(srv, *[b"x"] * 12)
             code, log, _ = run(*server_args(srv), *argv)
             assert code == 0
-            assert [j["action"] for j in jobs(log)] == ["delete"] * 12
+            assert [j["action"] for j in jobs(log)] == [answer] * 12
             assert all(gone(srv, i) for i in ids)
         with Client(ts.addr) as c:  # reserve-batch is counted in no cmd-* key
             assert c.stats()["cmd-reserve-with-timeout"] == 0
@@ -654,7 +654,7 @@ def test_a_child_flooding_stdout_does_not_stall_the_other_jobs(
     assert h.wait(60) == 0
     assert all(gone(server, i) for i in ids)
     lines = jobs(h.log())
-    assert [j["action"] for j in lines] == ["delete"] * 4
+    assert [j["action"] for j in lines] == ["finish"] * 4
     (flooded,) = [j for j in lines if j["job"].endswith(f"/{ids[0]}")]
     assert flooded["dropped"] > 0
     assert next(r for r in h.log() if r["event"] == "exit")["dropped"] >= flooded["dropped"]
@@ -668,7 +668,7 @@ def test_grandchildren_die_with_the_group_when_the_leader_exits(
     code, log, _ = run(*server_args(server), "-t", "w", "--burst", *FAST, "--", "sh", "-c",
                        'sleep 60 >/dev/null 2>&1 & echo $! > "$1"', "sh", str(gc))
     assert code == 0
-    assert [j["action"] for j in jobs(log)] == ["delete"]
+    assert [j["action"] for j in jobs(log)] == ["finish"]
     wait_for(lambda: not alive(int(gc.read_text())))
 
 
@@ -708,7 +708,7 @@ async def test_a_bug_in_one_job_task_is_logged_counted_and_the_job_given_back(
         assert await sup.run(handle_signals=False) == 0
     log = parse_log(stream.getvalue())
     bugs = [r for r in log if r["event"] == "bug"]
-    assert [b["action"] for b in bugs] == ["release", "bury"] and sup.bugs == 2
+    assert [b["action"] for b in bugs] == ["release", "fail"] and sup.bugs == 2
     assert "RuntimeError: planted bug" in bugs[0]["traceback"]
     assert "Traceback (most recent call last)" in bugs[0]["traceback"]
     assert gone(server, ids[0]) and gone(server, ids[2])

@@ -31,7 +31,7 @@ While the child runs a keeper task touches the job (``--touch``) or checks it wi
 ``stats-job`` every second; a lost connection or a job no longer reserved kills the child and
 is logged as an error. Then `outcome.decide` picks delete / release(delay) / bury, which is
 sent on the same connection (on tubeserver as ``finish`` with the result and ``fail`` with
-the reason), and one log line is written.
+the reason), and one log line is written, naming the command sent.
 
 *Signals.* TERM/INT: stop reserving at once, wait up to the shutdown grace for the children,
 then kill them; a second TERM/INT kills at once. Every connection that holds a running job
@@ -521,22 +521,27 @@ class Supervisor:
         self.bugs += 1
         text = "".join(traceback.format_exception(error))
         action = decide(ChildEnd(End.BUG), run.counters, self.config.policy, self.rand())
-        self.log.error("bug", job=run.ref, error=repr(error), action=action.verb.value,
-                       delay=action.delay if action.verb is Verb.RELEASE else None,
+        command: str | None = None  # nothing sent: answered already, or the server re-queues
+        failure: TubeError | None = None
+        if not (run.answered or run.conn.closed):
+            with trio.CancelScope(shield=True):
+                try:
+                    reason = f"tubeworker: {error!r}"
+                    call = self.config.call is not None
+                    sent = await send_answer(
+                        run.conn, run.job, run.pri,
+                        Answer(action, None, Msgpack().dumps(reason) if call
+                               else reason.encode()), run.tracking, call)
+                    action, command = sent.action, sent.command
+                except TubeError as e:
+                    failure = e
+                    # The server takes the job back when the connection goes.
+                    await run.conn.aclose()
+        self.log.error("bug", job=run.ref, error=repr(error), action=command,
+                       delay=action.delay if command == "release" else None,
                        traceback=text)
-        if run.answered or run.conn.closed:
-            return
-        with trio.CancelScope(shield=True):
-            try:
-                reason = f"tubeworker: {error!r}"
-                call = self.config.call is not None
-                await send_answer(run.conn, run.job, run.pri,
-                                  Answer(action, None, Msgpack().dumps(reason) if call
-                                         else reason.encode()), run.tracking, call)
-            except TubeError as e:
-                # The server takes the job back when the connection goes.
-                self.log.error("job-error", job=run.ref, error=repr(e))
-                await run.conn.aclose()
+        if failure is not None:
+            self.log.error("job-error", job=run.ref, error=repr(failure))
 
     async def _run_job(self, run: _Run, producer: dict[str, TrioClient[bytes]]) -> None:
         abort = Abort()
@@ -628,13 +633,15 @@ class Supervisor:
             return
         action = decide(result.end, counters, cfg.policy, self.rand())
         run.answered = True
+        command = action.verb.value  # a shutdown's release: the connection's close
         if result.end.kind is not End.SHUTDOWN:
             call = cfg.call is not None
             answer = answer_for(action, result, outcome, call, cfg.result_bytes)
-            action = await send_answer(conn, job, pri, answer, started.tracking, call)
+            sent = await send_answer(conn, job, pri, answer, started.tracking, call)
+            action, command = sent.action, sent.command
         self.completed += 1
         level = "info" if action.verb is Verb.DELETE else "warning"
-        self.log.emit(level, "job", **fields, action=action.verb.value,
+        self.log.emit(level, "job", **fields, action=command,
                       delay=action.delay if action.verb is Verb.RELEASE else None,
                       reason=action.reason)
         await self._record(conn, job, tube, counters, result, action, producer)
