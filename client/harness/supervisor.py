@@ -9,11 +9,16 @@ ended, so the next reserve overlaps with this job's answer.
 
 *Reservers and connections.* One reserver task per server. Jobs must be answered on the
 connection that reserved them, and a blocking reserve holds its connection, so each server has
-a small pool of connections: a reserve runs on an idle one, and the connection then belongs to
-the job(s) it returned until they are answered, when it goes back to the pool (at most
-``concurrency + 1`` connections per server). A finishing job therefore never waits behind a
-reserve. A refused or broken connection is logged and retried with exponential backoff
-(0.5 s doubling to 30 s).
+a pool of connections: a reserve runs on an idle one (a new one when none is idle), and the
+connection then belongs to the job(s) it returned until they are all answered, when it goes
+back to the pool. A finishing job therefore never waits behind a reserve. The pool has no
+fixed size: a job frees its slot when its child ends, before its answer is sent, so the
+reserve that slot allows may need another connection while the answer is on its way. That
+is usually ``concurrency + 1`` connections per server (at most one per running job, one
+reserving); while answers are slower than jobs (an fsync per answer, say) there are more, up
+to one per job still being answered. ``--result-tube`` and ``--failure-tube`` add one each.
+A refused or broken connection is logged and retried with exponential backoff (0.5 s
+doubling to 30 s).
 
 *Batch sizing.* Where the server has ``reserve-batch``, the reserver asks for
 ``min(target, free slots)`` jobs. `target` starts at 1, doubles (up to `concurrency`) each time
