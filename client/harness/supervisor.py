@@ -52,6 +52,10 @@ stop; `--burst` ends a server's reserver once its watched tubes have no ready or
 and none of its jobs is running; `--max-jobs` stops reserving after that many jobs;
 `--max-idle-time` stops after so long with no job reserved or running.
 
+*Metrics.* Each step is reported to `metrics` (a no-op without ``--metrics-port``): a
+reserve's wait and the jobs it brought, a reconnect, a child's start and end, and once per
+job its outcome (`metrics.OUTCOMES`), set where the job's fate is decided.
+
 *Bugs.* An unexpected exception inside one job's task is logged with its traceback and
 counted (`bugs` in the exit line); the job is released with the backoff of a failure (or
 buried once its attempts are spent, so a job that trips a bug cannot spin), and the harness
@@ -99,6 +103,7 @@ from .child import (
 )
 from .forkserver import ForkServer, ForkServerError
 from .log import LogFormat, Logger
+from .metrics import Metrics, Prometheus
 from .outcome import (
     Action,
     ChildEnd,
@@ -155,6 +160,8 @@ class Config:
     passthrough: bool = True
     max_idle_time: float | None = None
     result_bytes: int | None = 4096  # None: --no-result
+    metrics_port: int | None = None  # None: no metrics served; 0: any free port
+    metrics_addr: str = "127.0.0.1"
 
 
 def child_argv(config: Config, values: dict[str, str]) -> list[str]:
@@ -185,6 +192,7 @@ class _Run:
     tracking: bool = False  # the server keeps results, reasons and checkpoints
     answered: bool = False  # answered, or left for the connection's close to give back
     slot_held: bool = True
+    outcome: str | None = None  # for the metrics: one of metrics.OUTCOMES once known
 
     def free_slot(self, slots: trio.Semaphore) -> None:
         if self.slot_held:
@@ -202,10 +210,16 @@ class _Lease:
 
 class Supervisor:
     def __init__(self, config: Config, logger: Logger | None = None,
-                 rand: Callable[[], float] = random.random) -> None:
+                 rand: Callable[[], float] = random.random,
+                 metrics: Metrics | None = None) -> None:
         self.config = config
         self.log = logger or Logger(config.log_format)
         self.rand = rand
+        if metrics is None:
+            metrics = (Metrics() if config.metrics_port is None else
+                       Prometheus([server_name(a) for a in config.servers],
+                                  config.concurrency))
+        self.metrics = metrics
         self.slots = trio.Semaphore(config.concurrency)
         self.stopping = False
         self.killing = False  # children are being killed for shutdown: start no more
@@ -310,7 +324,8 @@ class Supervisor:
                               servers=",".join(server_name(a) for a in self.config.servers),
                               tubes=",".join(self.config.tubes),
                               concurrency=self.config.concurrency)
-                if self.config.call is not None and not await self._start_forkserver():
+                if not await self._serve_metrics() or (
+                        self.config.call is not None and not await self._start_forkserver()):
                     outer.cancel_scope.cancel()
                     return 2
                 if self.config.max_idle_time is not None:
@@ -323,6 +338,9 @@ class Supervisor:
                           dropped=self.dropped or None)
         finally:
             self.checkpoint_files.close()
+            if isinstance(self.metrics, Prometheus):
+                with trio.CancelScope(shield=True):
+                    await trio.to_thread.run_sync(self.metrics.close)
             self.log.sink = None
             for sink in (self.out_sink, self.err_sink):
                 # A reader that never reads must not keep the harness from exiting.
@@ -330,6 +348,22 @@ class Supervisor:
                     self.log.warning("output-stuck", fd=sink.fd,
                                      note="the reader stopped reading; output left unwritten")
         return 1 if self.failed_servers else 0
+
+    async def _serve_metrics(self) -> bool:
+        """--metrics-port: serve the metrics, and log where; False (logged) when the address
+        cannot be listened on."""
+        cfg = self.config
+        if cfg.metrics_port is None or not isinstance(self.metrics, Prometheus):
+            return True
+        try:
+            host, port = await trio.to_thread.run_sync(self.metrics.serve, cfg.metrics_addr,
+                                                       cfg.metrics_port)
+        except OSError as e:
+            self.log.error("metrics", addr=cfg.metrics_addr, port=cfg.metrics_port,
+                           error=str(e))
+            return False
+        self.log.info("metrics", addr=host, port=port)
+        return True
 
     async def _start_forkserver(self) -> bool:
         """Start the --call forkserver and serve its reports; False (logged) when the target
@@ -410,9 +444,11 @@ class Supervisor:
                                 except trio.WouldBlock:
                                     break
                                 held += 1
+                            asked_at = trio.current_time()
                             got, batch_ok = await self._reserve(
                                 conn, held, batch_ok,
                                 0 if quick else self.config.reserve_timeout)
+                            self.metrics.reserved(trio.current_time() - asked_at, len(got))
                             backoff = RECONNECT_MIN
                         except ConnectionClosed as e:
                             for _ in range(held):
@@ -426,6 +462,7 @@ class Supervisor:
                                                reason="cannot connect in burst mode")
                                 give_up = True
                             else:
+                                self.metrics.reconnect(name)
                                 await trio.sleep(backoff)
                                 backoff = min(RECONNECT_MAX, backoff * 2)
                         finally:
@@ -499,13 +536,18 @@ class Supervisor:
         try:
             await self._run_job(run, producer)
         except ConnectionClosed as e:
+            run.outcome = run.outcome or "lost"
             self.log.error("lost", job=run.ref, error=str(e),
                            note="connection lost; the server re-queues the job")
         except ServerError as e:
+            run.outcome = run.outcome or "error"
             self.log.error("job-error", job=run.ref, error=repr(e))
         except Exception as e:
+            run.outcome = run.outcome or "bug"
             await self._bug(run, e)
         finally:
+            if run.outcome is not None:
+                self.metrics.job(run.outcome)
             run.free_slot(self.slots)
             inflight[0] -= 1
             self.active -= 1
@@ -590,6 +632,7 @@ class Supervisor:
         run.counters, run.pri, run.tracking = counters, pri, started.tracking
         if self.killing or abort.reason is End.SHUTDOWN:
             run.answered = True  # given back uncounted when its connection closes
+            run.outcome = "released"
             self.log.info("job", job=ref, tube=tube, action="release", delay=0,
                           reason="shutdown before start")
             return
@@ -632,6 +675,7 @@ class Supervisor:
             "resumed": started.checkpoint is not None or None,
         }
         if result.end.kind is End.LOST:
+            run.outcome = "lost"
             self.log.error("job", **fields, action="none",
                            reason=f"connection lost ({'; '.join(lost)}); child killed, the "
                                   "server re-queues the job and it may run again")
@@ -644,6 +688,8 @@ class Supervisor:
             answer = answer_for(action, result, outcome, call, cfg.result_bytes)
             sent = await send_answer(conn, job, pri, answer, started.tracking, call)
             action, command = sent.action, sent.command
+        run.outcome = ("released" if result.end.kind is End.SHUTDOWN
+                       else _OUTCOMES[action.verb])
         self.completed += 1
         level = "info" if action.verb is Verb.DELETE else "warning"
         self.log.emit(level, "job", **fields, action=command,
@@ -696,9 +742,15 @@ class Supervisor:
                     talk.start_soon(read_to_end, pipes.outcome.stream)
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._keeper, conn, job, ttr, abort, lost)
-                result = await run_child(spawn, job.body, limit, cfg.kill_grace, abort,
-                                         self.out_sink, self.err_sink,
-                                         cfg.result_bytes or 0)
+                self.metrics.child_started()
+                ran: float | None = None
+                try:
+                    result = await run_child(spawn, job.body, limit, cfg.kill_grace, abort,
+                                             self.out_sink, self.err_sink,
+                                             cfg.result_bytes or 0)
+                    ran = result.duration
+                finally:
+                    self.metrics.child_ended(ran)
                 nursery.cancel_scope.cancel()
             talk.cancel_scope.deadline = trio.current_time() + DRAIN_SECONDS
         return result, (outcome[0] if outcome else None), stored
@@ -774,3 +826,4 @@ def _describe(end: ChildEnd) -> dict[str, Any]:
 
 
 _SIGNALS = frozenset(int(s) for s in signal.Signals)
+_OUTCOMES = {Verb.DELETE: "succeeded", Verb.RELEASE: "retried", Verb.BURY: "buried"}
