@@ -100,8 +100,8 @@ def test_return_and_exit_semantics(server: procs.RunningServer, tmp_path: Path) 
     assert f"ran ok as job {ids[0]}\n" in out
     lines = {int(j["job"].rpartition("/")[2]): j for j in jobs(parse_log(err))}
     got = [(lines[i].get("exit"), lines[i]["action"]) for i in ids]
-    assert got == [(0, "delete"), (0, "delete"), (0, "delete"), (4, "bury"), (7, "bury"),
-                   (1, "bury"), (1, "bury")]
+    assert got == [(0, "finish"), (0, "finish"), (0, "finish"), (4, "fail"), (7, "fail"),
+                   (1, "fail"), (1, "fail")]
     assert "permanent" in lines[ids[3]]["reason"] and "budget" in lines[ids[4]]["reason"]
     assert all(gone(server, i) for i in ids[:3])
     with Client(server.addr, watch="dead") as c:
@@ -130,9 +130,9 @@ def test_a_crash_in_one_job_does_not_touch_the_next(
     assert code == 0
     lines = {int(j["job"].rpartition("/")[2]): j for j in jobs(log)}
     got = [(lines[i].get("exit"), lines[i].get("signal"), lines[i]["action"]) for i in ids]
-    assert got == [(None, "SIGSEGV", "bury"), (0, None, "delete"), (0, None, "delete"),
-                   (3, None, "bury"), (0, None, "delete"), (1, None, "bury"),
-                   (0, None, "delete")]
+    assert got == [(None, "SIGSEGV", "fail"), (0, None, "finish"), (0, None, "finish"),
+                   (3, None, "fail"), (0, None, "finish"), (1, None, "fail"),
+                   (0, None, "finish")]
     pids = [line.split()[0] for line in (tmp_path / "pids").read_text().splitlines()]
     assert len(pids) == len(kinds) == len(set(pids))  # one fresh process per job
 
@@ -177,7 +177,7 @@ def test_a_forked_child_ignoring_term_is_killed_at_the_deadline(
     assert code == 0
     (line,) = jobs(log)
     assert line["killed"] == "deadline" and line["signal"] == "SIGKILL"
-    assert line["action"] == "bury"
+    assert line["action"] == "fail"
     assert not alive(int((tmp_path / "pid").read_text()))
     st = stats_job(server, id)
     assert (st["state"], st["timeouts"]) == ("buried", 0)  # answered before the TTR ran out

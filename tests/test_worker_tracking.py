@@ -102,7 +102,7 @@ def test_a_functions_return_value_is_the_result_and_its_traceback_the_reason(
     (odd,) = put(server, b"y")
     code, log, _ = run(*server_args(server), "-t", "w", "--burst", *FAST, "--call",
                        "tasks:opaque", "--max-attempts", "1", cwd=tmp_path)
-    assert code == 0 and [j["action"] for j in jobs(log)] == ["bury"]
+    assert code == 0 and [j["action"] for j in jobs(log)] == ["fail"]
     assert "can not serialize" in str(reason_of(server, odd, msgpack=True))
 
 
@@ -115,7 +115,7 @@ def test_a_function_killed_mid_way_resumes_from_its_last_checkpoint(
                        "0", "--call", "tasks:resume", cwd=tmp_path)
     assert code == 0
     assert [(j["attempt"], j.get("exit"), j["action"], j.get("resumed")) for j in jobs(log)] == [
-        (1, 3, "release", None), (2, 0, "delete", True)]
+        (1, 3, "release", None), (2, 0, "finish", True)]
     assert (tmp_path / "seen").read_text() == "1 None\n2 {'step': 2}\n"
     assert result_of(server, id, msgpack=True) == {"done": 4, "from": 2}
 
@@ -128,15 +128,17 @@ def test_a_commands_result_is_its_stdout_tail_and_its_reason_the_stderr_tail(
 ) -> None:
     ok, bad = put(server, b"ok", b"bad")
     script = 'if [ "$(cat)" = ok ]; then printf "noise,result"; else echo doomed >&2; exit 1; fi'
-    code, _, _ = run(*server_args(server), "-t", "w", "--burst", *FAST, "--max-attempts", "1",
-                     "--result-bytes", "6", "--", "sh", "-c", script)
+    code, log, _ = run(*server_args(server), "-t", "w", "--burst", *FAST, "--max-attempts",
+                       "1", "--result-bytes", "6", "--", "sh", "-c", script)
     assert code == 0
+    assert sorted(j["action"] for j in jobs(log)) == ["fail", "finish"]
     assert result_of(server, ok) == b"result"
     assert reason_of(server, bad) == b"doomed\n"
     (quiet,) = put(server, b"ok")
-    code, _, _ = run(*server_args(server), "-t", "w", "--burst", *FAST, "--no-result",
-                     "--", "sh", "-c", script)
+    code, log, _ = run(*server_args(server), "-t", "w", "--burst", *FAST, "--no-result",
+                       "--", "sh", "-c", script)
     assert code == 0 and result_of(server, quiet) is None
+    assert [j["action"] for j in jobs(log)] == ["delete"]  # the log names the command sent
     with Client(server.addr) as c:
         assert finishes(c) == 1  # --no-result deleted the last one
 
@@ -156,7 +158,7 @@ def test_a_result_larger_than_the_server_takes_fails_the_job_saying_so() -> None
                            "5000", "--", "sh", "-c", "head -c 3000 /dev/zero")
         assert code == 0
         (line,) = jobs(log)
-        assert line["action"] == "bury" and "larger than the server's max job size" in (
+        assert line["action"] == "fail" and "larger than the server's max job size" in (
             line["reason"])
         assert reason_of(srv, id) == (b"the result (3000 bytes) is larger than the server's "
                                       b"max job size")
@@ -187,7 +189,7 @@ def test_a_command_killed_mid_way_resumes_from_its_last_checkpoint(
                        "0", "--", "sh", "-c", STEPS, "sh", str(seen))
     assert code == 0
     assert [(j["attempt"], j.get("killed"), j["action"]) for j in jobs(log)] == [
-        (1, "deadline", "release"), (2, None, "delete")]
+        (1, "deadline", "release"), (2, None, "finish")]
     assert seen.read_text() == "1 none\n2 step2\n"
     assert result_of(server, id) == b"finished from step2\n"
     assert stats_job_gone(server, id)
@@ -217,7 +219,7 @@ def test_checkpoints_keep_a_long_job_alive_without_touch(server: procs.RunningSe
                        "1", "--", "sh", "-c", TICKING)
     assert code == 0
     (line,) = jobs(log)
-    assert line["action"] == "delete" and "killed" not in line and line["checkpoints"] >= 2
+    assert line["action"] == "finish" and "killed" not in line and line["checkpoints"] >= 2
     assert gone(server, id)
     with Client(server.addr) as c:
         assert c.stats()["job-timeouts"] == 0
@@ -232,7 +234,7 @@ def test_garbage_on_the_checkpoint_pipe_is_logged_and_the_job_goes_on(
     assert code == 0
     (warning,) = [r for r in log if r["event"] == "checkpoint"]
     assert "bad checkpoint header" in warning["error"]
-    assert [j["action"] for j in jobs(log)] == ["delete"]
+    assert [j["action"] for j in jobs(log)] == ["finish"]
     assert result_of(server, id) == b"done\n"
 
 

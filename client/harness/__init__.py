@@ -17,6 +17,7 @@ Modules, one responsibility each:
   slow reader of the harness's stdout never stalls the event loop.
 * `supervisor` - reservers (one per server), slots, one task per job, signals.
 * `log` - one logfmt or JSON line per event.
+* `metrics` - ``--metrics-port``: Prometheus metrics (prometheus-client), served on a thread.
 * `cli` / `__main__` - flags and TUBEWORKER_* variables, exit status 2 on bad input.
 """
 

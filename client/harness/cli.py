@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NoReturn, TypeVar
 
 from ..commands import check_tube
+from . import metrics
 from .outcome import DELAY_MAX, Policy
 from .supervisor import Config
 
@@ -54,6 +55,12 @@ TERM/INT kills at once); QUIT waits for the running jobs; USR1 kills the running
 (counted as failures); USR2 pauses reserving, CONT resumes; HUP (with --call) starts a new
 forkserver, so changed code is imported anew, and retires the old one once its children end.
 
+metrics (--metrics-port): tubeworker_jobs_total{outcome=succeeded|retried|buried|released|
+lost|error|bug}, tubeworker_job_run_seconds (histogram), tubeworker_children_running,
+tubeworker_concurrency, tubeworker_reserves_total{result=jobs|empty},
+tubeworker_jobs_reserved_total, tubeworker_reserve_wait_seconds (histogram),
+tubeworker_reconnects_total{server}.
+
 example: tubeworker -s 127.0.0.1:11300 -t render -c 4 -- ./render.sh --job {id}
 """
 
@@ -80,6 +87,7 @@ DEFAULTS: dict[str, str] = {
     "shell": "0",
     "msgpack": "0",
     "result_bytes": "4096",
+    "metrics_addr": "127.0.0.1",
 }
 
 
@@ -139,6 +147,22 @@ def _exit_codes(text: str) -> frozenset[int]:
     if any(not 1 <= c <= 255 for c in codes):
         raise ValueError("exit codes must be 1-255")
     return codes
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value < 65536:
+        raise ValueError(f"must be a port number 0-65535 (0: any free port), got {value}")
+    return value
+
+
+def _address(text: str) -> str:
+    value = text.strip()
+    if value.startswith("[") and value.endswith("]"):
+        value = value[1:-1]  # [::1] as in a URL
+    if not value:
+        raise ValueError("empty address")
+    return value
 
 
 def _module(text: str) -> str:
@@ -226,6 +250,11 @@ def build_parser() -> argparse.ArgumentParser:
         "(SIGHUP restarts the forkserver to load changed code)")
     opt("--msgpack", action="store_const", const="1", default=None,
         help="with --call, decode the body with msgpack first")
+    opt("--metrics-port", metavar="PORT",
+        help="serve Prometheus metrics at http://ADDR:PORT/metrics (0: any free port; the "
+        "event=metrics line says which); needs prometheus-client, "
+        f"{metrics.INSTALL_HINT}")
+    opt("--metrics-addr", metavar="ADDR", help="address the metrics server listens on")
     add("command", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     return p
 
@@ -313,6 +342,14 @@ def parse(argv: Sequence[str], env: Mapping[str, str] | None = None) -> Config:
     max_idle_time = _get(ns, env, "max_idle_time", _seconds)
     if max_idle_time is not None and max_idle_time <= 0:
         raise UsageError("--max-idle-time must be > 0")
+    metrics_port = _get(ns, env, "metrics_port", _port)
+    metrics_addr = _set(ns, env, "metrics_addr", _address)
+    if metrics_port is None and (ns.metrics_addr is not None
+                                 or _env_name("metrics_addr") in env):
+        raise UsageError("--metrics-addr only applies with --metrics-port")
+    if metrics_port is not None and not metrics.available():
+        raise UsageError("--metrics-port needs prometheus-client, which is not installed: "
+                         f"{metrics.INSTALL_HINT}")
     log_format = _set(ns, env, "log_format", str)
     if log_format not in ("text", "json"):
         raise UsageError(f"--log-format: expected text or json, got {log_format!r}")
@@ -348,6 +385,8 @@ def parse(argv: Sequence[str], env: Mapping[str, str] | None = None) -> Config:
         result_bytes=None if no_result else _set(ns, env, "result_bytes", _count),
         result_tube=_get(ns, env, "result_tube", opt_tube),
         failure_tube=_get(ns, env, "failure_tube", opt_tube),
+        metrics_port=metrics_port,
+        metrics_addr=metrics_addr,
     )
 
 

@@ -9,11 +9,16 @@ ended, so the next reserve overlaps with this job's answer.
 
 *Reservers and connections.* One reserver task per server. Jobs must be answered on the
 connection that reserved them, and a blocking reserve holds its connection, so each server has
-a small pool of connections: a reserve runs on an idle one, and the connection then belongs to
-the job(s) it returned until they are answered, when it goes back to the pool (at most
-``concurrency + 1`` connections per server). A finishing job therefore never waits behind a
-reserve. A refused or broken connection is logged and retried with exponential backoff
-(0.5 s doubling to 30 s).
+a pool of connections: a reserve runs on an idle one (a new one when none is idle), and the
+connection then belongs to the job(s) it returned until they are all answered, when it goes
+back to the pool. A finishing job therefore never waits behind a reserve. The pool has no
+fixed size: a job frees its slot when its child ends, before its answer is sent, so the
+reserve that slot allows may need another connection while the answer is on its way. That
+is usually ``concurrency + 1`` connections per server (at most one per running job, one
+reserving); while answers are slower than jobs (an fsync per answer, say) there are more, up
+to one per job still being answered. ``--result-tube`` and ``--failure-tube`` add one each.
+A refused or broken connection is logged and retried with exponential backoff (0.5 s
+doubling to 30 s).
 
 *Batch sizing.* Where the server has ``reserve-batch``, the reserver asks for
 ``min(target, free slots)`` jobs. `target` starts at 1, doubles (up to `concurrency`) each time
@@ -31,7 +36,7 @@ While the child runs a keeper task touches the job (``--touch``) or checks it wi
 ``stats-job`` every second; a lost connection or a job no longer reserved kills the child and
 is logged as an error. Then `outcome.decide` picks delete / release(delay) / bury, which is
 sent on the same connection (on tubeserver as ``finish`` with the result and ``fail`` with
-the reason), and one log line is written.
+the reason), and one log line is written, naming the command sent.
 
 *Signals.* TERM/INT: stop reserving at once, wait up to the shutdown grace for the children,
 then kill them; a second TERM/INT kills at once. Every connection that holds a running job
@@ -46,6 +51,10 @@ exits 0 after a signal-driven
 stop; `--burst` ends a server's reserver once its watched tubes have no ready or delayed jobs
 and none of its jobs is running; `--max-jobs` stops reserving after that many jobs;
 `--max-idle-time` stops after so long with no job reserved or running.
+
+*Metrics.* Each step is reported to `metrics` (a no-op without ``--metrics-port``): a
+reserve's wait and the jobs it brought, a reconnect, a child's start and end, and once per
+job its outcome (`metrics.OUTCOMES`), set where the job's fate is decided.
 
 *Bugs.* An unexpected exception inside one job's task is logged with its traceback and
 counted (`bugs` in the exit line); the job is released with the backoff of a failure (or
@@ -94,6 +103,7 @@ from .child import (
 )
 from .forkserver import ForkServer, ForkServerError
 from .log import LogFormat, Logger
+from .metrics import Metrics, Prometheus
 from .outcome import (
     Action,
     ChildEnd,
@@ -150,6 +160,8 @@ class Config:
     passthrough: bool = True
     max_idle_time: float | None = None
     result_bytes: int | None = 4096  # None: --no-result
+    metrics_port: int | None = None  # None: no metrics served; 0: any free port
+    metrics_addr: str = "127.0.0.1"
 
 
 def child_argv(config: Config, values: dict[str, str]) -> list[str]:
@@ -180,6 +192,7 @@ class _Run:
     tracking: bool = False  # the server keeps results, reasons and checkpoints
     answered: bool = False  # answered, or left for the connection's close to give back
     slot_held: bool = True
+    outcome: str | None = None  # for the metrics: one of metrics.OUTCOMES once known
 
     def free_slot(self, slots: trio.Semaphore) -> None:
         if self.slot_held:
@@ -197,10 +210,16 @@ class _Lease:
 
 class Supervisor:
     def __init__(self, config: Config, logger: Logger | None = None,
-                 rand: Callable[[], float] = random.random) -> None:
+                 rand: Callable[[], float] = random.random,
+                 metrics: Metrics | None = None) -> None:
         self.config = config
         self.log = logger or Logger(config.log_format)
         self.rand = rand
+        if metrics is None:
+            metrics = (Metrics() if config.metrics_port is None else
+                       Prometheus([server_name(a) for a in config.servers],
+                                  config.concurrency))
+        self.metrics = metrics
         self.slots = trio.Semaphore(config.concurrency)
         self.stopping = False
         self.killing = False  # children are being killed for shutdown: start no more
@@ -305,7 +324,8 @@ class Supervisor:
                               servers=",".join(server_name(a) for a in self.config.servers),
                               tubes=",".join(self.config.tubes),
                               concurrency=self.config.concurrency)
-                if self.config.call is not None and not await self._start_forkserver():
+                if not await self._serve_metrics() or (
+                        self.config.call is not None and not await self._start_forkserver()):
                     outer.cancel_scope.cancel()
                     return 2
                 if self.config.max_idle_time is not None:
@@ -318,6 +338,9 @@ class Supervisor:
                           dropped=self.dropped or None)
         finally:
             self.checkpoint_files.close()
+            if isinstance(self.metrics, Prometheus):
+                with trio.CancelScope(shield=True):
+                    await trio.to_thread.run_sync(self.metrics.close)
             self.log.sink = None
             for sink in (self.out_sink, self.err_sink):
                 # A reader that never reads must not keep the harness from exiting.
@@ -325,6 +348,22 @@ class Supervisor:
                     self.log.warning("output-stuck", fd=sink.fd,
                                      note="the reader stopped reading; output left unwritten")
         return 1 if self.failed_servers else 0
+
+    async def _serve_metrics(self) -> bool:
+        """--metrics-port: serve the metrics, and log where; False (logged) when the address
+        cannot be listened on."""
+        cfg = self.config
+        if cfg.metrics_port is None or not isinstance(self.metrics, Prometheus):
+            return True
+        try:
+            host, port = await trio.to_thread.run_sync(self.metrics.serve, cfg.metrics_addr,
+                                                       cfg.metrics_port)
+        except OSError as e:
+            self.log.error("metrics", addr=cfg.metrics_addr, port=cfg.metrics_port,
+                           error=str(e))
+            return False
+        self.log.info("metrics", addr=host, port=port)
+        return True
 
     async def _start_forkserver(self) -> bool:
         """Start the --call forkserver and serve its reports; False (logged) when the target
@@ -405,9 +444,11 @@ class Supervisor:
                                 except trio.WouldBlock:
                                     break
                                 held += 1
+                            asked_at = trio.current_time()
                             got, batch_ok = await self._reserve(
                                 conn, held, batch_ok,
                                 0 if quick else self.config.reserve_timeout)
+                            self.metrics.reserved(trio.current_time() - asked_at, len(got))
                             backoff = RECONNECT_MIN
                         except ConnectionClosed as e:
                             for _ in range(held):
@@ -421,6 +462,7 @@ class Supervisor:
                                                reason="cannot connect in burst mode")
                                 give_up = True
                             else:
+                                self.metrics.reconnect(name)
                                 await trio.sleep(backoff)
                                 backoff = min(RECONNECT_MAX, backoff * 2)
                         finally:
@@ -494,13 +536,18 @@ class Supervisor:
         try:
             await self._run_job(run, producer)
         except ConnectionClosed as e:
+            run.outcome = run.outcome or "lost"
             self.log.error("lost", job=run.ref, error=str(e),
                            note="connection lost; the server re-queues the job")
         except ServerError as e:
+            run.outcome = run.outcome or "error"
             self.log.error("job-error", job=run.ref, error=repr(e))
         except Exception as e:
+            run.outcome = run.outcome or "bug"
             await self._bug(run, e)
         finally:
+            if run.outcome is not None:
+                self.metrics.job(run.outcome)
             run.free_slot(self.slots)
             inflight[0] -= 1
             self.active -= 1
@@ -521,22 +568,27 @@ class Supervisor:
         self.bugs += 1
         text = "".join(traceback.format_exception(error))
         action = decide(ChildEnd(End.BUG), run.counters, self.config.policy, self.rand())
-        self.log.error("bug", job=run.ref, error=repr(error), action=action.verb.value,
-                       delay=action.delay if action.verb is Verb.RELEASE else None,
+        command: str | None = None  # nothing sent: answered already, or the server re-queues
+        failure: TubeError | None = None
+        if not (run.answered or run.conn.closed):
+            with trio.CancelScope(shield=True):
+                try:
+                    reason = f"tubeworker: {error!r}"
+                    call = self.config.call is not None
+                    sent = await send_answer(
+                        run.conn, run.job, run.pri,
+                        Answer(action, None, Msgpack().dumps(reason) if call
+                               else reason.encode()), run.tracking, call)
+                    action, command = sent.action, sent.command
+                except TubeError as e:
+                    failure = e
+                    # The server takes the job back when the connection goes.
+                    await run.conn.aclose()
+        self.log.error("bug", job=run.ref, error=repr(error), action=command,
+                       delay=action.delay if command == "release" else None,
                        traceback=text)
-        if run.answered or run.conn.closed:
-            return
-        with trio.CancelScope(shield=True):
-            try:
-                reason = f"tubeworker: {error!r}"
-                call = self.config.call is not None
-                await send_answer(run.conn, run.job, run.pri,
-                                  Answer(action, None, Msgpack().dumps(reason) if call
-                                         else reason.encode()), run.tracking, call)
-            except TubeError as e:
-                # The server takes the job back when the connection goes.
-                self.log.error("job-error", job=run.ref, error=repr(e))
-                await run.conn.aclose()
+        if failure is not None:
+            self.log.error("job-error", job=run.ref, error=repr(failure))
 
     async def _run_job(self, run: _Run, producer: dict[str, TrioClient[bytes]]) -> None:
         abort = Abort()
@@ -580,6 +632,7 @@ class Supervisor:
         run.counters, run.pri, run.tracking = counters, pri, started.tracking
         if self.killing or abort.reason is End.SHUTDOWN:
             run.answered = True  # given back uncounted when its connection closes
+            run.outcome = "released"
             self.log.info("job", job=ref, tube=tube, action="release", delay=0,
                           reason="shutdown before start")
             return
@@ -622,19 +675,24 @@ class Supervisor:
             "resumed": started.checkpoint is not None or None,
         }
         if result.end.kind is End.LOST:
+            run.outcome = "lost"
             self.log.error("job", **fields, action="none",
                            reason=f"connection lost ({'; '.join(lost)}); child killed, the "
                                   "server re-queues the job and it may run again")
             return
         action = decide(result.end, counters, cfg.policy, self.rand())
         run.answered = True
+        command = action.verb.value  # a shutdown's release: the connection's close
         if result.end.kind is not End.SHUTDOWN:
             call = cfg.call is not None
             answer = answer_for(action, result, outcome, call, cfg.result_bytes)
-            action = await send_answer(conn, job, pri, answer, started.tracking, call)
+            sent = await send_answer(conn, job, pri, answer, started.tracking, call)
+            action, command = sent.action, sent.command
+        run.outcome = ("released" if result.end.kind is End.SHUTDOWN
+                       else _OUTCOMES[action.verb])
         self.completed += 1
         level = "info" if action.verb is Verb.DELETE else "warning"
-        self.log.emit(level, "job", **fields, action=action.verb.value,
+        self.log.emit(level, "job", **fields, action=command,
                       delay=action.delay if action.verb is Verb.RELEASE else None,
                       reason=action.reason)
         await self._record(conn, job, tube, counters, result, action, producer)
@@ -684,9 +742,15 @@ class Supervisor:
                     talk.start_soon(read_to_end, pipes.outcome.stream)
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._keeper, conn, job, ttr, abort, lost)
-                result = await run_child(spawn, job.body, limit, cfg.kill_grace, abort,
-                                         self.out_sink, self.err_sink,
-                                         cfg.result_bytes or 0)
+                self.metrics.child_started()
+                ran: float | None = None
+                try:
+                    result = await run_child(spawn, job.body, limit, cfg.kill_grace, abort,
+                                             self.out_sink, self.err_sink,
+                                             cfg.result_bytes or 0)
+                    ran = result.duration
+                finally:
+                    self.metrics.child_ended(ran)
                 nursery.cancel_scope.cancel()
             talk.cancel_scope.deadline = trio.current_time() + DRAIN_SECONDS
         return result, (outcome[0] if outcome else None), stored
@@ -762,3 +826,4 @@ def _describe(end: ChildEnd) -> dict[str, Any]:
 
 
 _SIGNALS = frozenset(int(s) for s in signal.Signals)
+_OUTCOMES = {Verb.DELETE: "succeeded", Verb.RELEASE: "retried", Verb.BURY: "buried"}

@@ -138,6 +138,16 @@ class ChildPipes:
 
 
 @attrs.frozen
+class Sent:
+    """How a job was answered: the action taken, and the command that carried it (``delete``,
+    ``release`` or ``bury``; with tracking, ``finish`` for a result and ``fail`` for a
+    reason), which is what the log line names."""
+
+    action: Action
+    command: str
+
+
+@attrs.frozen
 class Answer:
     """How to answer a job that ended: the decided action, and what tracking keeps."""
 
@@ -178,23 +188,24 @@ def answer_for(action: Action, result: ChildResult, outcome: Outcome | None, cal
 
 
 async def send_answer(conn: TrioClient[bytes], job: Job[bytes], pri: int, answer: Answer,
-                      tracking: bool, call: bool) -> Action:
-    """Send `answer`; the action taken (a finish refused as too big becomes a fail)."""
+                      tracking: bool, call: bool) -> Sent:
+    """Send `answer`; the action taken (a finish refused as too big becomes a fail) and the
+    command sent."""
     action = answer.action
     if action.verb is Verb.RELEASE:
         await conn.release(job, pri, action.delay)
-        return action
+        return Sent(action, "release")
     if not tracking:
         await (conn.delete(job) if action.verb is Verb.DELETE else conn.bury(job, pri))
-        return action
+        return Sent(action, action.verb.value)
     reason = answer.reason
     if action.verb is Verb.DELETE:
         if answer.result is None:
             await conn.delete(job)
-            return action
+            return Sent(action, "delete")
         try:
             await _send(conn, c.Finish(job.id, answer.result))
-            return action
+            return Sent(action, "finish")
         except JobTooBig:
             why = (f"the result ({len(answer.result)} bytes) is larger than the server's "
                    "max job size")
@@ -204,7 +215,8 @@ async def send_answer(conn: TrioClient[bytes], job: Job[bytes], pri: int, answer
         await _send(conn, c.Fail(job.id, pri, reason))
     except JobTooBig:
         await conn.bury(job, pri)
-    return action
+        return Sent(action, "bury")
+    return Sent(action, "fail")
 
 
 async def _send(conn: TrioClient[bytes], cmd: c.Finish | c.Fail | c.Checkpoint) -> None:
@@ -217,5 +229,5 @@ async def send_checkpoint(conn: TrioClient[bytes], job: Job[bytes], data: bytes)
     await _send(conn, c.Checkpoint(job.id, data))
 
 
-__all__ = ["Answer", "CheckpointFiles", "ChildPipes", "Started", "Tracking", "answer_for",
-           "send_answer", "send_checkpoint"]
+__all__ = ["Answer", "CheckpointFiles", "ChildPipes", "Sent", "Started", "Tracking",
+           "answer_for", "send_answer", "send_checkpoint"]
