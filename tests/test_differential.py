@@ -44,7 +44,7 @@ from diff_sessions import (
     Step,
 )
 
-from tubeserver.stats import FLOW_COMMAND_KEYS
+from tubeserver.stats import ADMIN_COMMAND_KEYS, FLOW_COMMAND_KEYS
 
 SELFTEST = os.environ.get("TUBESERVER_DIFF_SELFTEST") == "1"
 READ_TIMEOUT = 4.0  # per reply; the slowest legitimate reply (TTR expiry) takes ~1-2 s
@@ -95,6 +95,8 @@ SERVER_VOLATILE = frozenset(
         "current-schedules",
         "schedule-firings",
         "current-tube-limits",
+        *ADMIN_COMMAND_KEYS,
+        "jobs-cleared",
         "build",
     }
 )
