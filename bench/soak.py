@@ -250,10 +250,13 @@ def _read_lines(s: socket.socket, lines: int) -> None:
 
 
 class Frames:
-    """Counts complete replies in a stream split anywhere (FOUND/RESERVED/OK carry data)."""
+    """Counts complete replies in a stream split anywhere (FOUND/RESERVED/OK carry data),
+    keeping the first one that is none of `expected`."""
 
-    def __init__(self) -> None:
+    def __init__(self, expected: tuple[bytes, ...] = ()) -> None:
         self.buf = b""
+        self.expected = expected
+        self.odd: bytes | None = None
 
     def feed(self, data: bytes) -> int:
         buf = self.buf + data
@@ -265,6 +268,8 @@ class Frames:
                 end += int(head.rsplit(b" ", 1)[1]) + 2
                 if end > len(buf):
                     break
+            if self.expected and self.odd is None and not head.startswith(self.expected):
+                self.odd = head
             count += 1
             pos = end
         self.buf = buf[pos:]
@@ -278,7 +283,7 @@ def _slow_reader(addr: tuple[str, int], stop: Stop, counts: Counts) -> None:
     batch = put * SLOW_PUTS + b"peek %d\r\n" % big * SLOW_PEEKS
     with socket.create_connection(addr, timeout=IO_TIMEOUT) as s:
         s.sendall(b"use %s\r\n" % TUBES[1].encode())
-        frames = Frames()
+        frames = Frames((b"USING ", b"INSERTED ", b"FOUND "))
         owed = 1
         while not stop.is_set():
             if owed == 0:
@@ -288,6 +293,8 @@ def _slow_reader(addr: tuple[str, int], stop: Stop, counts: Counts) -> None:
             if not chunk:
                 raise BenchError("the server closed the slow reader's connection")
             got = frames.feed(chunk)
+            if frames.odd is not None:
+                raise BenchError(f"the slow reader was answered {frames.odd[:80]!r}")
             owed -= got
             counts.add(Counts.SLOW_BYTES, len(chunk))
             counts.add(Counts.SLOW_REPLIES, got)
