@@ -103,6 +103,36 @@ SEEDS: dict[str, list[Step]] = {
         b("unschedule tick", "unschedule tick", "list-schedules", "stats",
           "tube-limits mail 0 0 0", "list-tube-limits"),
     ],
+    # Chains: children wait on parents, are buried when a parent is deleted unrun, kicked,
+    # taken out of waiting by reserve-job and kick-job.
+    "chains": [
+        a("use c", "watch c", "put 0 0 10 1", "p", "put 0 0 10 1", "q",
+          "put-after 1,2 0 0 10 1", "x", "put-after 3 0 1 10 1", "y", "job-status 3",
+          "stats-job 4", "reserve", "delete 1", "delete 2", "job-status 3", "result 3 0",
+          "kick-job 3", "reserve-job 4", "release 4 0 0", "put-after 4 0 0 10 1", "z"),
+        b("watch c", "result 5 5"), ROUND,
+        a("reserve", "finish 4 1", "r", "peek-delayed", "kick 5"), tick(1.001),
+        a("reserve-with-timeout 0", "delete 5", "stats-tube c"), tick(5.0),
+    ],
+    # Tube limits: max-reserved with waiting single and batch reservers, a rate, max-jobs,
+    # limits lowered and removed while jobs are out.
+    "limits": [
+        a("tube-limits l 1 4 0.5", "use l", "put 0 0 5 1", "1", "put 0 0 5 1", "2",
+          "put 0 0 5 1", "3", "put 0 0 5 1", "4", "put 0 0 5 1", "5"),
+        b("watch l", "ignore default", "reserve-batch 3 10"),
+        c("watch l", "reserve-with-timeout 10"), ROUND,
+        b("delete 1"), tick(0.5), tick(2.0),
+        d("tube-limits l 2 0 1000000", "list-tube-limits", "watch l", "reserve-batch 2 0"),
+        tick(5.0), d("tube-limits l 0 0 0", "reserve-job 3", "list-tube-limits"), tick(10.0),
+    ],
+    # Unique keys: windows that outlive their jobs, keys per tube, a key freed by expiry.
+    "keys": [
+        a("put-unique k 2 0 0 10 1", "a", "put-unique k 0 0 0 10 1", "b", "use other",
+          "put-unique k 0 0 0 10 1", "c", "use default", "reserve", "delete 1",
+          "put-unique k 5 0 0 10 1", "d", "job-status 1"), tick(2.0),
+        a("put-unique k 0 0 0 10 1", "e", "stats"), tick(1.0), tick(0.25),
+        a("put-unique k 0 1 1 10 1", "f"),
+    ],
     # Errors: formats, unknown commands, oversized data (skipped), missing CRLF, NUL bytes,
     # lines over the limit.
     "errors": [
