@@ -5,7 +5,7 @@ PORT ?= 11300
 HTTP ?= 127.0.0.1:11301
 BIN := $(VENV)/bin
 
-.PHONY: run test lint typecheck unit unit-interpreted clean
+.PHONY: run test lint typecheck unit unit-interpreted clean fuzz
 
 # The modules setup.py compiles with mypyc: editing one rebuilds the venv's install (an
 # extension older than its source is never run: tubeserver/__init__.py falls back to it).
@@ -48,8 +48,22 @@ unit-interpreted: $(VENV)/.installed-test
 
 test: lint typecheck unit
 
+# The fuzzer (tests/fuzz/run.py, atheris) for FUZZ_SECONDS over the interpreted core: new
+# inputs go to $(FUZZ_DIR)/corpus, crashes to $(FUZZ_DIR)/crashes/ (reproduce one with
+# `$(BIN)/python tests/fuzz/run.py FILE`); tests/fuzz/corpus is read, never written.
+# `make test` runs it for about a minute (tests/test_fuzz.py).
+FUZZ_SECONDS ?= 600
+FUZZ_DIR ?= .fuzz
+FUZZ_ARGS ?=
+
+fuzz: $(VENV)/.installed-test
+	mkdir -p $(FUZZ_DIR)/corpus $(FUZZ_DIR)/crashes
+	$(BIN)/python tests/fuzz/run.py -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -timeout=30 \
+		-dict=tests/fuzz/protocol.dict -artifact_prefix=$(FUZZ_DIR)/crashes/ \
+		-print_final_stats=1 $(FUZZ_ARGS) $(FUZZ_DIR)/corpus tests/fuzz/corpus
+
 clean:
-	rm -rf $(VENV) build *.egg-info .mypy_cache .pytest_cache .ruff_cache *__mypyc*.so \
+	rm -rf $(VENV) build $(FUZZ_DIR) *.egg-info .mypy_cache .pytest_cache .ruff_cache *__mypyc*.so \
 		tubeserver/*.so tubeserver/_build.json
 
 # tubebench: tubeserver next to beanstalkd (apt-get install beanstalkd), the load from

@@ -19,7 +19,7 @@ from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from . import chart, instrument, native, report, servers
+from . import chart, instrument, native, report, servers, soak
 from .servers import ServerKind
 from .workloads import WORKLOADS, Settings, Variant, catalogue, select
 
@@ -92,7 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
         "next to the targets of issue 10; the tracking workload sets tubeserver with job "
         "tracking on against itself with it off, and the flow workload its put-unique against "
         "its plain put, and reports a limited tube's delivered rate. The load comes from a C "
-        "generator (bench/gen.c, built with $CC or cc on first use) held to a C null responder.",
+        "generator (bench/gen.c, built with $CC or cc on first use) held to a C null responder. "
+        "The soak workload, run only when named (--only soak), keeps tubeserver under mixed "
+        "traffic, hang-ups and a slow reader for ten minutes, and reports its RSS over time and "
+        "the longest stall a well-behaved client saw.",
     )
     p.add_argument("--quick", action="store_true",
                    help="fewer jobs and 3 rounds: about a minute in all")
@@ -122,6 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="replace every workload's job count (smoke runs)")
     p.add_argument("--limit", type=_seconds, metavar="SECONDS",
                    help="wall-time bound of one measured run (default 60, --quick 20)")
+    p.add_argument("--soak-seconds", type=_seconds, metavar="SECONDS",
+                   help="how long the soak workload runs (default 600, --quick 60); it runs "
+                   "only when named: --only soak")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
@@ -218,7 +224,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if choice.warning:
         instrument.banner(choice.warning)
-    settings = Settings(choice.generator, limit_s=args.limit or (20.0 if args.quick else 60.0))
+    settings = Settings(choice.generator, limit_s=args.limit or (20.0 if args.quick else 60.0),
+                        soak_s=args.soak_seconds or (60.0 if args.quick else 600.0))
     variants = select(catalogue(args.quick, args.jobs), args.only)
     versions = {k: servers.version(kind) for k, kind in kinds.items()}
     meta: dict[str, Any] = {
@@ -227,6 +234,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "rounds": rounds,
         "generator": dict(choice.info),
         "settings": {"workers": args.workers, "limit_s": settings.limit_s,
+                     "soak_s": settings.soak_s,
                      "jobs_override": args.jobs, "only": args.only,
                      "tubeserver_command": ts_argv, "beanstalkd": bs_path,
                      "ceiling": not args.no_ceiling},
@@ -257,6 +265,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if choice.warning:
         print(f"!!! {choice.warning}")
     print(report.table(rows, choice.generator.name))
+    timelines = soak.timelines(results.samples)
+    if timelines:
+        print("\n" + timelines)
     args.out.mkdir(parents=True, exist_ok=True)
     base = args.out / f"tubebench-{time.strftime('%Y%m%d-%H%M%S')}-{mode}"
     json_path = base.with_suffix(".json")

@@ -35,6 +35,7 @@ class Settings:
     generator: Generator  # the instrument: C, or the Python fallback
     limit_s: float = 60.0  # wall-time bound of one measured run
     tmp: str | None = None  # where binlog directories go (None: the system's temp dir)
+    soak_s: float = 600.0  # how long the soak workload runs
 
 
 @attrs.frozen
@@ -413,7 +414,9 @@ def _wait_jobs(server: Server, n: int, limit: float) -> float:
 # ---------------------------------------------------------------- the catalogue
 
 WORKLOADS = ("put", "drain", "batch", "cycle", "paced", "memory", "restart", "durable",
-             "tracking", "flow", "worker", "ops")
+             "tracking", "flow", "worker", "ops", "soak")
+# Run only when named in --only: the soak takes ten minutes.
+NAMED_ONLY = ("soak",)
 # `--only batch` needs beanstalkd's reserve+delete rows for its reference column.
 NEEDS = {"batch": ("drain",)}
 
@@ -494,13 +497,15 @@ def catalogue(quick: bool, jobs: int | None = None) -> list[Variant]:
                             "max seconds": secs, "flags": "-b DIR -f 0"},
                            (_rate(rate_goal),), run, ceil))
     out.extend(tracking(q, jobs))
-    from .flow import flow  # flow.py, worker.py and ops.py build on this module's steps
+    from .flow import flow  # flow.py, worker.py, ops.py and soak.py build on this module
     from .ops import ops
+    from .soak import variants as soak_variants
     from .worker import variants as worker_variants
 
     out.extend(flow(q, jobs))
     out.extend(worker_variants(q, jobs))
     out.extend(ops(q, jobs))
+    out.extend(soak_variants(q))
     return out
 
 
@@ -530,9 +535,10 @@ def tracking(quick: bool, jobs: int | None = None) -> list[Variant]:
 
 
 def select(variants: Sequence[Variant], only: Sequence[str]) -> list[Variant]:
-    """The variants of the named workloads (and of the workloads they need)."""
+    """The variants of the named workloads (and of the workloads they need); with none named,
+    all but the NAMED_ONLY ones."""
     if not only:
-        return list(variants)
+        return [v for v in variants if v.workload not in NAMED_ONLY]
     wanted = set(only)
     for name in only:
         wanted.update(NEEDS.get(name, ()))

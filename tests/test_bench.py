@@ -31,6 +31,7 @@ from tubebench import (
     ops,
     report,
     servers,
+    soak,
     summary,
     workloads,
 )
@@ -292,7 +293,7 @@ def test_catalogue_names_are_unique_and_batch_brings_drain() -> None:
     picked = {v.workload for v in workloads.select(variants, ["batch"])}
     assert picked == {"batch", "drain"}
     assert all(v.params["jobs"] == 7 for v in workloads.catalogue(quick=False, jobs=7)
-               if v.run is not None)
+               if v.run is not None and v.workload != "soak")  # the soak is timed
     names = {v.name for v in variants}
     for v in variants:
         assert set(v.best_of) <= names
@@ -372,6 +373,7 @@ def _run(tmp_path: Path, *argv: str) -> dict[str, object]:
     )
     assert done.returncode == 0, done.stderr
     assert "tubeserver" in done.stdout
+    (tmp_path / "stdout.txt").write_text(done.stdout)
     (path,) = tmp_path.glob("tubebench-*.json")
     data: dict[str, object] = json.loads(path.read_text())
     return data
@@ -969,3 +971,59 @@ def test_ops_workloads_run_and_report(gen: CGenerator) -> None:
     sample = ops.clear(3000)(tubeserver, settings)  # three slices
     assert sample.values["stall_ms"] > 0 and sample.values["alone_ms"] > 0
     assert int(str(sample.info["round_trips_during"])) >= 1
+
+
+# ---------------------------------------------------------------- soak
+
+
+def test_soak_runs_only_when_named() -> None:
+    variants = workloads.catalogue(quick=True)
+    assert "soak" not in {v.workload for v in workloads.select(variants, [])}
+    assert [v.name for v in workloads.select(variants, ["soak"])] == ["soak"]
+
+
+@given(st.lists(st.integers(0, 200), max_size=8))
+def test_soak_frames_count_replies_however_split(cuts: list[int]) -> None:
+    stream = b"INSERTED 1\r\nFOUND 7 4\r\nab\r\n\r\nOK 3\r\n---\r\nDELETED\r\n" * 3
+    frames = soak.Frames((b"INSERTED ", b"FOUND ", b"OK ", b"DELETED"))
+    assert sum(frames.feed(chunk) for chunk in _chunks(stream, cuts)) == 12
+    assert frames.buf == b"" and frames.odd is None
+    picky = soak.Frames((b"INSERTED ", b"FOUND "))
+    picky.feed(stream)
+    assert picky.odd == b"OK 3"
+
+
+def test_soak_end_to_end_reports_rss_over_time_and_the_longest_stall(tmp_path: Path) -> None:
+    data = _run(tmp_path, "--only", "soak", "--soak-seconds", "3", "--no-beanstalkd")
+    rows = data["rows"]
+    assert isinstance(rows, list)
+    by_metric = {r["metric"]: r["tubeserver"] for r in rows if r["variant"] == "soak"}
+    assert set(by_metric) == {"max_stall_ms", "p99_ms", "rss_first_mb", "rss_max_mb",
+                              "rss_last_mb", "rss_growth_second_half_mb"}
+    for metric, cell in by_metric.items():
+        assert cell["error"] is None and len(cell["samples"]) == 1, metric
+    values = {m: c["median"] for m, c in by_metric.items()}
+    assert 0 < values["p99_ms"] <= values["max_stall_ms"] < 10_000
+    assert 1 < values["rss_first_mb"] <= values["rss_max_mb"] < 2_000
+    assert values["rss_last_mb"] <= values["rss_max_mb"]
+    runs = data["runs"]
+    assert isinstance(runs, list)
+    (run,) = [r for r in runs if r["variant"] == "soak"]
+    info = run["samples"][0]["info"]
+    timeline = info["timeline"]
+    assert len(timeline) >= 3 and timeline[0]["t"] < 1  # sampled at the start
+    assert all(row["rss_mb"] > 1 and row["connections"] >= 1 for row in timeline)
+    assert [row["t"] for row in timeline] == sorted(row["t"] for row in timeline)
+    assert 0 < timeline[-1]["cycles"] <= info["cycles"]
+    assert info["mixed_commands"] > 0 and info["slow_reader_bytes"] > 0
+    assert sum(info["hangups"].values()) > 0
+    assert info["after"]["connections"] == 1 and info["after"]["jobs_reserved"] == 0
+    assert "RSS MB" in (tmp_path / "stdout.txt").read_text()
+
+
+def test_soak_fails_when_a_client_cannot_do_its_work() -> None:
+    # beanstalkd has no finish, put-unique, ...: a mixed worker fails, and the run says so.
+    kind = _kind("beanstalkd")
+    settings = workloads.Settings(PyGenerator(1), limit_s=20, soak_s=2)
+    with pytest.raises(workloads.BenchError, match="client failures"):
+        soak.run_soak(kind, settings)
