@@ -20,6 +20,7 @@ from tubeserver.job import Job, JobState
 from tubeserver.schedules import BadSpec, parse_spec
 from tubeserver.session import Session
 from tubeserver.stats import (
+    ADMIN_COMMAND_KEYS,
     COMMAND_KEYS,
     FLOW_COMMAND_KEYS,
     TRACKING_COMMAND_KEYS,
@@ -405,7 +406,8 @@ def test_stats_count_flow_control() -> None:
     e.flow.put_unique(s, "k", 0, 0, 0, 10, b"", 0.0)
     e.flow.put_after(s, [1], 0, 0, 10, b"", 0.0)
     info = ProcessInfo(1, "v", "id", "h", "os", "p", 100, 0.0)
-    counts = dict.fromkeys([*COMMAND_KEYS, *TRACKING_COMMAND_KEYS, *FLOW_COMMAND_KEYS], 0)
+    counts = dict.fromkeys([*COMMAND_KEYS, *TRACKING_COMMAND_KEYS, *FLOW_COMMAND_KEYS,
+                            *ADMIN_COMMAND_KEYS], 0)
     stats = dict(server_stats(e, counts, info, 0.0))
     assert (stats["current-dependent-jobs"], stats["current-unique-keys"],
             stats["unique-duplicates"], stats["current-jobs-delayed"]) == (1, 1, 1, 1)
