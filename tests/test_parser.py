@@ -40,6 +40,8 @@ UC = c.Rejected(UnknownCommand())
 PUT_BF = c.Rejected(BadFormat(), "put")
 TOO_BIG = c.Rejected(JobTooBig(), "put")
 NO_CRLF = c.Rejected(ExpectedCRLF(), "put")
+STARTED = c.PutStarted(True)
+STARTED_REFUSED = c.PutStarted(False)
 
 U32_OVER = U32_MAX + 1  # 4294967296
 U64_OVER = U64_MAX + 1  # 18446744073709551616
@@ -73,13 +75,42 @@ NO_ARG_VERBS: dict[str, c.Command] = {
 # --------------------------------------------------------------------------- helpers
 
 
-def drain(p: Parser) -> list[c.Event]:
-    """Every event the parser can produce from what it has been fed."""
+def drain(p: Parser, markers: bool = False) -> list[c.Event]:
+    """Every event the parser can produce from what it has been fed; without PutStarted
+    markers unless `markers` (they depend on the chunking: see put_counts)."""
     out: list[c.Event] = []
+    count = 0
     while (event := p.next_event()) is not None:
-        out.append(event)
-        assert len(out) < 1_000_000, "parser keeps producing events without input"
+        count += 1
+        assert count < 1_000_000, "parser keeps producing events without input"
+        if markers or not isinstance(event, c.PutStarted):
+            out.append(event)
     return out
+
+
+def put_counts(events: Sequence[c.Event]) -> tuple[int, int]:
+    """(cmd-put, producer headers) as the dispatcher counts them from these events: a marker
+    counts its put, which then does not count again; an accepted header makes a producer."""
+    puts = producers = 0
+    marker: c.PutStarted | None = None
+    for event in events:
+        if isinstance(event, c.PutStarted):
+            assert marker is None, "two markers for one put"
+            marker = event
+            puts += 1
+            producers += event.producer
+        elif isinstance(event, c.Put | c.Rejected) and (
+                isinstance(event, c.Put) or event.verb == "put"):
+            accepted = isinstance(event, c.Put) or event.error == ExpectedCRLF()
+            if marker is None:
+                puts += 1
+                producers += accepted
+            else:
+                assert marker.producer == accepted, (marker, event)
+            marker = None
+        else:
+            assert marker is None, f"{event} between a marker and its put"
+    return puts, producers
 
 
 def parse(
@@ -91,13 +122,14 @@ def parse(
 
 
 def parse_chunks(
-    chunks: Iterable[bytes], max_job_size: int = DEFAULT_MAX_JOB_SIZE, hot_path: bool = COMPILED
+    chunks: Iterable[bytes], max_job_size: int = DEFAULT_MAX_JOB_SIZE, hot_path: bool = COMPILED,
+    markers: bool = False,
 ) -> list[c.Event]:
     p = Parser(max_job_size, hot_path)
     out: list[c.Event] = []
     for chunk in chunks:
         p.feed(chunk)
-        out += drain(p)
+        out += drain(p, markers)
     return out
 
 
@@ -116,11 +148,15 @@ def cut(data: bytes, points: Iterable[int]) -> list[bytes]:
 
 def parse_every_way(data: bytes, max_job_size: int = DEFAULT_MAX_JOB_SIZE) -> list[c.Event]:
     """Parse whole, byte by byte and in a few chunk sizes, with and without the hot path;
-    all must agree."""
+    all must agree, and so must the puts counted (the markers included)."""
     whole = parse(data, max_job_size)
+    counts = put_counts(parse_chunks([data], max_job_size, markers=True))
     assert parse_chunks(bytewise(data), max_job_size) == whole, "byte-at-a-time differs"
+    assert put_counts(parse_chunks(bytewise(data), max_job_size, markers=True)) == counts
     for size in (2, 3, 7, LINE_MAX - 1, LINE_MAX, LINE_MAX + 1, 4096):
         assert parse_chunks(sized(data, size), max_job_size) == whole, f"chunks of {size} differ"
+        chunked = parse_chunks(sized(data, size), max_job_size, markers=True)
+        assert put_counts(chunked) == counts, f"chunks of {size} count differently"
     other = not COMPILED
     assert parse(data, max_job_size, other) == whole, f"hot_path={other} differs"
     assert parse_chunks(bytewise(data), max_job_size, other) == whole, f"hot_path={other} differs"
@@ -300,6 +336,7 @@ def test_put_body_of_exactly_max_job_size_is_accepted() -> None:
 def test_put_body_waits_for_its_crlf() -> None:
     p = Parser(100)
     p.feed(b"put 0 0 0 3\r\nabc")
+    assert p.next_event() == STARTED  # the header counts now; the put comes with its data
     assert p.next_event() is None
     p.feed(b"\r")
     assert p.next_event() is None
@@ -538,6 +575,56 @@ def test_name_must_fill_the_rest_of_the_line(verb: str) -> None:
         assert one_line(line) == BF, line
 
 
+# ----------------------------------------------------------------------- put counted at its header
+
+
+def test_put_header_before_its_data_is_reported_at_once() -> None:
+    # beanstalkd counts cmd-put and the producer when the header is read: the marker says so
+    # then, and the put itself follows with its data (once: the marker is not repeated).
+    p = Parser(100)
+    p.feed(b"put 0 0 0 5\r\nab")
+    assert drain(p, markers=True) == [STARTED]
+    p.feed(b"c")
+    assert drain(p, markers=True) == []
+    p.feed(b"de\r\nstats\r\n")
+    assert drain(p, markers=True) == [c.Put(0, 0, 0, b"abcde"), c.Stats()]
+
+
+def test_refused_put_header_before_its_skipped_data_is_reported_at_once() -> None:
+    p = Parser(10)
+    p.feed(b"put 0 0 0 11\r\nab")  # JOB_TOO_BIG: counted, not a producer
+    assert drain(p, markers=True) == [STARTED_REFUSED]
+    p.feed(b"cdefghijk\r\nput 0 0 0 2 x\r\nab")  # malformed but counted; data skipped
+    assert drain(p, markers=True) == [TOO_BIG, STARTED_REFUSED]
+    p.feed(b"\r\nput -1 0 0 2\r\na")  # not counted: no marker
+    assert drain(p, markers=True) == [PUT_BF]
+    p.feed(b"b\r\n")
+    assert drain(p, markers=True) == [BF]
+
+
+def test_no_marker_when_the_data_is_already_there() -> None:
+    assert parse(b"put 0 0 0 1\r\nx\r\n") == [c.Put(0, 0, 0, b"x")]
+    p = Parser(100)
+    p.feed(b"put 0 0 0 1\r\nx\r\n")
+    assert drain(p, markers=True) == [c.Put(0, 0, 0, b"x")]
+    # Fed in pieces before the parser looked: the data is there, so no marker either.
+    for size in (100, 10):
+        p = Parser(size)
+        for piece in (b"stats\r\nput 0 0 0 11\r\n", b"0123456789", b"a\r\n"):
+            p.feed(piece)
+        put = c.Put(0, 0, 0, b"0123456789a") if size == 100 else TOO_BIG
+        assert drain(p, markers=True) == [c.Stats(), put]
+
+
+def test_markers_count_each_put_once_whatever_the_chunking() -> None:
+    stream = (b"put 0 0 0 3\r\nabc\r\nput 0 0 0 3\r\nabcXY" b"put 0 0 0 40\r\n" + b"z" * 42
+              + b"put 0 0 0 3 x\r\nabc\r\nput x 0 0 3\r\nabc\r\nstats\r\n")
+    for size in (1, 2, 5, 16, len(stream)):
+        events = parse_chunks(sized(stream, size), max_job_size=32, markers=True)
+        assert put_counts(events) == (4, 2), size
+        assert events[-1] == c.Stats()
+
+
 # --------------------------------------------------------------------------- malformed put headers
 
 
@@ -685,6 +772,7 @@ def test_too_long_body_desynchronises_as_in_beanstalkd() -> None:
 def test_expected_crlf_waits_for_both_bytes() -> None:
     p = Parser(100)
     p.feed(b"put 0 0 0 1\r\nxy")
+    assert p.next_event() == STARTED
     assert p.next_event() is None
     p.feed(b"z")
     assert p.next_event() == NO_CRLF
@@ -1111,6 +1199,7 @@ def check_garbage(stream: bytes, points: Iterable[int]) -> list[c.Event]:
     chunking, and a buffer no larger than one line or one accepted body."""
     whole = parse(stream, SMALL_MAX)
     assert parse(stream, SMALL_MAX, not COMPILED) == whole, "hot path and general path differ"
+    counts = put_counts(parse_chunks([stream], SMALL_MAX, markers=True))
     for event in whole:
         assert isinstance(event, (*COMMAND_TYPES, c.Rejected)), event
         if isinstance(event, c.Rejected):
@@ -1126,9 +1215,10 @@ def check_garbage(stream: bytes, points: Iterable[int]) -> list[c.Event]:
         chunked: list[c.Event] = []
         for chunk in cut(stream, cuts):
             p.feed(chunk)
-            chunked += drain(p)
+            chunked += drain(p, markers=True)
             assert p.buffered() < max(LINE_MAX, SMALL_MAX + 2), p.buffered()
-        assert chunked == whole
+        assert [e for e in chunked if not isinstance(e, c.PutStarted)] == whole
+        assert put_counts(chunked) == counts
     return whole
 
 

@@ -1,9 +1,11 @@
 """Sans-IO command parser: bytes in through `feed`, command values out of `next_event`.
 
 It never touches a socket or a clock, and feeding the same stream whole or one byte at a time
-yields the same events. Buffering is bounded: a command line longer than LINE_MAX (LONG_LINE_MAX
-for flow control's commands with data) is dropped up to its CRLF (then BAD_FORMAT), and an
-oversized put body is skipped without being kept.
+yields the same events, but for one marker: a `put` header whose data has not all arrived is
+reported at once as PutStarted (the counters move then, as in beanstalkd), and the put's event
+follows with its data. Buffering is bounded: a command line longer than LINE_MAX
+(LONG_LINE_MAX for flow control's commands with data) is dropped up to its CRLF (then
+BAD_FORMAT), and an oversized put body is skipped without being kept.
 """
 
 from __future__ import annotations
@@ -291,6 +293,10 @@ _EXT: Final = 4  # flow control's: the command waits in Parser._ext
 _FRAMED: Final[dict[bytes, int]] = {b"finish": _FINISH, b"fail": _FAIL, b"checkpoint": _CHECKPOINT}
 _FRAMED_VERBS: Final = ("put", "finish", "fail", "checkpoint")
 _FRAMED_FIELDS: Final = (4, 2, 3, 2)  # fields in the header line, <bytes> last
+# A put header read before its data: accepted (a producer from now on), or refused with its
+# data being skipped (JOB_TOO_BIG, or malformed but counted).
+_STARTED: Final = c.PutStarted(True)
+_STARTED_REFUSED: Final = c.PutStarted(False)
 # ... and those that must be the whole line. Their values are stateless, so share them.
 _RESERVE: Final = c.Reserve(None)
 _NO_ARGS: Final[dict[bytes, c.Event]] = {
@@ -545,7 +551,10 @@ class Parser:
         if size > self.max_job_size:
             return self._skip_body(size, c.Rejected(JobTooBig(), "put"))
         self._put = (_PUT, pri, delay, ttr, size)
-        return self._body()
+        event = self._body()
+        if event is None and self.buffered() < size + 2:
+            return _STARTED
+        return event  # or None: the data is here, in chunks that next_event joins
 
     def _data_header(self, kind: int, rest: bytes) -> c.Event | None:
         """finish, fail, checkpoint: like put's header, the data skipped when refused."""
@@ -604,7 +613,10 @@ class Parser:
     def _skip_body(self, size: int, then: c.Rejected) -> c.Event | None:
         self._skip = size + 2
         self._after_skip = then
-        return self.next_event()
+        event = self.next_event()
+        if event is None and then.verb == "put":
+            return _STARTED_REFUSED  # counted now; `then` follows the skipped data
+        return event
 
 
 def _all_u32(tokens: list[bytes]) -> bool:
