@@ -40,6 +40,7 @@ UC = c.Rejected(UnknownCommand())
 PUT_BF = c.Rejected(BadFormat(), "put")
 TOO_BIG = c.Rejected(JobTooBig(), "put")
 NO_CRLF = c.Rejected(ExpectedCRLF(), "put")
+PAUSE_BF = c.Rejected(BadFormat(), "pause-tube")  # refused, but counted as beanstalkd does
 STARTED = c.PutStarted(True)
 STARTED_REFUSED = c.PutStarted(False)
 
@@ -475,7 +476,8 @@ ERROR_LINES: list[tuple[bytes, c.Rejected]] = [
     (b"pause-tube foo 10x", BF),
     # pause-tube needs the exact verb and one space before the name (stricter than beanstalkd)
     (b"pause-tubefoo 10", BF),
-    (b"pause-tube  foo 10", BF),  # beanstalkd skips spaces before the name; we do not
+    # beanstalkd skips spaces before the name (and counts it); we do not (but count it)
+    (b"pause-tube  foo 10", PAUSE_BF),
     (b"pause-tube-x 10", BF),
     (b"pause-tube\tfoo 10", BF),
     # NUL anywhere in a line
@@ -546,13 +548,14 @@ def test_each_allowed_punctuation_char(ch: str) -> None:
 
 @pytest.mark.parametrize("name", [b"-", b"-a", b"--", b"-" + NAME200[1:].encode()])
 def test_leading_hyphen_is_bad_format(name: bytes) -> None:
-    for line, _ in name_lines(name):
-        assert one_line(line) == BF, line
+    # beanstalkd checks a name's first character and length after it counted pause-tube.
+    for line, verb in name_lines(name):
+        assert one_line(line) == (PAUSE_BF if verb == "pause-tube" else BF), line
 
 
 def test_name_of_201_chars_is_bad_format() -> None:
-    for line, _ in name_lines(NAME201.encode()):
-        assert one_line(line) == BF, line
+    for line, verb in name_lines(NAME201.encode()):
+        assert one_line(line) == (PAUSE_BF if verb == "pause-tube" else BF), line
 
 
 def test_every_other_byte_in_a_name_is_bad_format() -> None:
@@ -565,7 +568,31 @@ def test_every_other_byte_in_a_name_is_bad_format() -> None:
             for line, verb in name_lines(name):
                 if verb == "pause-tube" and name == b"ab ":
                     continue  # `pause-tube ab  1`: extra spaces before the delay are fine
-                assert one_line(line) == BF, f"byte {byte:#04x} in {line!r}"
+                # `pause-tube  ab 1`: beanstalkd skips the spaces (and counts it); we do not
+                # (but count it).
+                counted = verb == "pause-tube" and name == b" ab"
+                assert one_line(line) == (PAUSE_BF if counted else BF), f"{byte:#04x} {line!r}"
+
+
+@pytest.mark.parametrize(("line", "counted"), [
+    (b"pause-tube -x 1", True),
+    (b"pause-tube -x  01", True),
+    (b"pause-tube -x 4294967295", True),
+    (b"pause-tube " + NAME201.encode() + b" 0", True),
+    (b"pause-tube  -x 1", True),
+    (b"pause-tube -x 4294967296", False),
+    (b"pause-tube -x 1 ", False),
+    (b"pause-tube -x 1x", False),
+    (b"pause-tube -x", False),
+    (b"pause-tube a b 1", False),
+    (b"pause-tube ab\x7f 1", False),
+    (b"pause-tube \x7fab 1", False),
+    (b"pause-tube a\x00b 1", False),
+])
+def test_refused_pause_tube_counts_as_in_beanstalkd(line: bytes, counted: bool) -> None:
+    # beanstalkd counts cmd-pause-tube once it has read a run of name characters and a plain
+    # delay, then refuses a name that is too long or starts with '-' (probed on 1.12).
+    assert one_line(line) == (PAUSE_BF if counted else BF)
 
 
 @pytest.mark.parametrize("verb", list(NAME_VERBS))
@@ -618,10 +645,10 @@ def test_no_marker_when_the_data_is_already_there() -> None:
 
 def test_markers_count_each_put_once_whatever_the_chunking() -> None:
     stream = (b"put 0 0 0 3\r\nabc\r\nput 0 0 0 3\r\nabcXY" b"put 0 0 0 40\r\n" + b"z" * 42
-              + b"put 0 0 0 3 x\r\nabc\r\nput x 0 0 3\r\nabc\r\nstats\r\n")
+              + b"put 0 0 0 3 x\r\nabc\r\nput 0 0 0 3x\r\nput x 0 0 3\r\nabc\r\nstats\r\n")
     for size in (1, 2, 5, 16, len(stream)):
         events = parse_chunks(sized(stream, size), max_job_size=32, markers=True)
-        assert put_counts(events) == (4, 2), size
+        assert put_counts(events) == (5, 2), size
         assert events[-1] == c.Stats()
 
 
@@ -908,15 +935,18 @@ def test_too_big_size_in_an_uncounted_header_skips_nothing() -> None:
         assert parse_every_way(data, max_job_size=10) == [BF, c.Quit(), c.Stats()], head
 
 
-@pytest.mark.parametrize("tail", [b"x", b"\t", b"\x7f", b"-"])
-def test_garbage_glued_to_the_size_skips_nothing_and_is_not_counted(tail: bytes) -> None:
-    # Decided (protocol.md, Compatibility): a 4th field that is not a plain number skips
-    # nothing and is not counted as a put, although beanstalkd's strtoul would read
-    # `11x` as 11 (JOB_TOO_BIG, body skipped) and `4x` as a counted put.
-    data = b"put 0 0 0 11" + tail + b"\r\nquit\r\nstats\r\n"
-    assert parse_every_way(data, max_job_size=10) == [BF, c.Quit(), c.Stats()]
+@pytest.mark.parametrize("tail", [b"x", b"\t", b"\x7f", b"-", b"x y"])
+def test_garbage_glued_to_the_size_is_read_as_beanstalkd_reads_it(tail: bytes) -> None:
+    # beanstalkd reads the size with strtoul, which stops at the garbage: `11x` is a counted
+    # put of 11 bytes (JOB_TOO_BIG, its data skipped), `4x` a counted put refused at once
+    # (BAD_FORMAT, nothing skipped: the next line is a command).
+    data = b"put 0 0 0 11" + tail + b"\r\nquit\r\nstats\r\nlist-tubes\r\n"
+    assert parse_every_way(data, max_job_size=10) == [TOO_BIG, c.ListTubes()]
     data = b"put 0 0 0 4" + tail + b"\r\nstats\r\n"
-    assert parse_every_way(data, max_job_size=10) == [BF, c.Stats()]
+    assert parse_every_way(data, max_job_size=10) == [PUT_BF, c.Stats()]
+    # Not counted when a number is unreadable (or too big), as in beanstalkd.
+    for head in (b"put 0 0 x 4", b"put 0 0 0 4294967296", b"put 0 0 0 99999999999999999999"):
+        assert parse_every_way(head + tail + b"\r\nstats\r\n", 10) == [BF, c.Stats()]
 
 
 # --------------------------------------------------------------------------- hot path, buffering

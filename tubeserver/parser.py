@@ -257,7 +257,22 @@ _EXT_FRAMED: Final[dict[bytes, tuple[Callable[[bytes], tuple[c.Framed, int]], in
 
 def _p_pause_tube(rest: bytes) -> c.Event:
     name, _, delay = rest.partition(b" ")
-    return c.PauseTube(parse_name(name), _number(_numbers(delay, 1)[0], U32_MAX))
+    try:
+        return c.PauseTube(parse_name(name), _number(_numbers(delay, 1)[0], U32_MAX))
+    except BadFormat:
+        if _pause_counted(rest):
+            return c.Rejected(BadFormat(), "pause-tube")
+        raise
+
+
+def _pause_counted(rest: bytes) -> bool:
+    """Whether beanstalkd counts this refused `pause-tube` in cmd-pause-tube: it does once it
+    has read a name's characters (after any spaces) and then a plain delay, before it checks
+    the name's length and leading '-'."""
+    words = rest.lstrip(b" ")
+    tail = words.lstrip(_NAME_CHARS)
+    delay = tail.lstrip(b" ")
+    return len(tail) < len(words) and delay.isdigit() and int(delay) <= U32_MAX
 
 
 # Verbs that take arguments (after exactly one space) ...
@@ -595,20 +610,30 @@ class Parser:
         return self._body()
 
     def _bad_put_header(self, rest: bytes) -> c.Event | None:
-        # When the size field is readable, the body that follows is skipped, so a malformed
-        # header costs one reply and the stream stays in sync. As in beanstalkd, a header
-        # whose four numbers parse is judged on its size first (JOB_TOO_BIG) and counts as a
-        # put; stricter than beanstalkd, a body of acceptable size is skipped too.
+        # As beanstalkd, which reads the four numbers with strtoul: a header whose first
+        # three fields are numbers and whose fourth starts with one counts as a put, and is
+        # judged on that size first (JOB_TOO_BIG, data skipped) before anything after it
+        # (BAD_FORMAT). Stricter than beanstalkd, when the size field is a plain number the
+        # data of acceptable size is skipped too, so a malformed header costs one reply and
+        # the stream stays in sync; `put 0 0 1 5x` skips nothing, as in beanstalkd.
         tokens = [t for t in rest.split(b" ") if t]
-        if len(tokens) < 4 or not tokens[3].isdigit():
+        if len(tokens) < 4:
             return c.Rejected(BadFormat())
-        size = int(tokens[3])
-        counted = _all_u32(tokens[:4])
+        field = tokens[3]
+        digits = len(field) - len(field.lstrip(b"0123456789"))
+        if not digits:
+            return c.Rejected(BadFormat())
+        size = int(field[:digits])
+        counted = size <= U32_MAX and all(
+            t.isdigit() and int(t) <= U32_MAX for t in tokens[:3])
         if size > self.max_job_size:
             if counted:
                 return self._skip_body(size, c.Rejected(JobTooBig(), "put"))
             return c.Rejected(BadFormat())
-        return self._skip_body(size, c.Rejected(BadFormat(), "put" if counted else None))
+        rejected = c.Rejected(BadFormat(), "put" if counted else None)
+        if digits < len(field):  # garbage glued to the size
+            return rejected
+        return self._skip_body(size, rejected)
 
     def _skip_body(self, size: int, then: c.Rejected) -> c.Event | None:
         self._skip = size + 2
@@ -617,7 +642,3 @@ class Parser:
         if event is None and then.verb == "put":
             return _STARTED_REFUSED  # counted now; `then` follows the skipped data
         return event
-
-
-def _all_u32(tokens: list[bytes]) -> bool:
-    return all(t.isdigit() and int(t) <= U32_MAX for t in tokens)
