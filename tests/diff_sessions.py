@@ -228,11 +228,15 @@ SESSIONS: tuple[Session, ...] = (
     ),
     session(
         "put_bad_headers_counters",
-        # cmd-put accounting after unusable headers. (beanstalkd also counts `put 0 0 1 10b`,
-        # whose size it reads as 10 before its trailing-garbage check; tubeserver counts a put
-        # only once a well-formed header or a whole put arrived: see protocol.md.)
+        # cmd-put accounting after unusable headers: beanstalkd reads the four numbers with
+        # strtoul, so a size with garbage glued to it (`10b`) counts, an unreadable or too big
+        # one does not; none of them makes a producer.
         cmd("put 0 0 1 abc"),
         cmd("put 0 0 1"),
+        cmd("stats"),
+        cmd("put 0 0 1 10b"),
+        cmd("put 0 0 1 5\t"),
+        cmd("put 0 0 1 4294967296x"),
         cmd("stats"),
     ),
     session(
@@ -322,8 +326,20 @@ SESSIONS: tuple[Session, ...] = (
         put(b"abcdefghij", conn="b"),
         cmd("peek {id1}", conn="b"),
         raw(b"put 0 0 1 12\r\n" + b"z" * 12 + b"\r\nput 0 0 1 1\r\nk\r\n", conn="b", replies=2),
-        # (Not `stats`: the put abandoned mid-skip counts in beanstalkd's cmd-put only.)
+        # The put abandoned mid-skip counts in cmd-put (at its header), as JOB_TOO_BIG ones
+        # do; neither makes a producer.
         cmd("stats-tube default", conn="b"),
+        cmd("stats", conn="b"),
+        args=("-z", "10"),
+    ),
+    session(
+        "job_too_big_size_with_garbage",
+        # strtoul reads `11x` as 11: too big, so its 11+2 bytes are skipped (the command in
+        # them is not run), and it counts as a put.
+        raw(b"put 0 0 1 11x\r\ndelete 1\r\nab\r\n"),
+        raw(b"put 0 0 1 11 extra\r\nquit\r\nstats\r\n"),
+        cmd("list-tube-used"),
+        cmd("stats"),
         args=("-z", "10"),
     ),
     session(
@@ -346,12 +362,14 @@ SESSIONS: tuple[Session, ...] = (
         # A header has parsed, the body is still owed: the client hangs up mid-body.
         raw(b"put 0 0 1 5\r\nab", replies=0),
         quiet("a"),
-        # (Not `stats`: beanstalkd counts cmd-put and a producer at the header, tubeserver
-        # when the put is complete; see protocol.md.)
+        # cmd-put and current-producers count from the header on; cmd-put stays after the
+        # client went away, and no job was stored.
         cmd("stats-tube default", conn="b"),
+        cmd("stats", conn="b"),
         hangup("a"),
         sleep(0.05),
         cmd("stats-tube default", conn="b"),
+        cmd("stats", conn="b"),
         put(b"next", conn="b"),
         cmd("peek-ready", conn="b"),
     ),
@@ -1143,6 +1161,276 @@ SESSIONS: tuple[Session, ...] = (
         cmd("reserve"),
         cmd("delete {id1}"),
         cmd("stats"),
+    ),
+    # ---- counters after failed and unusual commands (issue 13) ------------------------------
+    # Each counter's rule, probed with `stats` (on connection "o") after each kind of refusal.
+    session(
+        "counters_producers_from_an_accepted_header",
+        # A connection is a producer once it sends a put header that is accepted, whatever
+        # becomes of the put; a refused header (too big, malformed) counts in cmd-put only.
+        raw(b"put 0 0 1 1\r\nxyz"),
+        cmd("stats", conn="o"),
+        raw(b"put 0 0 1 11\r\n" + b"z" * 13, conn="b"),
+        raw(b"put 0 0 1 5x\r\n", conn="c"),
+        cmd("stats", conn="o"),
+        raw(b"put 0 0 1 10\r\n01234", conn="d", replies=0),
+        quiet("d"),
+        cmd("stats", conn="o"),
+        raw(b"56789\r\n", conn="d"),
+        cmd("stats", conn="o"),
+        hangup("a"),
+        sleep(0.05),
+        cmd("stats", conn="o"),
+        args=("-z", "10"),
+    ),
+    session(
+        "counters_workers_from_a_reserve",
+        # reserve and reserve-with-timeout make a worker whatever their answer; reserve-job
+        # only when it reserves (not for a missing job, nor one reserved by anyone).
+        cmd("reserve-job 99"),
+        cmd("reserve-job x"),
+        cmd("reserve-with-timeout"),
+        cmd("reserve "),
+        cmd("stats", conn="o"),
+        put(b"x", conn="p"),
+        cmd("reserve-with-timeout 0", conn="b"),
+        cmd("reserve-job {id1}"),
+        cmd("reserve-job {id1}", conn="b"),
+        cmd("stats", conn="o"),
+        cmd("reserve-with-timeout 0", conn="c"),
+        cmd("stats", conn="o"),
+        hangup("b"),
+        sleep(0.05),
+        cmd("stats", conn="o"),
+        cmd("reserve-job {id1}"),
+        cmd("stats", conn="o"),
+    ),
+    session(
+        "counters_bad_format_counts_nothing",
+        # A line refused as BAD_FORMAT counts in no cmd-* key (put and pause-tube aside).
+        *(
+            cmd(line)
+            for line in (
+                "peek x", "peek-ready x", "peek-delayedx", "peek-buried ", "delete x",
+                "delete 1 ", "use -x", "use", "watch bad!", "watch " + NAME201, "ignore -x",
+                "release 1 x", "release 1 0", "bury 1", "bury x 1", "touch x", "kick x",
+                "kick ", "kick-job x", "stats-job x", "stats-tube -x", "stats-tube",
+                "statsx", "stats x", "list-tubes x", "list-tube-used x",
+                "list-tubes-watched x", "pause-tube x y", "pause-tube foo", "pause-tube foo!",
+                "pause-tube foo 1x", "pause-tube foo 4294967296", "reserve-job 1 ",
+                "reserve-with-timeout 99999999999999999999999",
+            )
+        ),
+        cmd("stats"),
+    ),
+    session(
+        "counters_pause_tube_with_a_bad_name",
+        # beanstalkd counts pause-tube once it read a name's characters and a delay, before
+        # it refuses a name that starts with '-' or is longer than 200.
+        cmd("pause-tube -x 1"),
+        cmd("pause-tube - 0"),
+        cmd("pause-tube " + NAME201 + " 1"),
+        cmd("pause-tube -x 1 "),
+        cmd("stats"),
+    ),
+    session(
+        "counters_unknown_commands_count_nothing",
+        cmd("foo"),
+        cmd(""),
+        cmd("PUT 0 0 1 1"),
+        cmd("Stats"),
+        cmd(b"\x00stats"),
+        cmd(b"stats\x00"),
+        cmd("x" * 300),
+        cmd("stats"),
+    ),
+    session(
+        "counters_not_found_counts_the_command",
+        # A command whose arguments parse counts even when the job or tube is not there.
+        *(
+            cmd(line)
+            for line in (
+                "peek 9", "peek-ready", "peek-delayed", "peek-buried", "delete 9",
+                "release 9 0 0", "bury 9 0", "touch 9", "kick 5", "kick 0", "kick-job 9",
+                "stats-job 9", "stats-tube nope", "pause-tube nope 1", "reserve-job 9",
+            )
+        ),
+        cmd("stats"),
+        cmd("stats-tube default"),
+    ),
+    session(
+        "counters_use_watch_ignore",
+        cmd("use default"),
+        cmd("stats-tube default", conn="o"),
+        cmd("use foo"),
+        cmd("use foo"),
+        cmd("stats-tube foo", conn="o"),
+        cmd("stats-tube default", conn="o"),
+        cmd("watch foo"),
+        cmd("watch foo"),
+        cmd("stats-tube foo", conn="o"),
+        cmd("ignore nope"),
+        cmd("ignore foo"),
+        cmd("ignore default"),
+        cmd("stats-tube default", conn="o"),
+        cmd("stats", conn="o"),
+        cmd("watch default"),
+        cmd("ignore foo"),
+        cmd("ignore default"),
+        cmd("use default"),
+        cmd("stats", conn="o"),
+        cmd("stats-tube foo", conn="o"),
+        cmd("list-tubes", conn="o"),
+    ),
+    session(
+        "counters_job_reserved_by_another_connection",
+        # Others' release, bury, touch, delete, kick-job and reserve-job of a reserved job
+        # answer NOT_FOUND: cmd-* counts, the job's and tube's counters do not move.
+        put(b"x"),
+        cmd("reserve", conn="b"),
+        cmd("release {id1} 0 0"),
+        cmd("bury {id1} 0"),
+        cmd("touch {id1}"),
+        cmd("delete {id1}"),
+        cmd("kick-job {id1}"),
+        cmd("reserve-job {id1}"),
+        cmd("stats", conn="o"),
+        cmd("stats-job {id1}", conn="o"),
+        cmd("stats-tube default", conn="o"),
+    ),
+    session(
+        "counters_release_bury_kick_and_reserve_job",
+        put(b"x"),
+        cmd("reserve"),
+        cmd("release {id1} 5 0"),
+        cmd("reserve"),
+        cmd("release {id1} 5 100"),
+        cmd("stats-job {id1}", conn="o"),
+        cmd("kick 1"),
+        cmd("reserve"),
+        cmd("bury {id1} 3"),
+        cmd("stats-job {id1}", conn="o"),
+        cmd("stats-tube default", conn="o"),
+        cmd("kick-job {id1}"),
+        cmd("reserve-job {id1}"),
+        cmd("touch {id1}"),
+        cmd("bury {id1} 1"),
+        cmd("reserve-job {id1}"),
+        cmd("release {id1} 0 100"),
+        cmd("kick-job {id1}"),
+        cmd("stats-job {id1}", conn="o"),
+        cmd("stats-tube default", conn="o"),
+        cmd("stats", conn="o"),
+    ),
+    session(
+        "counters_urgent_jobs_as_they_move",
+        put(b"urgent", pri=0),
+        cmd("reserve"),
+        cmd("stats", conn="o"),
+        cmd("release {id1} 2000 0"),
+        cmd("stats-tube default", conn="o"),
+        cmd("reserve"),
+        cmd("bury {id1} 5"),
+        cmd("stats", conn="o"),
+        cmd("kick 1"),
+        put(b"delayed", pri=1, delay=100),
+        cmd("stats-tube default", conn="o"),
+        cmd("kick-job {id2}"),
+        cmd("pause-tube default 100"),
+        cmd("stats", conn="o"),
+        cmd("reserve-job {id2}"),
+        cmd("release {id2} 1023 100"),
+        cmd("delete {id1}"),
+        cmd("stats-tube default", conn="o"),
+        cmd("stats", conn="o"),
+    ),
+    session(
+        "counters_disconnect_while_reserved_or_waiting",
+        # A closed connection's reservations go back to ready (not timeouts) and its wait
+        # ends; it stops counting as a worker.
+        put(b"x"),
+        cmd("reserve", conn="b"),
+        cmd("reserve", conn="w", replies=0),
+        sleep(0.05),
+        cmd("stats", conn="o"),
+        cmd("stats-tube default", conn="o"),
+        hangup("b"),
+        read("w"),
+        hangup("w"),
+        sleep(0.05),
+        cmd("stats", conn="o"),
+        cmd("stats-tube default", conn="o"),
+        cmd("stats-job {id1}", conn="o"),
+    ),
+    session(
+        "counters_timed_out_and_deadline_soon",
+        # ~1 s: TIMED_OUT and DEADLINE_SOON count their reserve; a waiter counts in
+        # current-waiting (globally and in each watched tube) until it is answered.
+        cmd("reserve-with-timeout 0"),
+        cmd("stats", conn="o"),
+        put(b"x", ttr=2),
+        put(b"y", ttr=1),
+        cmd("watch other"),
+        cmd("reserve"),
+        cmd("reserve"),
+        cmd("reserve-with-timeout 0"),
+        cmd("stats", conn="o"),
+        cmd("release {id2} 0 0"),
+        cmd("reserve", replies=0),
+        sleep(0.05),
+        cmd("stats", conn="o"),
+        cmd("stats-tube other", conn="o"),
+        read("a"),
+        cmd("stats", conn="o"),
+        cmd("stats-tube other", conn="o"),
+    ),
+    session(
+        "counters_drain_mode",
+        # Refused with DRAINING (or EXPECTED_CRLF meanwhile), a put still counts and still
+        # makes its connection a producer; no job is stored.
+        put(b"a"),
+        signal(_signal.SIGUSR1),
+        sleep(0.2),
+        put(b"b", conn="p"),
+        raw(b"put 0 0 1 1\r\nxyz", conn="q"),
+        cmd("stats", conn="o"),
+        cmd("stats-tube default", conn="o"),
+    ),
+    session(
+        "counters_pause_tube",
+        cmd("pause-tube default 0"),
+        cmd("pause-tube nope 0"),
+        cmd("stats-tube default"),
+        cmd("pause-tube default 100"),
+        cmd("use p"),
+        cmd("pause-tube p 1"),
+        cmd("stats-tube p"),
+        cmd("stats"),
+    ),
+    session(
+        "counters_of_a_tube_start_again_with_it",
+        cmd("use t"),
+        put(b"x"),
+        cmd("delete {id1}"),
+        cmd("pause-tube t 100"),
+        cmd("stats-tube t"),
+        cmd("use default"),
+        cmd("stats-tube t"),
+        cmd("use t"),
+        cmd("stats-tube t"),
+        cmd("stats"),
+    ),
+    session(
+        "counters_of_connections",
+        cmd("stats", conn="o"),
+        cmd("list-tube-used", conn="b"),
+        cmd("list-tube-used", conn="c"),
+        cmd("stats", conn="o"),
+        cmd("quit", conn="b", replies=0),
+        closes("b"),
+        hangup("c"),
+        sleep(0.05),
+        cmd("stats", conn="o"),
     ),
 )
 

@@ -82,7 +82,8 @@ def server_events(data: bytes, bytewise: bool) -> list[object]:
     for chunk in chunks:
         parser.feed(chunk)
         while (event := parser.next_event()) is not None:
-            out.append(event)
+            if not isinstance(event, sc.PutStarted):  # a put's header before its data
+                out.append(event)
     assert parser.buffered() == 0
     return out
 
@@ -148,7 +149,8 @@ def test_random_commands_round_trip_through_the_server_parser(
     for i in range(0, len(data), cut):
         parser.feed(data[i : i + cut])
         while (event := parser.next_event()) is not None:
-            events.append(event)
+            if not isinstance(event, sc.PutStarted):  # a put's header before its data
+                events.append(event)
     assert len(events) == len(cmds)
     for cmd, parsed in zip(cmds, events, strict=True):
         assert type(parsed).__name__ == type(cmd).__name__

@@ -109,6 +109,47 @@ def test_rejected_puts_count_as_beanstalkd_counts_them() -> None:
     assert (d.counts["cmd-reserve"], d.counts["cmd-reserve-with-timeout"]) == (1, 1)
 
 
+def producers_and_workers(d: Dispatcher) -> tuple[int, int, int]:
+    sessions = d.engine.sessions
+    return (d.counts["cmd-put"], sum(s.producer for s in sessions),
+            sum(s.worker for s in sessions))
+
+
+def test_producers_count_from_an_accepted_header_as_in_beanstalkd() -> None:
+    d = make()
+    a, b, e, f = (d.engine.connect() for _ in range(4))
+    assert d.handle(a, c.Rejected(JobTooBig(), "put"), 0.0) == b"JOB_TOO_BIG\r\n"
+    assert producers_and_workers(d) == (1, 0, 0)
+    assert d.handle(a, c.Rejected(ExpectedCRLF(), "put"), 0.0) == b"EXPECTED_CRLF\r\n"
+    assert producers_and_workers(d) == (2, 1, 0)
+    # A header whose data is still coming counts at once, and its put does not count again.
+    assert d.handle(b, c.PutStarted(True), 0.0) == b""
+    assert producers_and_workers(d) == (3, 2, 0)
+    assert d.handle(b, c.Put(0, 0, 5, b"x"), 0.0) == b"INSERTED 1\r\n"
+    assert producers_and_workers(d) == (3, 2, 0)
+    # A refused header counts, but makes no producer; its refusal does not count again.
+    assert d.handle(e, c.PutStarted(False), 0.0) == b""
+    assert d.handle(e, c.Rejected(JobTooBig(), "put"), 0.0) == b"JOB_TOO_BIG\r\n"
+    assert producers_and_workers(d) == (4, 2, 0)
+    assert d.handle(f, c.PutStarted(True), 0.0) == b""
+    assert d.handle(f, c.Rejected(ExpectedCRLF(), "put"), 0.0) == b"EXPECTED_CRLF\r\n"
+    assert producers_and_workers(d) == (5, 3, 0)
+    d.engine.disconnect(f, 0.0)
+    assert producers_and_workers(d) == (5, 2, 0)
+
+
+def test_reserve_job_makes_a_worker_only_when_it_reserves() -> None:
+    d = make()
+    a, b = d.engine.connect(), d.engine.connect()
+    assert d.handle(a, c.ReserveJob(1), 0.0) == b"NOT_FOUND\r\n"
+    assert producers_and_workers(d) == (0, 0, 0)
+    d.handle(a, c.Put(0, 0, 5, b"x"), 0.0)
+    assert reply(d.handle(b, c.ReserveJob(1), 0.0)).startswith(b"RESERVED 1 1")
+    assert d.handle(a, c.ReserveJob(1), 0.0) == b"NOT_FOUND\r\n"  # reserved by b
+    assert producers_and_workers(d) == (1, 1, 1)
+    assert d.engine.sessions.keys() - {a} == {b} and b.worker and not a.worker
+
+
 async def test_vv_trace_cuts_bodies_and_logs_the_answer_to_a_blocked_reserve(
     caplog: pytest.LogCaptureFixture, nursery: trio.Nursery
 ) -> None:

@@ -40,6 +40,9 @@ UC = c.Rejected(UnknownCommand())
 PUT_BF = c.Rejected(BadFormat(), "put")
 TOO_BIG = c.Rejected(JobTooBig(), "put")
 NO_CRLF = c.Rejected(ExpectedCRLF(), "put")
+PAUSE_BF = c.Rejected(BadFormat(), "pause-tube")  # refused, but counted as beanstalkd does
+STARTED = c.PutStarted(True)
+STARTED_REFUSED = c.PutStarted(False)
 
 U32_OVER = U32_MAX + 1  # 4294967296
 U64_OVER = U64_MAX + 1  # 18446744073709551616
@@ -73,13 +76,42 @@ NO_ARG_VERBS: dict[str, c.Command] = {
 # --------------------------------------------------------------------------- helpers
 
 
-def drain(p: Parser) -> list[c.Event]:
-    """Every event the parser can produce from what it has been fed."""
+def drain(p: Parser, markers: bool = False) -> list[c.Event]:
+    """Every event the parser can produce from what it has been fed; without PutStarted
+    markers unless `markers` (they depend on the chunking: see put_counts)."""
     out: list[c.Event] = []
+    count = 0
     while (event := p.next_event()) is not None:
-        out.append(event)
-        assert len(out) < 1_000_000, "parser keeps producing events without input"
+        count += 1
+        assert count < 1_000_000, "parser keeps producing events without input"
+        if markers or not isinstance(event, c.PutStarted):
+            out.append(event)
     return out
+
+
+def put_counts(events: Sequence[c.Event]) -> tuple[int, int]:
+    """(cmd-put, producer headers) as the dispatcher counts them from these events: a marker
+    counts its put, which then does not count again; an accepted header makes a producer."""
+    puts = producers = 0
+    marker: c.PutStarted | None = None
+    for event in events:
+        if isinstance(event, c.PutStarted):
+            assert marker is None, "two markers for one put"
+            marker = event
+            puts += 1
+            producers += event.producer
+        elif isinstance(event, c.Put | c.Rejected) and (
+                isinstance(event, c.Put) or event.verb == "put"):
+            accepted = isinstance(event, c.Put) or event.error == ExpectedCRLF()
+            if marker is None:
+                puts += 1
+                producers += accepted
+            else:
+                assert marker.producer == accepted, (marker, event)
+            marker = None
+        else:
+            assert marker is None, f"{event} between a marker and its put"
+    return puts, producers
 
 
 def parse(
@@ -91,13 +123,14 @@ def parse(
 
 
 def parse_chunks(
-    chunks: Iterable[bytes], max_job_size: int = DEFAULT_MAX_JOB_SIZE, hot_path: bool = COMPILED
+    chunks: Iterable[bytes], max_job_size: int = DEFAULT_MAX_JOB_SIZE, hot_path: bool = COMPILED,
+    markers: bool = False,
 ) -> list[c.Event]:
     p = Parser(max_job_size, hot_path)
     out: list[c.Event] = []
     for chunk in chunks:
         p.feed(chunk)
-        out += drain(p)
+        out += drain(p, markers)
     return out
 
 
@@ -116,11 +149,15 @@ def cut(data: bytes, points: Iterable[int]) -> list[bytes]:
 
 def parse_every_way(data: bytes, max_job_size: int = DEFAULT_MAX_JOB_SIZE) -> list[c.Event]:
     """Parse whole, byte by byte and in a few chunk sizes, with and without the hot path;
-    all must agree."""
+    all must agree, and so must the puts counted (the markers included)."""
     whole = parse(data, max_job_size)
+    counts = put_counts(parse_chunks([data], max_job_size, markers=True))
     assert parse_chunks(bytewise(data), max_job_size) == whole, "byte-at-a-time differs"
+    assert put_counts(parse_chunks(bytewise(data), max_job_size, markers=True)) == counts
     for size in (2, 3, 7, LINE_MAX - 1, LINE_MAX, LINE_MAX + 1, 4096):
         assert parse_chunks(sized(data, size), max_job_size) == whole, f"chunks of {size} differ"
+        chunked = parse_chunks(sized(data, size), max_job_size, markers=True)
+        assert put_counts(chunked) == counts, f"chunks of {size} count differently"
     other = not COMPILED
     assert parse(data, max_job_size, other) == whole, f"hot_path={other} differs"
     assert parse_chunks(bytewise(data), max_job_size, other) == whole, f"hot_path={other} differs"
@@ -300,6 +337,7 @@ def test_put_body_of_exactly_max_job_size_is_accepted() -> None:
 def test_put_body_waits_for_its_crlf() -> None:
     p = Parser(100)
     p.feed(b"put 0 0 0 3\r\nabc")
+    assert p.next_event() == STARTED  # the header counts now; the put comes with its data
     assert p.next_event() is None
     p.feed(b"\r")
     assert p.next_event() is None
@@ -438,7 +476,8 @@ ERROR_LINES: list[tuple[bytes, c.Rejected]] = [
     (b"pause-tube foo 10x", BF),
     # pause-tube needs the exact verb and one space before the name (stricter than beanstalkd)
     (b"pause-tubefoo 10", BF),
-    (b"pause-tube  foo 10", BF),  # beanstalkd skips spaces before the name; we do not
+    # beanstalkd skips spaces before the name (and counts it); we do not (but count it)
+    (b"pause-tube  foo 10", PAUSE_BF),
     (b"pause-tube-x 10", BF),
     (b"pause-tube\tfoo 10", BF),
     # NUL anywhere in a line
@@ -509,13 +548,14 @@ def test_each_allowed_punctuation_char(ch: str) -> None:
 
 @pytest.mark.parametrize("name", [b"-", b"-a", b"--", b"-" + NAME200[1:].encode()])
 def test_leading_hyphen_is_bad_format(name: bytes) -> None:
-    for line, _ in name_lines(name):
-        assert one_line(line) == BF, line
+    # beanstalkd checks a name's first character and length after it counted pause-tube.
+    for line, verb in name_lines(name):
+        assert one_line(line) == (PAUSE_BF if verb == "pause-tube" else BF), line
 
 
 def test_name_of_201_chars_is_bad_format() -> None:
-    for line, _ in name_lines(NAME201.encode()):
-        assert one_line(line) == BF, line
+    for line, verb in name_lines(NAME201.encode()):
+        assert one_line(line) == (PAUSE_BF if verb == "pause-tube" else BF), line
 
 
 def test_every_other_byte_in_a_name_is_bad_format() -> None:
@@ -528,7 +568,31 @@ def test_every_other_byte_in_a_name_is_bad_format() -> None:
             for line, verb in name_lines(name):
                 if verb == "pause-tube" and name == b"ab ":
                     continue  # `pause-tube ab  1`: extra spaces before the delay are fine
-                assert one_line(line) == BF, f"byte {byte:#04x} in {line!r}"
+                # `pause-tube  ab 1`: beanstalkd skips the spaces (and counts it); we do not
+                # (but count it).
+                counted = verb == "pause-tube" and name == b" ab"
+                assert one_line(line) == (PAUSE_BF if counted else BF), f"{byte:#04x} {line!r}"
+
+
+@pytest.mark.parametrize(("line", "counted"), [
+    (b"pause-tube -x 1", True),
+    (b"pause-tube -x  01", True),
+    (b"pause-tube -x 4294967295", True),
+    (b"pause-tube " + NAME201.encode() + b" 0", True),
+    (b"pause-tube  -x 1", True),
+    (b"pause-tube -x 4294967296", False),
+    (b"pause-tube -x 1 ", False),
+    (b"pause-tube -x 1x", False),
+    (b"pause-tube -x", False),
+    (b"pause-tube a b 1", False),
+    (b"pause-tube ab\x7f 1", False),
+    (b"pause-tube \x7fab 1", False),
+    (b"pause-tube a\x00b 1", False),
+])
+def test_refused_pause_tube_counts_as_in_beanstalkd(line: bytes, counted: bool) -> None:
+    # beanstalkd counts cmd-pause-tube once it has read a run of name characters and a plain
+    # delay, then refuses a name that is too long or starts with '-' (probed on 1.12).
+    assert one_line(line) == (PAUSE_BF if counted else BF)
 
 
 @pytest.mark.parametrize("verb", list(NAME_VERBS))
@@ -536,6 +600,56 @@ def test_name_must_fill_the_rest_of_the_line(verb: str) -> None:
     v = verb.encode()
     for line in (v + b"  foo", v + b" foo ", v + b" foo bar", v + b" foo\t"):
         assert one_line(line) == BF, line
+
+
+# ----------------------------------------------------------------------- put counted at its header
+
+
+def test_put_header_before_its_data_is_reported_at_once() -> None:
+    # beanstalkd counts cmd-put and the producer when the header is read: the marker says so
+    # then, and the put itself follows with its data (once: the marker is not repeated).
+    p = Parser(100)
+    p.feed(b"put 0 0 0 5\r\nab")
+    assert drain(p, markers=True) == [STARTED]
+    p.feed(b"c")
+    assert drain(p, markers=True) == []
+    p.feed(b"de\r\nstats\r\n")
+    assert drain(p, markers=True) == [c.Put(0, 0, 0, b"abcde"), c.Stats()]
+
+
+def test_refused_put_header_before_its_skipped_data_is_reported_at_once() -> None:
+    p = Parser(10)
+    p.feed(b"put 0 0 0 11\r\nab")  # JOB_TOO_BIG: counted, not a producer
+    assert drain(p, markers=True) == [STARTED_REFUSED]
+    p.feed(b"cdefghijk\r\nput 0 0 0 2 x\r\nab")  # malformed but counted; data skipped
+    assert drain(p, markers=True) == [TOO_BIG, STARTED_REFUSED]
+    p.feed(b"\r\nput -1 0 0 2\r\na")  # not counted: no marker
+    assert drain(p, markers=True) == [PUT_BF]
+    p.feed(b"b\r\n")
+    assert drain(p, markers=True) == [BF]
+
+
+def test_no_marker_when_the_data_is_already_there() -> None:
+    assert parse(b"put 0 0 0 1\r\nx\r\n") == [c.Put(0, 0, 0, b"x")]
+    p = Parser(100)
+    p.feed(b"put 0 0 0 1\r\nx\r\n")
+    assert drain(p, markers=True) == [c.Put(0, 0, 0, b"x")]
+    # Fed in pieces before the parser looked: the data is there, so no marker either.
+    for size in (100, 10):
+        p = Parser(size)
+        for piece in (b"stats\r\nput 0 0 0 11\r\n", b"0123456789", b"a\r\n"):
+            p.feed(piece)
+        put = c.Put(0, 0, 0, b"0123456789a") if size == 100 else TOO_BIG
+        assert drain(p, markers=True) == [c.Stats(), put]
+
+
+def test_markers_count_each_put_once_whatever_the_chunking() -> None:
+    stream = (b"put 0 0 0 3\r\nabc\r\nput 0 0 0 3\r\nabcXY" b"put 0 0 0 40\r\n" + b"z" * 42
+              + b"put 0 0 0 3 x\r\nabc\r\nput 0 0 0 3x\r\nput x 0 0 3\r\nabc\r\nstats\r\n")
+    for size in (1, 2, 5, 16, len(stream)):
+        events = parse_chunks(sized(stream, size), max_job_size=32, markers=True)
+        assert put_counts(events) == (5, 2), size
+        assert events[-1] == c.Stats()
 
 
 # --------------------------------------------------------------------------- malformed put headers
@@ -685,6 +799,7 @@ def test_too_long_body_desynchronises_as_in_beanstalkd() -> None:
 def test_expected_crlf_waits_for_both_bytes() -> None:
     p = Parser(100)
     p.feed(b"put 0 0 0 1\r\nxy")
+    assert p.next_event() == STARTED
     assert p.next_event() is None
     p.feed(b"z")
     assert p.next_event() == NO_CRLF
@@ -820,15 +935,18 @@ def test_too_big_size_in_an_uncounted_header_skips_nothing() -> None:
         assert parse_every_way(data, max_job_size=10) == [BF, c.Quit(), c.Stats()], head
 
 
-@pytest.mark.parametrize("tail", [b"x", b"\t", b"\x7f", b"-"])
-def test_garbage_glued_to_the_size_skips_nothing_and_is_not_counted(tail: bytes) -> None:
-    # Decided (protocol.md, Compatibility): a 4th field that is not a plain number skips
-    # nothing and is not counted as a put, although beanstalkd's strtoul would read
-    # `11x` as 11 (JOB_TOO_BIG, body skipped) and `4x` as a counted put.
-    data = b"put 0 0 0 11" + tail + b"\r\nquit\r\nstats\r\n"
-    assert parse_every_way(data, max_job_size=10) == [BF, c.Quit(), c.Stats()]
+@pytest.mark.parametrize("tail", [b"x", b"\t", b"\x7f", b"-", b"x y"])
+def test_garbage_glued_to_the_size_is_read_as_beanstalkd_reads_it(tail: bytes) -> None:
+    # beanstalkd reads the size with strtoul, which stops at the garbage: `11x` is a counted
+    # put of 11 bytes (JOB_TOO_BIG, its data skipped), `4x` a counted put refused at once
+    # (BAD_FORMAT, nothing skipped: the next line is a command).
+    data = b"put 0 0 0 11" + tail + b"\r\nquit\r\nstats\r\nlist-tubes\r\n"
+    assert parse_every_way(data, max_job_size=10) == [TOO_BIG, c.ListTubes()]
     data = b"put 0 0 0 4" + tail + b"\r\nstats\r\n"
-    assert parse_every_way(data, max_job_size=10) == [BF, c.Stats()]
+    assert parse_every_way(data, max_job_size=10) == [PUT_BF, c.Stats()]
+    # Not counted when a number is unreadable (or too big), as in beanstalkd.
+    for head in (b"put 0 0 x 4", b"put 0 0 0 4294967296", b"put 0 0 0 99999999999999999999"):
+        assert parse_every_way(head + tail + b"\r\nstats\r\n", 10) == [BF, c.Stats()]
 
 
 # --------------------------------------------------------------------------- hot path, buffering
@@ -1111,6 +1229,7 @@ def check_garbage(stream: bytes, points: Iterable[int]) -> list[c.Event]:
     chunking, and a buffer no larger than one line or one accepted body."""
     whole = parse(stream, SMALL_MAX)
     assert parse(stream, SMALL_MAX, not COMPILED) == whole, "hot path and general path differ"
+    counts = put_counts(parse_chunks([stream], SMALL_MAX, markers=True))
     for event in whole:
         assert isinstance(event, (*COMMAND_TYPES, c.Rejected)), event
         if isinstance(event, c.Rejected):
@@ -1126,9 +1245,10 @@ def check_garbage(stream: bytes, points: Iterable[int]) -> list[c.Event]:
         chunked: list[c.Event] = []
         for chunk in cut(stream, cuts):
             p.feed(chunk)
-            chunked += drain(p)
+            chunked += drain(p, markers=True)
             assert p.buffered() < max(LINE_MAX, SMALL_MAX + 2), p.buffered()
-        assert chunked == whole
+        assert [e for e in chunked if not isinstance(e, c.PutStarted)] == whole
+        assert put_counts(chunked) == counts
     return whole
 
 
@@ -1191,17 +1311,25 @@ def test_mutated_valid_streams(stream: bytes, data: st.DataObject) -> None:
 RECOVERY_COMMANDS = [c.Stats(), c.Use("recovered"), c.Delete(7), c.Put(1, 2, 3, b"ok\r\n")]
 
 
+def without_data_verbs(junk: bytes) -> bytes:
+    """`junk` with every verb followed by data (put, finish, fail, checkpoint) spoiled."""
+    for verb in FRAMED:
+        junk = junk.replace(verb.encode(), verb[:-1].encode() + b"+")
+    return junk
+
+
 @settings(max_examples=250, deadline=None)
 @given(
-    junk=garbage.map(lambda g: g.replace(b"put", b"pu+")),
+    junk=garbage.map(without_data_verbs),
     cmd=st.sampled_from(RECOVERY_COMMANDS),
     data=st.data(),
 )
 def test_recovers_after_garbage_without_put(
     junk: bytes, cmd: c.Command, data: st.DataObject
 ) -> None:
-    # Without a put header nothing can swallow bytes past a CRLF: the line after the next
-    # CRLF is always parsed as a command (an over-long garbage line ends at that CRLF).
+    # Without a header of a command with data (put, finish, ...) nothing can swallow bytes
+    # past a CRLF: the line after the next CRLF is always parsed as a command (an over-long
+    # garbage line ends at that CRLF). `finish \x01 10` skips its 10 bytes + 2, as put.
     stream = junk + CRLF + encode(cmd)
     points = data.draw(st.lists(st.integers(0, len(stream)), max_size=10), label="cuts")
     events = check_garbage(stream, points)

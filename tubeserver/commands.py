@@ -267,6 +267,18 @@ class Rejected(_Record):
         self.verb = verb
 
 
+class PutStarted(_Record):
+    """Not a command: a `put` header that beanstalkd counts as soon as it is read (in
+    `cmd-put`, and when the header is accepted, `producer`, in `current-producers`), whose
+    data has not all arrived yet. The put's own event, with its reply, follows the data; if
+    the client goes away first, the counts stay, as in beanstalkd."""
+
+    __slots__ = ("producer",)
+
+    def __init__(self, producer: bool) -> None:
+        self.producer = producer
+
+
 # Flow control (flow.py). The framed ones get their body from the parser once it is read.
 
 
@@ -378,4 +390,4 @@ Command = (
     | Schedule | Unschedule | ListSchedules | TubeLimits | ListTubeLimits | ListJobs | ClearTube
     | KickTube | TubeInfo
 )
-Event = Command | Rejected
+Event = Command | Rejected | PutStarted

@@ -2,6 +2,8 @@
 
 It counts commands for `stats`, turns every ProtocolError into its reply line, and reports
 the two outcomes that are not a reply: the session now waits (a blocked reserve), or it quit.
+A PutStarted marker (the parser's word that a put header came before its data) only counts,
+and its reply is empty: the put's reply comes with its data.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Any
 from . import commands as c
 from . import replies
 from .engine import Engine, Wakeup
-from .errors import BadFormat, InternalError, NotFound, ProtocolError
+from .errors import BadFormat, ExpectedCRLF, InternalError, NotFound, ProtocolError
 from .schedules import BadSpec, parse_spec
 from .session import Session
 from .stats import (
@@ -93,6 +95,7 @@ class Dispatcher:
             c.TubeLimits: self._tube_limits, c.ListTubeLimits: self._list_tube_limits,
             c.ListJobs: self._list_jobs, c.ClearTube: self._clear_tube,
             c.KickTube: self._kick_tube, c.TubeInfo: self._tube_info,
+            c.PutStarted: self._put_started,
         }
 
     def handle(self, s: Session, event: c.Event, now: float) -> Result:
@@ -125,7 +128,10 @@ class Dispatcher:
     # Each handler counts its command (as beanstalkd: once the arguments parsed) and acts.
 
     def _put(self, cmd: c.Put, s: Session, now: float) -> Result:
-        self.counts["cmd-put"] += 1
+        if s.put_counted:  # at its header (PutStarted)
+            s.put_counted = False
+        else:
+            self.counts["cmd-put"] += 1
         return replies.inserted(self.engine.put(s, cmd.pri, cmd.delay, cmd.ttr, cmd.body,
                                                 now).id)
 
@@ -331,9 +337,22 @@ class Dispatcher:
             raise NotFound()
         return replies.ok(to_yaml(tube_info(tube, now)))
 
+    def _put_started(self, cmd: c.PutStarted, s: Session, now: float) -> Result:
+        # As beanstalkd: the counts move when the header is read, whatever becomes of the put.
+        self.counts["cmd-put"] += 1
+        s.put_counted = True
+        if cmd.producer:
+            self.engine.start_put(s)
+        return b""
+
     def _rejected(self, cmd: c.Rejected, s: Session, now: float) -> Result:
         if cmd.verb == "put":
-            self.counts["cmd-put"] += 1
+            if s.put_counted:
+                s.put_counted = False
+            else:
+                self.counts["cmd-put"] += 1
+                if isinstance(cmd.error, ExpectedCRLF):  # its header was accepted
+                    self.engine.start_put(s)
         elif cmd.verb is not None:
             # finish, fail, checkpoint refused with JOB_TOO_BIG or EXPECTED_CRLF, as put.
             self.counts["cmd-" + cmd.verb] += 1

@@ -174,6 +174,11 @@ class Engine:
 
     # --- producer commands -------------------------------------------------------------
 
+    def start_put(self, s: Session) -> None:
+        """A put header was accepted on `s`: as in beanstalkd, the connection counts as a
+        producer from then on, whatever becomes of the put (EXPECTED_CRLF, DRAINING, ...)."""
+        s.producer = True
+
     def put(self, s: Session, pri: int, delay: int, ttr: int, body: bytes, now: float,
             parents: list[int] | None = None, more: int = 0) -> Job:
         """put; with `parents` (live job ids) the job waits until they finish (flow.py)."""
@@ -300,10 +305,10 @@ class Engine:
         s.waiter = None
 
     def reserve_job(self, s: Session, job_id: int, now: float) -> Job:
-        s.worker = True
         job = self.jobs.get(job_id)
         if job is None or job.state is RESERVED:
             raise NotFound()
+        s.worker = True  # as beanstalkd: only once a job is reserved this way
         self._detach(job)
         self._reserve(s, job, now)
         return job

@@ -1,9 +1,11 @@
 """Sans-IO command parser: bytes in through `feed`, command values out of `next_event`.
 
 It never touches a socket or a clock, and feeding the same stream whole or one byte at a time
-yields the same events. Buffering is bounded: a command line longer than LINE_MAX (LONG_LINE_MAX
-for flow control's commands with data) is dropped up to its CRLF (then BAD_FORMAT), and an
-oversized put body is skipped without being kept.
+yields the same events, but for one marker: a `put` header whose data has not all arrived is
+reported at once as PutStarted (the counters move then, as in beanstalkd), and the put's event
+follows with its data. Buffering is bounded: a command line longer than LINE_MAX
+(LONG_LINE_MAX for flow control's commands with data) is dropped up to its CRLF (then
+BAD_FORMAT), and an oversized put body is skipped without being kept.
 """
 
 from __future__ import annotations
@@ -289,7 +291,22 @@ _EXT_FRAMED: Final[dict[bytes, tuple[Callable[[bytes], tuple[c.Framed, int]], in
 
 def _p_pause_tube(rest: bytes) -> c.Event:
     name, _, delay = rest.partition(b" ")
-    return c.PauseTube(parse_name(name), _number(_numbers(delay, 1)[0], U32_MAX))
+    try:
+        return c.PauseTube(parse_name(name), _number(_numbers(delay, 1)[0], U32_MAX))
+    except BadFormat:
+        if _pause_counted(rest):
+            return c.Rejected(BadFormat(), "pause-tube")
+        raise
+
+
+def _pause_counted(rest: bytes) -> bool:
+    """Whether beanstalkd counts this refused `pause-tube` in cmd-pause-tube: it does once it
+    has read a name's characters (after any spaces) and then a plain delay, before it checks
+    the name's length and leading '-'."""
+    words = rest.lstrip(b" ")
+    tail = words.lstrip(_NAME_CHARS)
+    delay = tail.lstrip(b" ")
+    return len(tail) < len(words) and delay.isdigit() and int(delay) <= U32_MAX
 
 
 # Verbs that take arguments (after exactly one space) ...
@@ -329,6 +346,10 @@ _EXT: Final = 4  # flow control's: the command waits in Parser._ext
 _FRAMED: Final[dict[bytes, int]] = {b"finish": _FINISH, b"fail": _FAIL, b"checkpoint": _CHECKPOINT}
 _FRAMED_VERBS: Final = ("put", "finish", "fail", "checkpoint")
 _FRAMED_FIELDS: Final = (4, 2, 3, 2)  # fields in the header line, <bytes> last
+# A put header read before its data: accepted (a producer from now on), or refused with its
+# data being skipped (JOB_TOO_BIG, or malformed but counted).
+_STARTED: Final = c.PutStarted(True)
+_STARTED_REFUSED: Final = c.PutStarted(False)
 # ... and those that must be the whole line. Their values are stateless, so share them.
 _RESERVE: Final = c.Reserve(None)
 _NO_ARGS: Final[dict[bytes, c.Event]] = {
@@ -583,7 +604,10 @@ class Parser:
         if size > self.max_job_size:
             return self._skip_body(size, c.Rejected(JobTooBig(), "put"))
         self._put = (_PUT, pri, delay, ttr, size)
-        return self._body()
+        event = self._body()
+        if event is None and self.buffered() < size + 2:
+            return _STARTED
+        return event  # or None: the data is here, in chunks that next_event joins
 
     def _data_header(self, kind: int, rest: bytes) -> c.Event | None:
         """finish, fail, checkpoint: like put's header, the data skipped when refused."""
@@ -624,26 +648,35 @@ class Parser:
         return self._body()
 
     def _bad_put_header(self, rest: bytes) -> c.Event | None:
-        # When the size field is readable, the body that follows is skipped, so a malformed
-        # header costs one reply and the stream stays in sync. As in beanstalkd, a header
-        # whose four numbers parse is judged on its size first (JOB_TOO_BIG) and counts as a
-        # put; stricter than beanstalkd, a body of acceptable size is skipped too.
+        # As beanstalkd, which reads the four numbers with strtoul: a header whose first
+        # three fields are numbers and whose fourth starts with one counts as a put, and is
+        # judged on that size first (JOB_TOO_BIG, data skipped) before anything after it
+        # (BAD_FORMAT). Stricter than beanstalkd, when the size field is a plain number the
+        # data of acceptable size is skipped too, so a malformed header costs one reply and
+        # the stream stays in sync; `put 0 0 1 5x` skips nothing, as in beanstalkd.
         tokens = [t for t in rest.split(b" ") if t]
-        if len(tokens) < 4 or not tokens[3].isdigit():
+        if len(tokens) < 4:
             return c.Rejected(BadFormat())
-        size = int(tokens[3])
-        counted = _all_u32(tokens[:4])
+        field = tokens[3]
+        digits = len(field) - len(field.lstrip(b"0123456789"))
+        if not digits:
+            return c.Rejected(BadFormat())
+        size = int(field[:digits])
+        counted = size <= U32_MAX and all(
+            t.isdigit() and int(t) <= U32_MAX for t in tokens[:3])
         if size > self.max_job_size:
             if counted:
                 return self._skip_body(size, c.Rejected(JobTooBig(), "put"))
             return c.Rejected(BadFormat())
-        return self._skip_body(size, c.Rejected(BadFormat(), "put" if counted else None))
+        rejected = c.Rejected(BadFormat(), "put" if counted else None)
+        if digits < len(field):  # garbage glued to the size
+            return rejected
+        return self._skip_body(size, rejected)
 
     def _skip_body(self, size: int, then: c.Rejected) -> c.Event | None:
         self._skip = size + 2
         self._after_skip = then
-        return self.next_event()
-
-
-def _all_u32(tokens: list[bytes]) -> bool:
-    return all(t.isdigit() and int(t) <= U32_MAX for t in tokens)
+        event = self.next_event()
+        if event is None and then.verb == "put":
+            return _STARTED_REFUSED  # counted now; `then` follows the skipped data
+        return event

@@ -1,6 +1,7 @@
 """Per-connection state the engine keeps: used tube, watch list, reserved jobs, waiting.
 
-The network layer holds a Session as an opaque handle; only the engine changes it.
+The network layer holds a Session as an opaque handle; only the engine changes it (and the
+dispatcher its one flag, `put_counted`).
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ class Waiter:
 class Session:
     """One connection's state; hashed by identity (the engine keys dicts by sessions)."""
 
-    __slots__ = ("closed", "id", "producer", "reserved", "result_wait", "used", "waiter",
-                 "watched", "worker")
+    __slots__ = ("closed", "id", "producer", "put_counted", "reserved", "result_wait", "used",
+                 "waiter", "watched", "worker")
 
     def __init__(self, id: int, used: Tube, watched: list[Tube]) -> None:
         self.id = id
@@ -37,8 +38,10 @@ class Session:
         # the last entry.
         self.watched = watched
         self.reserved: dict[int, Job] = {}
-        self.producer = False  # ever issued a put
-        self.worker = False  # ever issued a reserve
+        self.producer = False  # ever sent a put header that was accepted (current-producers)
+        self.worker = False  # ever issued a reserve (current-workers)
+        # The dispatcher's: the put whose data is arriving was counted at its header.
+        self.put_counted = False
         self.waiter: Waiter | None = None
         self.result_wait: ResultWait | None = None  # blocked in `result`
         self.closed = False
