@@ -176,8 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
         which.add_argument(f"--{state}", dest="which", action="store_const", const=state,
                            help=f"the tube's {'oldest' if state == 'buried' else 'next'} "
                                 f"{state} job, on every server")
-    p.add_argument("--tube", type=_tube, default=DEFAULT_TUBE, metavar="TUBE",
-                   help="the tube of --ready/--delayed/--buried (default: default)")
+    p.add_argument("--tube", type=_tube, metavar="TUBE",
+                   help=f"the tube of --ready/--delayed/--buried (default: {DEFAULT_TUBE})")
 
     p = command("status", "a job's state, counters and times, live or finished (job-status)",
                 "Also finished jobs whose record the server keeps. A tubeserver extension.")
@@ -274,6 +274,10 @@ def _check(args: argparse.Namespace, servers: int, stdin: IO[bytes]) -> None:
         parser.error(f"{name} {what}: name exactly one server with -s ({servers} given)")
     if name == "peek" and (args.id is None) == (args.which is None):
         parser.error("peek takes an ID or one of --ready, --delayed, --buried")
+    if name == "peek" and args.tube is not None and args.id is not None:
+        parser.error("--tube goes with --ready, --delayed or --buried, not with an ID")
+    if name == "peek" and args.tube is None:
+        args.tube = DEFAULT_TUBE
     if name == "kick" and (args.tube is None) == (args.job is None):
         parser.error("kick takes a TUBE [N] or --job ID")
     if name == "tail" and args.action is None:

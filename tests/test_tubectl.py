@@ -27,6 +27,8 @@ import procs
 import pytest
 from live import WAIT, connect
 from tubeclient import Client, NotFound
+from tubeclient.ctl_servers import parse_address
+from tubeclient.ctl_view import body_text, duration, table
 
 TUBECTL = str(Path(sys.executable).parent / "tubectl")
 RUN_LIMIT = 60.0  # seconds any one run may take before the test fails
@@ -78,6 +80,37 @@ def on(srv: procs.RunningServer, *args: str, **kw: Any) -> Run:
 def second() -> Iterator[procs.RunningServer]:
     with procs.tubeserver() as srv:
         yield srv
+
+
+# --------------------------------------------------------------------------- in process
+
+
+@pytest.mark.parametrize(
+    ("text", "address"),
+    [("127.0.0.1:11300", ("127.0.0.1", 11300)), ("queue.example", ("queue.example", 11300)),
+     (" h:1 ", ("h", 1)), ("[::1]:11301", ("::1", 11301)), ("[::1]", ("::1", 11300)),
+     ("unix:/run/tube.sock", "/run/tube.sock")],
+)
+def test_server_addresses(text: str, address: object) -> None:
+    assert parse_address(text) == address
+
+
+@pytest.mark.parametrize("text", ["", ":11300", "h:", "h:0", "h:65536", "h:x", "::1",
+                                  "[::1", "[::1]x", "unix:"])
+def test_bad_server_addresses(text: str) -> None:
+    with pytest.raises(ValueError, match="bad server"):
+        parse_address(text)
+
+
+def test_durations_tables_and_bodies_for_people() -> None:
+    assert [duration(s) for s in (None, -1, 0, 59, 60, 3599, 3600, 86399, 86400 * 3 + 7200)
+            ] == ["-", "-", "0s", "59s", "1m00s", "59m59s", "1h00m", "23h59m", "3d02h"]
+    assert table(["tube", "ready"], [["a", 5], ["long-name", 12]], left=("tube",)) == (
+        "TUBE       READY\na              5\nlong-name     12")
+    assert body_text(b"line\n\x1b[2Jx\r") == "line\n\\x1b[2Jx\\r"  # no escape reaches a tty
+    assert body_text(b"\xff\x00") == "(not UTF-8; hex) ff00"
+    cut = body_text(("a" + "é" * 3000).encode())  # 6001 bytes; 4096 would split an é
+    assert cut == "a" + "é" * 2047 + "\n... 1906 more bytes (--json shows all)"
 
 
 # --------------------------------------------------------------------------- help
@@ -456,6 +489,7 @@ def test_an_unreachable_server_is_one_clear_line(tubeserver: procs.RunningServer
         (["status", "-1"], ""),
         (["peek"], "peek takes an ID or one of"),
         (["peek", "3", "--ready"], "peek takes an ID or one of"),
+        (["peek", "3", "--tube", "t"], "--tube goes with --ready"),
         (["kick"], "kick takes a TUBE [N] or --job ID"),
         (["kick", "t", "--job", "3"], "kick takes a TUBE [N] or --job ID"),
         (["clear", "t"], "--state"),
