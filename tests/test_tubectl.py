@@ -546,6 +546,22 @@ def test_beanstalkd_tubes_stats_peek_and_kick(beanstalkd: procs.RunningServer,
         assert tube + ".none" not in c.list_tubes()
 
 
+def test_beanstalkd_put_tail_pause_and_delete(beanstalkd: procs.RunningServer,
+                                              tube: str) -> None:
+    first = on(beanstalkd, "put", tube, "first", "--pri", "7", "--json").json()["id"]
+    second = on(beanstalkd, "put", tube, input=b"second").out.split()[2]
+    (taken,) = on(beanstalkd, "tail", tube, "--json").json()
+    assert (taken["id"], taken["pri"], taken["action"]) == (first, 7, "released")
+    with connect(beanstalkd) as c:
+        assert c.stats_job(first)["state"] == "ready" and c.stats_job(first)["pri"] == 7
+        assert on(beanstalkd, "pause", tube, "100").status == 0
+        assert c.stats_tube(tube)["pause-time-left"] > 0
+        assert on(beanstalkd, "delete", str(first), second).status == 0
+        for id in (first, int(second)):
+            with pytest.raises(NotFound):
+                c.peek(id)
+
+
 @pytest.mark.parametrize(
     ("args", "verb"),
     [
