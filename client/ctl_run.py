@@ -31,6 +31,7 @@ from .ctl_view import (
     duration,
     pairs,
     record_json,
+    record_keys,
     table,
 )
 from .errors import DeadlineSoon, ExtensionNotSupported, JobFailed, NotFound, TimedOut
@@ -46,8 +47,7 @@ STATS_SUMMARY: Final = (
     "job-timeouts", "cmd-put", "cmd-reserve", "cmd-delete", "draining", "kept-records",
     "current-schedules", "jobs-cleared",
 )
-TUBE_KEYS: Final = tuple(record_json(TubeInfo("", 0, 0, 0, 0, 0, None, 0, 0, 0, 0, 0, 0, 0,
-                                              0, False, 0, 0, 0, 0.0)))
+TUBE_KEYS: Final = record_keys(TubeInfo)
 
 
 @attrs.define

@@ -34,13 +34,19 @@ def _json_value(value: object) -> object:
     return value
 
 
+def _key(name: str) -> str:
+    return "pri" if name == "priority" else name.replace("_", "-")
+
+
+def record_keys(cls: type[AttrsInstance]) -> tuple[str, ...]:
+    """The JSON keys of an attrs record class, in order."""
+    return tuple(_key(field.name) for field in attrs.fields(cls))
+
+
 def record_json(record: AttrsInstance) -> dict[str, Any]:
     """An attrs record (TubeInfo, JobSummary, JobStatus, Schedule) as the protocol's keys."""
-    out: dict[str, Any] = {}
-    for field in attrs.fields(type(record)):
-        key = "pri" if field.name == "priority" else field.name.replace("_", "-")
-        out[key] = _json_value(getattr(record, field.name))
-    return out
+    return {_key(field.name): _json_value(getattr(record, field.name))
+            for field in attrs.fields(type(record))}
 
 
 def time_text(value: dt.datetime | None, *, micro: bool = True) -> str | None:
