@@ -21,6 +21,7 @@ from typing import IO, Any, Final
 
 import attrs
 
+from . import commands as cmd
 from .admin import TubeInfo
 from .ctl_servers import Failure, Fanout, Servers
 from .ctl_view import (
@@ -120,11 +121,23 @@ def tube_figures(c: Client[bytes], tube: str) -> Figures:
 
 
 def server_tubes(c: Client[bytes]) -> list[Figures]:
-    """Every tube of one server, by name, with its figures."""
+    """Every tube of one server, by name, with its figures: the first tube asked alone
+    (whether the server has tube-info), then all of them in one pipelined round trip."""
+    names = sorted(c.list_tubes())
+    if not names:
+        return []
+    ask: type[cmd.TubeInfo] | type[cmd.StatsTube] = cmd.TubeInfo
+    try:
+        c.tube_info(names[0])
+    except ExtensionNotSupported:
+        ask = cmd.StatsTube
+    except NotFound:
+        pass  # an answer all the same: the server has tube-info
+    asked = [ask(name) for name in names]
     out: list[Figures] = []
-    for name in sorted(c.list_tubes()):
+    for command, reply in zip(asked, c.pipeline(asked), strict=True):
         try:
-            out.append(tube_figures(c, name))
+            out.append(command.unwrap(reply))
         except NotFound:
             continue  # gone since list-tubes
     return out
