@@ -8,12 +8,14 @@ only I/O and timeouts, with the same method names, arguments and results. The po
 `pool`/`trio_pool` spread producers over several servers and let consumers reserve from all
 of them, handling each job on the connection that reserved it. The job-tracking extension
 (finish with a result, fail with a reason, wait_result, status, checkpoints) is methods of
-the same clients, and so is flow control (put_unique, put_after, schedules, tube limits);
-on servers without them they raise ExtensionNotSupported.
+the same clients, and so are flow control (put_unique, put_after, schedules, tube limits)
+and the admin commands (list_jobs, clear_tube, kick_tube, tube_info), which `tubectl`
+(ctl.py) is built on; on servers without them they raise ExtensionNotSupported.
 """
 
 from typing import TYPE_CHECKING, Any
 
+from .admin import JobSummary, TubeInfo
 from .bodies import Msgpack, RawBytes, Serializer, Text
 from .codec import NEED_DATA, Codec, RawJob, Reply
 from .errors import (
@@ -103,6 +105,7 @@ __all__ = [
     "Job",
     "JobFailed",
     "JobStatus",
+    "JobSummary",
     "JobTooBig",
     "Msgpack",
     "NoServerAvailable",
@@ -127,6 +130,7 @@ __all__ = [
     "TrioProducerPool",
     "TubeError",
     "TubeFull",
+    "TubeInfo",
     "TubeLimits",
     "UnexpectedReply",
     "Unique",

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, cast
 
 import attrs
 
+from . import admin as ad
 from . import flow as fl
 from . import stats as s
 from . import status as st
@@ -70,6 +71,14 @@ def check_tube(name: object) -> str:
 def _u32(name: str) -> Any:
     def check(_inst: object, _attr: object, value: object) -> None:
         _int(value, name, U32_MAX)
+
+    return check
+
+
+def _range(name: str, low: int, high: int) -> Any:
+    def check(_inst: object, _attr: object, value: object) -> None:
+        if _int(value, name, high) < low:
+            raise ValueError(f"{name} must be between {low} and {high}, not {value}")
 
     return check
 
@@ -702,3 +711,96 @@ class ListTubeLimits(_Listing["list[fl.TubeLimits]"]):
 
     def read(self, payload: bytes) -> list[fl.TubeLimits]:
         return fl.parse_tube_limits(payload)
+
+
+# --------------------------------------------------------------------------- admin
+# Extension (tubeserver): operators' commands, none of which carries data; see protocol.md,
+# "Admin commands". What tubeserver would answer BAD_FORMAT to is refused here, lines over
+# beanstalkd's 224 bytes included.
+
+
+def _state(states: tuple[str, ...], verb: str) -> Any:
+    def check(_inst: object, _attr: object, value: object) -> None:
+        ad.check_state(value, states, verb)
+
+    return check
+
+
+@attrs.frozen
+class ListJobs(Command["list[ad.JobSummary]"]):
+    """Extension: `list-jobs <tube> <state> <offset> <limit>` -> OK <bytes> + YAML sequence:
+    up to `limit` (1-1000) jobs of `state` from the `offset`-th (0-100000) on, in the order
+    the server acts on them (NOT_FOUND: no such tube)."""
+
+    tube: str = attrs.field(validator=_tube)
+    state: str = attrs.field(validator=_state(ad.LIST_STATES, "list-jobs"))
+    offset: int = attrs.field(validator=_range("offset", 0, ad.OFFSET_MAX))
+    limit: int = attrs.field(validator=_range("limit", 1, ad.LIST_MAX))
+    ok = b"OK"
+    shape = Shape.PAYLOAD
+    verb = "list-jobs"
+    extension = "admin"
+
+    def __attrs_post_init__(self) -> None:
+        fl.check_line(self.encode(), fl.LINE_MAX)  # a long name with a long offset
+
+    def encode(self) -> bytes:
+        return b"list-jobs %b %b %d %d\r\n" % (
+            self.tube.encode("ascii"), self.state.encode("ascii"), self.offset, self.limit
+        )
+
+    def read(self, payload: bytes) -> list[ad.JobSummary]:
+        return ad.parse_job_list(payload)
+
+
+@attrs.frozen
+class ClearTube(Command[int]):
+    """Extension: `clear-tube <tube> <state>` -> CLEARED <count>: every job of the tube in
+    `state` (ready, delayed, buried or waiting) deleted (NOT_FOUND: no such tube)."""
+
+    tube: str = attrs.field(validator=_tube)
+    state: str = attrs.field(validator=_state(ad.CLEAR_STATES, "clear-tube"))
+    ok = b"CLEARED"
+    shape = Shape.COUNT
+    verb = "clear-tube"
+    extension = "admin"
+
+    def encode(self) -> bytes:
+        return b"clear-tube %b %b\r\n" % (self.tube.encode("ascii"), self.state.encode("ascii"))
+
+
+@attrs.frozen
+class KickTube(Command[int]):
+    """Extension: `kick-tube <tube> <bound>` -> KICKED <count>: `kick` in the named tube
+    rather than the used one (NOT_FOUND: no such tube)."""
+
+    tube: str = attrs.field(validator=_tube)
+    bound: int = attrs.field(validator=_u64("bound"))
+    ok = b"KICKED"
+    shape = Shape.COUNT
+    verb = "kick-tube"
+    extension = "admin"
+
+    def __attrs_post_init__(self) -> None:
+        fl.check_line(self.encode(), fl.LINE_MAX)  # a long name with a long bound
+
+    def encode(self) -> bytes:
+        return b"kick-tube %b %d\r\n" % (self.tube.encode("ascii"), self.bound)
+
+
+@attrs.frozen
+class TubeInfo(Command[ad.TubeInfo]):
+    """Extension: `tube-info <tube>` -> OK <bytes> + YAML mapping: what stats-tube cannot
+    show (waiting jobs apart, the oldest ready job's age, counters, limits)."""
+
+    tube: str = attrs.field(validator=_tube)
+    ok = b"OK"
+    shape = Shape.PAYLOAD
+    verb = "tube-info"
+    extension = "admin"
+
+    def encode(self) -> bytes:
+        return b"tube-info %b\r\n" % self.tube.encode("ascii")
+
+    def read(self, payload: bytes) -> ad.TubeInfo:
+        return ad.parse_tube_info(payload)

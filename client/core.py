@@ -4,9 +4,9 @@ Both clients own a `ClientCore`: it holds the codec, the serializer and the serv
 does everything that does not touch a socket: building commands from method arguments,
 turning raw job frames into `Job`s, the connect-time use/watch sequence, splitting put_many
 and delete_many into pipelined windows, and the feature detection of the extensions
-(reserve-batch, job tracking, flow control). The clients only add "write these bytes, read
-until these replies are complete" with their own I/O and timeouts, so the two stay
-identical in behaviour.
+(reserve-batch, job tracking, flow control, admin commands). The clients only add "write
+these bytes, read until these replies are complete" with their own I/O and timeouts, so the
+two stay identical in behaviour.
 """
 
 from __future__ import annotations
@@ -112,6 +112,11 @@ def flow_probe(cmd: c.Command[object]) -> c.Command[object] | None:
     return None
 
 
+def no_probe(cmd: c.Command[object]) -> c.Command[object] | None:
+    """For an extension whose commands carry no data: none is asked about first."""
+    return None
+
+
 class Extension:
     """Whether the server of one connection knows one extension: None until it has answered
     one of the extension's commands.
@@ -158,12 +163,16 @@ class ClientCore(Generic[T]):
         self.codec = Codec()
         # reserve-batch support on this connection: None until the server has answered.
         self.batch_supported: bool | None = None
-        # Job tracking (finish, fail, result, job-status, checkpoint, peek-checkpoint) and
+        # Job tracking (finish, fail, result, job-status, checkpoint, peek-checkpoint),
         # flow control (put-unique, put-after, schedule, unschedule, list-schedules,
-        # tube-limits, list-tube-limits): two extensions, each learned on its own.
+        # tube-limits, list-tube-limits) and admin commands: extensions, each learned on
+        # its own.
         self.tracking = Extension(tracking_probe)
         self.flow = Extension(flow_probe)
-        self.extensions = {"tracking": self.tracking, "flow": self.flow}
+        # Admin commands (list-jobs, clear-tube, kick-tube, tube-info) carry no data: their
+        # first use is the question.
+        self.admin = Extension(no_probe)
+        self.extensions = {"tracking": self.tracking, "flow": self.flow, "admin": self.admin}
 
     # ----------------------------------------------------------------- bodies and jobs
 

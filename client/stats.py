@@ -131,6 +131,7 @@ STRING_KEYS: dict[str, frozenset[str]] = {
     ),
     "list-schedules": frozenset({"name", "tube", "spec", "next", "last"}),
     "list-tube-limits": frozenset({"tube"}),
+    "tube-info": frozenset({"name"}),
 }
 # Keys whose values are floats even when written without a decimal point.
 FLOAT_KEYS = frozenset({"rusage-utime", "rusage-stime", "rate"})

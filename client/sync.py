@@ -23,6 +23,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any, Generic, Literal, TypedDict, TypeVar, Unpack, overload
 
 from . import commands as c
+from .admin import JobSummary, TubeInfo
 from .bodies import Serializer, resolve
 from .codec import NEED_DATA, Reply
 from .core import ClientCore, check_timeout, io_budget, watch_setup, windows
@@ -522,4 +523,43 @@ class Client(Generic[T]):
     def list_tube_limits(self) -> list[TubeLimits]:
         """The limits of every tube that has some, by tube, with its jobs now."""
         cmd = c.ListTubeLimits()
+        return cmd.unwrap(self._extension(cmd))
+
+    # ----------------------------------------------------------------- admin
+    # Extension (tubeserver): operators' commands (protocol.md, "Admin commands"); tubectl
+    # and the dashboard use them. Arguments tubeserver would refuse as BAD_FORMAT raise
+    # ValueError here. On a server without them (beanstalkd), each method raises
+    # ExtensionNotSupported and the connection stays usable.
+
+    def list_jobs(
+        self, tube: str, state: str = "ready", offset: int = 0, limit: int = 100
+    ) -> list[JobSummary]:
+        """Up to `limit` (1-1000) jobs of `tube` in `state` ("ready", "reserved",
+        "delayed", "buried" or "waiting"), from the `offset`-th (0-100000) on, in the order
+        the server acts on them: ready by priority then id, delayed by when they become
+        ready, buried in kick order, reserved by TTR end, waiting by id. NotFound if the
+        tube does not exist."""
+        cmd = c.ListJobs(tube, state, offset, limit)
+        return cmd.unwrap(self._extension(cmd))
+
+    def clear_tube(self, tube: str, state: str) -> int:
+        """Delete every job of `tube` in `state` ("ready", "delayed", "buried" or "waiting";
+        reserved jobs are their workers') and return how many; each is deleted as by
+        `delete`. The server deletes them in slices and answers once all are gone: this
+        call waits up to the I/O timeout for it. NotFound if the tube does not exist."""
+        cmd = c.ClearTube(tube, state)
+        return cmd.unwrap(self._extension(cmd))
+
+    def kick_tube(self, tube: str, bound: int) -> int:
+        """`kick` in `tube` without `use`: up to `bound` buried jobs, or if none is buried,
+        delayed ones, moved to ready; returns how many. NotFound if the tube does not
+        exist."""
+        cmd = c.KickTube(tube, bound)
+        return cmd.unwrap(self._extension(cmd))
+
+    def tube_info(self, tube: str) -> TubeInfo:
+        """What `stats_tube` cannot show: waiting jobs apart, the oldest ready job's age,
+        counters since the tube was made, its pause and limits. NotFound if the tube does
+        not exist."""
+        cmd = c.TubeInfo(tube)
         return cmd.unwrap(self._extension(cmd))

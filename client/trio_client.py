@@ -24,6 +24,7 @@ from typing import Any, Generic, Literal, TypeVar, Unpack, overload
 import trio
 
 from . import commands as c
+from .admin import JobSummary, TubeInfo
 from .bodies import Serializer, resolve
 from .codec import NEED_DATA, Reply
 from .core import ClientCore, check_timeout, io_budget, watch_setup, windows
@@ -476,4 +477,30 @@ class TrioClient(Generic[T]):
     async def list_tube_limits(self) -> list[TubeLimits]:
         """The limits of every tube that has some, by tube."""
         cmd = c.ListTubeLimits()
+        return cmd.unwrap(await self._extension(cmd))
+
+    # ----------------------------------------------------------------- admin
+    # Extension (tubeserver); see `Client.list_jobs` and the methods after it.
+
+    async def list_jobs(
+        self, tube: str, state: str = "ready", offset: int = 0, limit: int = 100
+    ) -> list[JobSummary]:
+        """Up to `limit` jobs of `tube` in `state`, from the `offset`-th on (NotFound: no
+        such tube)."""
+        cmd = c.ListJobs(tube, state, offset, limit)
+        return cmd.unwrap(await self._extension(cmd))
+
+    async def clear_tube(self, tube: str, state: str) -> int:
+        """Delete every job of `tube` in `state`; returns how many."""
+        cmd = c.ClearTube(tube, state)
+        return cmd.unwrap(await self._extension(cmd))
+
+    async def kick_tube(self, tube: str, bound: int) -> int:
+        """Kick up to `bound` buried (else delayed) jobs of `tube`; returns how many."""
+        cmd = c.KickTube(tube, bound)
+        return cmd.unwrap(await self._extension(cmd))
+
+    async def tube_info(self, tube: str) -> TubeInfo:
+        """`tube`'s jobs by state, oldest ready age, counters, pause and limits."""
+        cmd = c.TubeInfo(tube)
         return cmd.unwrap(await self._extension(cmd))

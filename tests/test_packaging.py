@@ -36,6 +36,7 @@ def test_wheel_installs_both_packages(tmp_path: Path) -> None:
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     text = zipfile.ZipFile(wheel).read(entry_points).decode()
     assert "tubeserver = tubeserver.__main__:main" in text
+    assert "tubectl = tubeclient.ctl:main" in text
 
     target = tmp_path / "site"
     subprocess.run(
