@@ -172,3 +172,31 @@ def test_list_jobs_on_the_wire(tmp_path: Path, state: str) -> None:
         assert (info["current-jobs-ready"], info["total-kicks"], info["max-jobs"]) == (
             "1" if state == "reserved" else "2", "1", "0")
         assert conn.cmd(b"tube-info nope") == b"NOT_FOUND\r\n"
+
+
+def test_a_big_clear_walks_ids_and_spares_later_puts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Beyond SNAPSHOT_MAX jobs a clear copies nothing: it walks the ids made before it, a
+    bounded number per tick, and deletes the tube's jobs found in the state."""
+    e = Engine()
+    other = fill(e, 50, "other")  # ids below the tube's: never looked at
+    ids = fill(e, 12_500, "big")  # more than SNAPSHOT_MAX
+    admin, worker = e.connect(), e.connect()
+    assert e.tubes["big"].first_id == ids[0] > other[-1]
+    assert e.admin.clear(admin, "big", "ready", 1.0) is None
+    e.watch(worker, "big")
+    e.ignore(worker, "default")
+    taken = e.reserve(worker, 0, 1.0)  # a job still to be reached: spared
+    assert taken is not None
+    e.use(worker, "big")
+    later = e.put(worker, 0, 0, 60, b"later", 1.0)  # put after the command: spared
+    ticks = 0
+    while e.admin.clearing:
+        e.tick(1.0)
+        ticks += 1
+        assert ticks < 100
+        if ticks % 5 == 0:
+            check_invariants(e)
+    [wakeup] = e.drain_wakeups()
+    assert answer(wakeup) == b"CLEARED %d\r\n" % (len(ids) - 1)
+    assert ticks == 12  # 1,000 deletes a tick; the first slice came with the command
+    assert sorted(e.jobs) == sorted([*other, taken.id, later.id])

@@ -5,13 +5,16 @@ Every one is bounded so that no other client waits long on it. A listing returns
 LIST_MAX jobs and its offset is bounded too (limits.py): ready and delayed jobs live in heaps,
 so the n-th in reserve order is found by a best-first walk of the heap's tree, O(n log n) in
 the offset.
-A clear takes a snapshot of the jobs in that state (one C-level list copy), then deletes them
-SLICE at a time: the first slice at once, the rest one per engine tick, each a timer entry due
-at once, so the network layer serves other clients between slices. The client that asked
-waits as a blocked reserve does and is answered `CLEARED <n>` by a Wakeup. Jobs that left the
-state (or arrived) meanwhile are not touched: only jobs that were in that state when the
-command came and still are. Each job is deleted as by `delete`, so the log, job records,
-unique keys and dependent jobs see an ordinary delete.
+A clear deletes SLICE jobs at a time: the first slice at once, the rest one per engine tick,
+each a timer entry due at once, so the network layer serves other clients between slices. The
+client that asked waits as a blocked reserve does and is answered `CLEARED <n>` by a Wakeup.
+Up to SNAPSHOT_MAX jobs, it copies the list of the jobs in that state and deletes those still
+in it when reached. Beyond, a copy would stall everyone (a million jobs: tens of milliseconds
+of touching every job), so it walks the job ids instead, from the tube's first to the last
+made before the command, deleting each job of the tube found in that state: a bounded number
+of ids per tick. Either way jobs put after the command are spared, and so are jobs that left
+the state before the clear reached them. Each job is deleted as by `delete`, so the log, job
+records, unique keys and dependent jobs see an ordinary delete.
 """
 
 from __future__ import annotations
@@ -30,20 +33,25 @@ if TYPE_CHECKING:
     from .tube import JobHeap, Tube
 
 SLICE: Final = 1000  # jobs one step of clear-tube deletes (limits.py has the others)
+SCAN: Final = 4  # ... and it looks at up to SCAN x SLICE ids when walking them
+SNAPSHOT_MAX: Final = 10_000  # the most jobs a clear copies the list of
 
 _STATE: Final = {s.value: s for s in JobState}
 
 
 class Clearing:
-    """One clear-tube under way."""
+    """One clear-tube under way: a list of jobs, or a range of ids, still to look at."""
 
-    __slots__ = ("done", "jobs", "session", "state", "tube")
+    __slots__ = ("done", "jobs", "last_id", "next_id", "session", "state", "tube")
 
-    def __init__(self, session: Session, tube: Tube, state: JobState, jobs: list[Job]) -> None:
+    def __init__(self, session: Session, tube: Tube, state: JobState, jobs: list[Job],
+                 next_id: int, last_id: int) -> None:
         self.session = session
         self.tube = tube
         self.state = state
-        self.jobs = jobs  # still to look at, taken from the end
+        self.jobs = jobs  # taken from the end
+        self.next_id = next_id  # then these ids, up to last_id
+        self.last_id = last_id
         self.done = 0
 
 
@@ -79,6 +87,18 @@ class Admin:
         tube = self._tube(name)
         st = _STATE[state]
         if state == "ready":
+            count = tube.ready_count
+        elif state == "delayed":
+            count = tube.delayed_count
+        elif state == "buried":
+            count = len(tube.buried)
+        else:
+            count = len(tube.waiting)
+        jobs: list[Job] = []
+        first, last = 1, 0  # no ids to walk
+        if count > SNAPSHOT_MAX:
+            first, last = tube.first_id, self.engine.next_id - 1
+        elif state == "ready":
             jobs = list(tube.ready.items)
         elif state == "delayed":
             jobs = list(tube.delayed.items)
@@ -86,7 +106,7 @@ class Admin:
             jobs = list(tube.buried.values())
         else:
             jobs = list(tube.waiting.values())
-        work = Clearing(s, tube, st, jobs)
+        work = Clearing(s, tube, st, jobs, first, last)
         if self._step(work, now):
             return work.done
         self.clearing.append(work)
@@ -115,9 +135,10 @@ class Admin:
         self.engine.timers.push(now, CLEAR, self, now)
 
     def _step(self, work: Clearing, now: float) -> bool:
-        """Look at up to a slice of `work`'s jobs, deleting those still in its state; True
-        once none is left."""
+        """Look at up to a slice of `work`'s jobs (or SCAN slices of its ids), deleting those
+        of its tube still in its state; True once none is left."""
         engine = self.engine
+        live = engine.jobs
         jobs = work.jobs
         tube = work.tube
         state = work.state
@@ -125,13 +146,25 @@ class Admin:
         while jobs and n < self.slice:
             job = jobs.pop()  # from the end: a heap's last job leaves without sifting
             n += 1
-            if job.state is state and engine.jobs.get(job.id) is job:
-                engine.delete(work.session, job.id, now)
-                work.done += 1
-                self.cleared += 1
-            if engine.tubes.get(tube.name) is not tube:
-                jobs.clear()  # the tube went with its last job
-        return not jobs
+            if job.state is state and live.get(job.id) is job:
+                self._delete(work, job, now)
+        looked = 0
+        while work.next_id <= work.last_id and n < self.slice and looked < SCAN * self.slice:
+            found = live.get(work.next_id)
+            work.next_id += 1
+            looked += 1
+            if found is not None and found.tube is tube and found.state is state:
+                self._delete(work, found, now)
+                n += 1
+        if engine.tubes.get(tube.name) is not tube:  # the tube went with its last job
+            jobs.clear()
+            work.next_id = work.last_id + 1
+        return not jobs and work.next_id > work.last_id
+
+    def _delete(self, work: Clearing, job: Job, now: float) -> None:
+        self.engine.delete(work.session, job.id, now)
+        work.done += 1
+        self.cleared += 1
 
     def _tube(self, name: str) -> Tube:
         tube = self.engine.tubes.get(name)

@@ -649,6 +649,7 @@ class Engine:
         tube = self.tubes.get(name)
         if tube is None:
             tube = Tube(name, index=len(self.tube_list))
+            tube.first_id = self._next_id
             tube.limits = self.flow.limits.get(name)
             self.tubes[name] = tube
             self.tube_list.append(tube)

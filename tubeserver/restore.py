@@ -78,5 +78,6 @@ def finish_restore(engine: Engine, next_id: int) -> None:
     for tube in engine.tube_list:
         tube.ready.reorder()
         tube.delayed.reorder()
+        tube.first_id = 1  # its jobs came back in the log's order, not by id
     for tube in list(engine.tube_list):
         engine._maybe_drop(tube)

@@ -131,7 +131,8 @@ class Tube:
     """One tube; hashed by identity (the engine keys dicts by tubes)."""
 
     __slots__ = (
-        "ages", "buried", "buries", "cmd_delete", "cmd_pause", "delayed", "index", "kicks",
+        "ages", "buried", "buries", "cmd_delete", "cmd_pause", "delayed", "first_id", "index",
+        "kicks",
         "limits", "name", "pause", "pause_token", "paused_until", "queue_time", "ready",
         "releases", "reserved_count", "reserves", "run_time", "timeouts", "total_jobs",
         "urgent_count", "using", "waiters", "waiting", "watching",
@@ -157,6 +158,9 @@ class Tube:
         self.watching = 0  # sessions watching it
         self.waiters: dict[Session, None] = {}  # insertion order = arrival order
         self.index = index  # position in the engine's tube list
+        # No job of this tube has a smaller id (set by the engine; 1 after a restart, whose
+        # jobs come back in any order): where clear-tube starts walking ids (admin.py).
+        self.first_id = 1
         # For the metrics only (stats-tube keeps beanstalkd's keys): the oldest ready job,
         # events counted per tube, seconds from put to first reserve and reserve to finish.
         self.ages = Ages()
