@@ -27,6 +27,8 @@ def test_wheel_installs_both_packages(tmp_path: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     assert "tubeclient/__init__.py" in names
     assert "tubeserver/__main__.py" in names
+    assert {f"tubeserver/static/{n}" for n in ("dashboard.js", "dashboard.css", "favicon.svg")
+            } <= set(names)
     assert not any(n.startswith("client/") for n in names)
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     text = zipfile.ZipFile(wheel).read(entry_points).decode()
