@@ -522,8 +522,9 @@ def test_static_files_and_header(tab: Tab, server: tuple[Server, str]) -> None:
     tab.goto("/schedules")
     with protocol(server) as c:
         stats = c.stats()
-    assert tab.text("footer").startswith(f"{stats['version']} ({stats['build']}), pid "
-                                         f"{stats['pid']}")
+    assert tab.text("footer").startswith(f"{stats['version']} · {stats['build']} · pid "
+                                         f"{stats['pid']} on {stats['hostname']}")
+    assert "no write-ahead log" in tab.text("footer")
     assert "No authentication" in tab.text("footer .warning")
     assert [a.strip() for a in tab.page.locator("header nav a").all_inner_texts()] == [
         "Tubes", "Schedules", "Connections"]

@@ -135,10 +135,11 @@ class Dashboard:
         body = join([
             el("h1", f"Job {item['id']} ", el("span", item["state"],
                                               class_=f"state {item['state']}")),
-            _status_table(item),
-            el("p", "Checkpoint: ", el("span", "none" if checkpoint < 0 else
-                                       f"{checkpoint} bytes", id="checkpoint")),
-            [_preview(title, p) for title, p in previews],
+            el("div", _status_table(item),
+               el("div", el("p", "Checkpoint: ", el("span", "none" if checkpoint < 0 else
+                                                    f"{checkpoint} bytes", id="checkpoint")),
+                  [_preview(title, p) for title, p in previews]),
+               class_="job"),
         ])
         return await self._page(f"Job {item['id']}", body)
 
@@ -173,11 +174,13 @@ class Dashboard:
                     el("nav", el("a", "Tubes", href="/"), el("a", "Schedules", href="/schedules"),
                        el("a", "Connections", href="/connections")),
                     _header_stats(stats))
+        log = (f"write-ahead log: segments {stats['binlog-oldest-index']}–"
+               f"{stats['binlog-current-index']}, {stats['binlog-records-written']} records "
+               "written" if stats["binlog-max-size"] else "no write-ahead log: jobs are in "
+               "memory only")
         footer = el("footer",
-                    el("p", f"{stats['version']} ({stats['build']}), pid {stats['pid']} on ",
-                       stats["hostname"], f", up {_age(stats['uptime'])}; log segment ",
-                       stats["binlog-current-index"], ", ", stats["binlog-records-written"],
-                       " records written."),
+                    el("p", f"{stats['version']} · {stats['build']} · pid {stats['pid']} on ",
+                       stats["hostname"], f" · up {_age(stats['uptime'])} · {log}"),
                     el("p", "No authentication: whoever can reach this address can kick and "
                        "delete jobs. The endpoint listens on loopback unless told otherwise.",
                        class_="warning"))
