@@ -189,3 +189,45 @@ def test_command_line_errors(tmp_path: Path) -> None:
         assert result.returncode == 1
         assert f"cannot serve HTTP on 127.0.0.1:{port}: address already in use" in result.stderr
         assert "Traceback" not in result.stderr
+
+
+def test_actions_refuse_other_sites(tmp_path: Path) -> None:
+    """A page of another site cannot drive the actions through its visitor's browser: a POST
+    that a browser marks as cross-site, or whose Origin is not this host, is refused."""
+    with with_http(tmp_path) as (server, base), conn(server) as c:
+        c.cmd(b"use victims")
+        job = c.put_id(b"keep me")
+
+        def delete(headers: dict[str, str]) -> tuple[int, Any]:
+            req = urllib.request.Request(f"{base}/api/jobs/{job}/delete", method="POST",
+                                         data=b"", headers=headers)
+            try:
+                with urllib.request.urlopen(req, timeout=HTTP_TIMEOUT) as resp:
+                    return resp.status, json.loads(resp.read())
+            except urllib.error.HTTPError as e:
+                return e.code, json.loads(e.read())
+
+        status, body = delete({"Origin": "http://evil.example"})
+        assert status == 403 and "cross-origin" in body["error"]
+        status, body = delete({"Sec-Fetch-Site": "cross-site"})
+        assert status == 403 and "cross-site" in body["error"]
+        assert delete({"Sec-Fetch-Site": "same-site"})[0] == 403
+        assert c.yaml(b"stats-job %d" % job)["state"] == "ready"
+        # The dashboard's own requests: same origin.
+        host = base.removeprefix("http://")
+        assert delete({"Origin": base, "Sec-Fetch-Site": "same-origin", "Host": host}) == (
+            200, {"reply": "DELETED"})
+        assert c.cmd(b"peek %d" % job) == b"NOT_FOUND\r\n"
+
+
+def test_tube_names_with_a_slash(tmp_path: Path) -> None:
+    """Routes match the path as sent: a tube name with `/` is one %2F-encoded segment."""
+    with with_http(tmp_path) as (server, base), conn(server) as c:
+        c.cmd(b"use a/b")
+        c.put_id(b"x")
+        status, tube = get(base, "/api/tubes/a%2Fb")
+        assert (status, tube["name"], tube["current-jobs-ready"]) == (200, "a/b", 1)
+        status, listing = get(base, "/api/tubes/a%2Fb/jobs")
+        assert (status, listing["total"]) == (200, 1)
+        assert post(base, "/api/tubes/a%2Fb/clear?state=ready") == (200, {"reply": "CLEARED 1"})
+        assert get(base, "/api/tubes/a/b")[0] == 404

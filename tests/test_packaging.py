@@ -27,6 +27,8 @@ def test_wheel_installs_both_packages(tmp_path: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     assert "tubeclient/__init__.py" in names
     assert "tubeserver/__main__.py" in names
+    assert {f"tubeserver/static/{n}" for n in ("dashboard.js", "dashboard.css", "favicon.svg")
+            } <= set(names)
     assert not any(n.startswith("client/") for n in names)
     # The systemd units, their example settings and the Kubernetes example (README.md,
     # "Deployment"), next to the installed package.

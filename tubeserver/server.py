@@ -369,10 +369,12 @@ async def open_http_socket(host: str, port: int) -> trio.socket.SocketType:
 
 async def serve_http(server: Server, sock: trio.socket.SocketType, *,
                      task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
-    """Serve web.py's app with hypercorn on `sock` until cancelled; reports the address."""
+    """Serve web.py's app, with the dashboard's pages, with hypercorn on `sock` until
+    cancelled; reports the address."""
     from hypercorn.config import Config as HttpConfig
     from hypercorn.trio import serve as hypercorn_serve
 
+    from .dashboard import Dashboard
     from .web import App
 
     config = HttpConfig()
@@ -383,13 +385,14 @@ async def serve_http(server: Server, sock: trio.socket.SocketType, *,
     host, port = sock.getsockname()[:2]
     where = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
     app: Any = App(server)  # an ASGI app; hypercorn's type names its own scope classes
+    Dashboard(app)
 
     async with trio.open_nursery() as nursery:
         await nursery.start(functools.partial(hypercorn_serve, app, config))
         if not _loopback(host):
             log.warning("HTTP on %s has no authentication: anyone who reaches it can read "
                         "and delete jobs", where)
-        log.warning("HTTP on %s (metrics at /metrics)", where)
+        log.warning("HTTP on %s (dashboard at /, metrics at /metrics)", where)
         task_status.started(where)
 
 

@@ -7,7 +7,10 @@ except a listing, which list-jobs bounds. Actions (POST) are protocol commands r
 `Server.execute` on a session of their own, so they count, log and answer exactly as they do
 on a connection; their reply line is returned with it. Errors are JSON `{"error": ...}` with
 a fitting status. Bodies, results and reasons are shown as text when they decode as UTF-8,
-else as hex, cut at PREVIEW_MAX bytes.
+else as hex, cut at PREVIEW_MAX bytes. Routes match the path as sent (percent-encoded), so a
+tube name with a `/` in it is one %2F-encoded segment. A POST that a browser marks as coming
+from another site is refused: a web page must not drive the actions through its visitor's
+browser (the endpoint has no authentication yet).
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ _REPLY_STATUS = {b"NOT_FOUND": 404, b"BAD_FORMAT": 400, b"DRAINING": 503,
 
 
 class App:
-    """The ASGI application. `extra_routes` lets the dashboard (dashboard.py) add pages."""
+    """The ASGI application. `add_route` lets the dashboard (dashboard.py) add pages."""
 
     def __init__(self, server: Server) -> None:
         from .metrics import exposition, registry  # prometheus-client: only with --http
@@ -94,16 +97,19 @@ class App:
         if scope["type"] != "http":
             return
         method = scope["method"]
-        path = scope["path"]
+        raw_path = scope.get("raw_path")
+        path = scope["path"] if raw_path is None else raw_path.decode("latin-1")
         query = {k: v[-1] for k, v in parse_qs(scope["query_string"].decode("latin-1")).items()}
         try:
+            if method == "POST":
+                _same_origin(scope)
             handler, args = self._route(method, path)
             result = await handler(query, *args)
         except HttpError as e:
             await _send(send, e.status, "application/json", _dumps({"error": e.message}))
             return
         if isinstance(result, Response):
-            await _send(send, result.status, result.content_type, result.body)
+            await _send(send, result.status, result.content_type, result.body, result.headers)
         else:
             await _send(send, 200, "application/json", _dumps(result))
 
@@ -261,12 +267,15 @@ class App:
 
 
 class Response:
-    """A reply that is not JSON (the metrics)."""
+    """A reply that is not JSON (the metrics, the dashboard's pages), with any headers of its
+    own."""
 
-    def __init__(self, status: int, content_type: str, body: bytes) -> None:
+    def __init__(self, status: int, content_type: str, body: bytes,
+                 headers: list[tuple[bytes, bytes]] | None = None) -> None:
         self.status = status
         self.content_type = content_type
         self.body = body
+        self.headers = headers or []
 
 
 def preview(data: bytes) -> dict[str, Any]:
@@ -283,12 +292,26 @@ def preview(data: bytes) -> dict[str, Any]:
             "truncated": len(data) > PREVIEW_MAX}
 
 
-async def _send(send: Send, status: int, content_type: str, body: bytes) -> None:
+async def _send(send: Send, status: int, content_type: str, body: bytes,
+                headers: list[tuple[bytes, bytes]] | None = None) -> None:
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", content_type.encode("latin-1")),
                             (b"content-length", str(len(body)).encode("ascii")),
-                            (b"cache-control", b"no-store")]})
+                            (b"cache-control", b"no-store"), *(headers or [])]})
     await send({"type": "http.response.body", "body": body})
+
+
+def _same_origin(scope: Scope) -> None:
+    """Refuse a POST a browser sent for a page of another site: its Sec-Fetch-Site says so,
+    or its Origin is not this host. Clients that are not browsers send neither header."""
+    headers = {k.lower(): v.decode("latin-1") for k, v in scope["headers"]}
+    site = headers.get(b"sec-fetch-site")
+    origin = headers.get(b"origin")
+    host = headers.get(b"host")
+    if site is not None and site not in ("same-origin", "none"):
+        raise HttpError(403, f"cross-site request refused (Sec-Fetch-Site: {site})")
+    if origin is not None and origin not in (f"http://{host}", f"https://{host}"):
+        raise HttpError(403, f"cross-origin request refused (Origin: {origin})")
 
 
 def _dumps(value: Json) -> bytes:
