@@ -20,7 +20,7 @@ from .status import Fields
 # list-jobs' states, and the ones clear-tube deletes: a reserved job belongs to its worker.
 LIST_STATES: Final = ("ready", "reserved", "delayed", "buried", "waiting")
 CLEAR_STATES: Final = ("ready", "delayed", "buried", "waiting")
-OFFSET_MAX: Final = 100_000
+OFFSET_MAX: Final = 10_000
 LIST_MAX: Final = 1000
 
 

@@ -729,7 +729,7 @@ def _state(states: tuple[str, ...], verb: str) -> Any:
 @attrs.frozen
 class ListJobs(Command["list[ad.JobSummary]"]):
     """Extension: `list-jobs <tube> <state> <offset> <limit>` -> OK <bytes> + YAML sequence:
-    up to `limit` (1-1000) jobs of `state` from the `offset`-th (0-100000) on, in the order
+    up to `limit` (1-1000) jobs of `state` from the `offset`-th (0-10000) on, in the order
     the server acts on them (NOT_FOUND: no such tube)."""
 
     tube: str = attrs.field(validator=_tube)

@@ -535,7 +535,7 @@ class Client(Generic[T]):
         self, tube: str, state: str = "ready", offset: int = 0, limit: int = 100
     ) -> list[JobSummary]:
         """Up to `limit` (1-1000) jobs of `tube` in `state` ("ready", "reserved",
-        "delayed", "buried" or "waiting"), from the `offset`-th (0-100000) on, in the order
+        "delayed", "buried" or "waiting"), from the `offset`-th (0-10000) on, in the order
         the server acts on them: ready by priority then id, delayed by when they become
         ready, buried in kick order, reserved by TTR end, waiting by id. NotFound if the
         tube does not exist."""
