@@ -86,17 +86,9 @@ class Admin:
         later ticks (`s` is then answered by a Wakeup)."""
         tube = self._tube(name)
         st = _STATE[state]
-        if state == "ready":
-            count = tube.ready_count
-        elif state == "delayed":
-            count = tube.delayed_count
-        elif state == "buried":
-            count = len(tube.buried)
-        else:
-            count = len(tube.waiting)
         jobs: list[Job] = []
         first, last = 1, 0  # no ids to walk
-        if count > SNAPSHOT_MAX:
+        if tube.count(state) > SNAPSHOT_MAX:
             first, last = tube.first_id, self.engine.next_id - 1
         elif state == "ready":
             jobs = list(tube.ready.items)
@@ -115,7 +107,32 @@ class Admin:
         return None
 
     def kick(self, name: str, bound: int, now: float) -> int:
-        return self.engine.kick_tube(self._tube(name), bound, now)
+        return self.kick_tube(self._tube(name), bound, now)
+
+    def kick_tube(self, tube: Tube, bound: int, now: float) -> int:
+        """kick in `tube`: up to `bound` of its buried jobs if it has any, else delayed ones
+        (the engine's `kick` for the used tube, and kick-tube)."""
+        e = self.engine
+        from_buried = bool(tube.buried)  # decided once: never both kinds in one kick
+        if e.journal is not None:
+            kickable = len(tube.buried) if from_buried else tube.delayed_count
+            e.journal.admit_updates(min(bound, kickable))
+        kicked = 0
+        if from_buried:
+            # Taken in one pass: a dict keeps the holes of deleted entries until it is
+            # resized, so asking for the first entry after each kick would be quadratic.
+            for job in list(islice(tube.buried.values(), bound)):
+                e._kick(job)
+                kicked += 1
+        else:
+            while kicked < bound:
+                delayed = tube.peek_delayed()
+                if delayed is None:
+                    break
+                e._kick(delayed)
+                kicked += 1
+        e._match(now)
+        return kicked
 
     def step(self, now: float) -> None:
         """One slice of each clear under way (the engine's tick, on the CLEAR timer)."""

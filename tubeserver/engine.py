@@ -10,7 +10,6 @@ its condition was re-checked, so a TTR expiry cannot be lost (beanstalkd #262, #
 
 from __future__ import annotations
 
-from itertools import islice
 from typing import Final, Protocol
 
 from .admin import Admin
@@ -487,30 +486,7 @@ class Engine:
 
     def kick(self, s: Session, bound: int, now: float) -> int:
         """Kick up to `bound` jobs of the used tube: buried ones if it has any, else delayed."""
-        return self.kick_tube(s.used, bound, now)
-
-    def kick_tube(self, tube: Tube, bound: int, now: float) -> int:
-        """kick, in `tube` (kick-tube names it, admin.py)."""
-        from_buried = bool(tube.buried)  # decided once: never both kinds in one kick
-        if self.journal is not None:
-            kickable = len(tube.buried) if from_buried else tube.delayed_count
-            self.journal.admit_updates(min(bound, kickable))
-        kicked = 0
-        if from_buried:
-            # Taken in one pass: a dict keeps the holes of deleted entries until it is
-            # resized, so asking for the first entry after each kick would be quadratic.
-            for job in list(islice(tube.buried.values(), bound)):
-                self._kick(job)
-                kicked += 1
-        else:
-            while kicked < bound:
-                delayed = tube.peek_delayed()
-                if delayed is None:
-                    break
-                self._kick(delayed)
-                kicked += 1
-        self._match(now)
-        return kicked
+        return self.admin.kick_tube(s.used, bound, now)
 
     def kick_job(self, job_id: int, now: float) -> None:
         job = self.jobs.get(job_id)

@@ -30,10 +30,6 @@ class Histogram:
         self.counts[bisect_left(self.bounds, value)] += 1
         self.sum += value
 
-    @property
-    def count(self) -> int:
-        return sum(self.counts)
-
     def cumulative(self) -> list[tuple[float, int]]:
         """(upper bound, observations <= it) per bucket, +Inf last, as Prometheus wants."""
         out: list[tuple[float, int]] = []

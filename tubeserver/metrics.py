@@ -32,12 +32,12 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector as BaseCollector
 
 from .histogram import JOB_BOUNDS, Histogram
+from .limits import LIST_STATES
 
 if TYPE_CHECKING:
     from .server import Server
     from .tube import Tube
 
-STATES = ("ready", "reserved", "delayed", "buried", "waiting")
 # Per-tube counters: (metric name, help, attribute of Tube).
 TUBE_COUNTERS = (
     ("puts", "Jobs put into the tube (put, put-unique, put-after, schedules).", "total_jobs"),
@@ -142,10 +142,8 @@ def tube_metrics(server: Server) -> str:
                   ("tubeserver_tube_run_time_seconds", "run_time"))
     for t in tubes:
         label = f'tube="{t.name}"'
-        counts = (t.ready_count, t.reserved_count, t.delayed_count, len(t.buried),
-                  len(t.waiting))
-        jobs.extend([f'tubeserver_tube_jobs{{state="{state}",{label}}} {n}'
-                     for state, n in zip(STATES, counts, strict=True)])
+        jobs.extend([f'tubeserver_tube_jobs{{state="{state}",{label}}} {t.count(state)}'
+                     for state in LIST_STATES])
         waiting.append(f"tubeserver_tube_waiting_connections{{{label}}} {len(t.waiters)}")
         second = t.ages.oldest()
         age = 0.0 if second is None else max(0.0, now - second)
@@ -191,9 +189,6 @@ def _histogram(family: HistogramMetricFamily, labels: list[str], h: Histogram) -
 def _le(bound: float) -> str:
     return "+Inf" if math.isinf(bound) else repr(bound)
 
-
-def _go(value: float) -> str:
-    return repr(float(value))
 
 
 def _gauge(name: str, text: str, value: float) -> GaugeMetricFamily:

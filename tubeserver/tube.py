@@ -192,6 +192,19 @@ class Tube:
         return (len(self.ready.items) + len(self.delayed.items) + len(self.buried)
                 + self.reserved_count + len(self.waiting))
 
+    def count(self, state: str) -> int:
+        """Its jobs in `state` ("ready", "reserved", "delayed", "buried", "waiting"; waiting
+        jobs apart from delayed ones, as the admin commands name them)."""
+        if state == "ready":
+            return len(self.ready.items)
+        if state == "reserved":
+            return self.reserved_count
+        if state == "delayed":
+            return len(self.delayed.items)
+        if state == "buried":
+            return len(self.buried)
+        return len(self.waiting)
+
     def push_ready(self, job: Job) -> None:
         self.ready.push(job)
         self.ages.enter(job.created)

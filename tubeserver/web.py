@@ -173,12 +173,8 @@ class App:
         items: list[dict[str, Any]] = [dict(p) for p in jobs_list(found, self.server.now())]
         for item, job in zip(items, found, strict=True):
             item["body"] = preview(job.body)
-        tube = engine.tubes[name]
-        total = {"ready": tube.ready_count, "reserved": tube.reserved_count,
-                 "delayed": tube.delayed_count, "buried": len(tube.buried),
-                 "waiting": len(tube.waiting)}[state]
         return {"tube": name, "state": state, "offset": offset, "limit": limit,
-                "total": total, "jobs": items}
+                "total": engine.tubes[name].count(state), "jobs": items}
 
     async def job(self, query: dict[str, str], job_id: str) -> Json:
         engine = self.server.engine
