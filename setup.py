@@ -34,6 +34,7 @@ COMPILED = [
     "tubeserver/keys.py",
     "tubeserver/limits.py",
     "tubeserver/parser.py",
+    "tubeserver/quota.py",
     "tubeserver/replay.py",
     "tubeserver/replies.py",
     "tubeserver/restore.py",

@@ -21,6 +21,7 @@ CORE = (
     "engine", "job", "tube", "session", "parser", "commands", "errors", "limits", "replies",
     "stats", "dispatch", "walrecords", "replay", "tracking", "invariants", "timers", "flow",
     "keys", "deps", "tubelimits", "schedules", "restore", "admin", "ages", "histogram",
+    "quota",
 )
 # Standard-library and third-party modules the core may use: pure computation only. A new
 # pure module may be added here; anything touching sockets, files, processes, threads, clocks
@@ -47,7 +48,7 @@ SCHEDULES_EXTRA = frozenset({"datetime", "cronsim"})
 EXTRA_ALLOWED: dict[str, frozenset[str]] = {"stats": STATS_EXTRA, "schedules": SCHEDULES_EXTRA}
 # The engine side must not know about the layers that feed it.
 LOWER = ("engine", "job", "tube", "session", "tracking", "timers", "flow", "keys", "deps",
-         "restore", "tubelimits", "schedules")
+         "restore", "tubelimits", "schedules", "quota")
 UPPER = ("parser", "dispatch", "connection", "hub", "server", "__main__")
 TRIO_ALLOWED = frozenset({"server", "connection", "hub", "__main__"})
 

@@ -97,6 +97,13 @@ SERVER_VOLATILE = frozenset(
         "current-tube-limits",
         *ADMIN_COMMAND_KEYS,
         "jobs-cleared",
+        "max-jobs",
+        "max-memory",
+        "current-job-memory",
+        "puts-refused",
+        "schedule-firings-refused",
+        "connections-refused",
+        "connections-stalled",
         "build",
     }
 )

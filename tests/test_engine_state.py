@@ -31,6 +31,7 @@ from tubeserver.errors import (
     DeadlineSoon,
     NotFound,
     NotIgnored,
+    OutOfMemory,
     ProtocolError,
     TimedOut,
     TubeFull,
@@ -38,6 +39,7 @@ from tubeserver.errors import (
 from tubeserver.flow import cancelled_reason
 from tubeserver.invariants import check_invariants
 from tubeserver.limits import CLEAR_STATES, LIST_STATES
+from tubeserver.quota import JOB_OVERHEAD
 from tubeserver.schedules import parse_spec
 from tubeserver.session import Session
 from tubeserver.tracking import RECORD_COST, Tracker
@@ -62,6 +64,7 @@ TUBES = st.sampled_from([DEFAULT, "a", "b"])
 PRIS = st.sampled_from([0, 5, 5, 10, 1023, 1024, 2**32 - 1])
 DELAYS = st.sampled_from([0, 0, 0, 1, 2, 5])
 TTRS = st.sampled_from([0, 1, 2, 3, 5, 8])
+SIZES = st.sampled_from([1, 1, 1, 100, 700])  # put's body bytes (--max-memory counts them)
 TIMEOUTS = st.sampled_from([None, None, 0, 0, 0.5, 1, 2, 3])
 STEPS = st.sampled_from([0.25, 0.5, 1.0, 1.0, 2.0, 3.0, 10.0, "next", "next", "due"])
 HOW = st.sampled_from(["release", "bury", "touch", "delete", "reserve_job", "finish", "fail",
@@ -92,6 +95,7 @@ class MJob:
     delay: int = 0
     key: str | None = None  # put-unique
     parents: list[int] = attrs.Factory(list)  # put-after: the parents still open
+    size: int = 1  # its body's bytes
 
 
 @attrs.define
@@ -127,6 +131,11 @@ class Model:
         self.limits: dict[str, tuple[int, int]] = {}  # tube -> (max reserved, max jobs)
         # `every` schedules: name -> [tube, every, single, next, last job, made, skipped]
         self.schedules: dict[str, list[Any]] = {}
+        # --max-jobs and --max-memory (0: none), and what they refused.
+        self.max_jobs = 0
+        self.max_memory = 0
+        self.puts_refused = 0
+        self.firings_refused = 0
 
     # --- helpers ---------------------------------------------------------------------
 
@@ -151,6 +160,14 @@ class Model:
         if last != name:
             self.tubes[i] = last
         self.paused.pop(name, None)
+
+    def memory(self) -> int:
+        return sum(j.size + JOB_OVERHEAD for j in self.jobs.values())
+
+    def admits(self, size: int) -> bool:
+        """Whether one more job of `size` bytes is within --max-jobs and --max-memory."""
+        return (not self.max_jobs or len(self.jobs) < self.max_jobs) and (
+            not self.max_memory or self.memory() + size + JOB_OVERHEAD <= self.max_memory)
 
     def in_state(self, tube: str, state: str) -> list[MJob]:
         return [j for j in self.jobs.values() if j.tube == tube and j.state == state]
@@ -352,13 +369,16 @@ class Model:
         self.end_wait(self.sessions[sid])
         self.sessions[sid].result_for = None
 
-    def put(self, sid: int, pri: int, delay: int, ttr: int, parents: list[int] | None = None
-            ) -> int:
+    def put(self, sid: int, pri: int, delay: int, ttr: int, parents: list[int] | None = None,
+            size: int = 1) -> int:
         tube = self.sessions[sid].used
+        if not self.admits(size):
+            self.puts_refused += 1
+            raise OutOfMemory()
         most = self.limits.get(tube, (0, 0))[1]
         if most and sum(1 for j in self.jobs.values() if j.tube == tube) >= most:
             raise TubeFull()
-        job = MJob(self.next_id, tube, pri, max(ttr, 1), READY, delay=delay)
+        job = MJob(self.next_id, tube, pri, max(ttr, 1), READY, delay=delay, size=size)
         self.next_id += 1
         self.jobs[job.id] = job
         if parents:
@@ -402,7 +422,10 @@ class Model:
             if at > self.now:
                 continue
             most = self.limits.get(tube, (0, 0))[1]
-            if (single and last in self.jobs) or (
+            if not (single and last in self.jobs) and not self.admits(1):
+                self.firings_refused += 1
+                sched[6] += 1
+            elif (single and last in self.jobs) or (
                     most and sum(1 for j in self.jobs.values() if j.tube == tube) >= most):
                 sched[6] += 1
             else:
@@ -692,11 +715,15 @@ class EngineMachine(RuleBasedStateMachine):
     jobs = Bundle("jobs")
 
     ttl = RECORD_TTL
+    max_jobs = 0  # --max-jobs and --max-memory, for CappedMachine
+    max_memory = 0
 
     def __init__(self) -> None:
         super().__init__()
         self.e = Engine(Tracker(self.ttl, RECORD_MEMORY))
         self.m = Model(self.ttl)
+        self.e.quota.max_jobs = self.m.max_jobs = self.max_jobs
+        self.e.quota.max_memory = self.m.max_memory = self.max_memory
 
     # --- plumbing --------------------------------------------------------------------
 
@@ -781,8 +808,10 @@ class EngineMachine(RuleBasedStateMachine):
 
     # --- producer --------------------------------------------------------------------
 
-    @rule(target=jobs, s=sessions, pri=PRIS, delay=DELAYS, ttr=TTRS, feed=st.booleans())
-    def put(self, s: Session, pri: int, delay: int, ttr: int, feed: bool) -> object:
+    @rule(target=jobs, s=sessions, pri=PRIS, delay=DELAYS, ttr=TTRS, feed=st.booleans(),
+          size=SIZES)
+    def put(self, s: Session, pri: int, delay: int, ttr: int, feed: bool,
+            size: int = 1) -> object:
         """Put a job; with `feed`, first `use` a tube that a waiting session watches."""
         if not self.idle(s):
             return multiple()
@@ -792,10 +821,10 @@ class EngineMachine(RuleBasedStateMachine):
             self.both(lambda: self.e.use(s, name).name, lambda: self.m.use(s.id, name))
         now = self.m.now
         job = self.both(
-            lambda: self.e.put(s, pri, delay, ttr, b"x", now),
-            lambda: self.m.put(s.id, pri, delay, ttr),
+            lambda: self.e.put(s, pri, delay, ttr, b"x" * size, now),
+            lambda: self.m.put(s.id, pri, delay, ttr, size=size),
         )
-        return multiple() if job is None else job.id  # None: TUBE_FULL
+        return multiple() if job is None else job.id  # None: TUBE_FULL or OUT_OF_MEMORY
 
     # --- flow control ------------------------------------------------------------------
 
@@ -1099,6 +1128,9 @@ class EngineMachine(RuleBasedStateMachine):
                 extra.reason, extra.checkpoint, extra.key, extra.parents or [])
             assert tracked == (mj.reason, mj.checkpoint, mj.key, mj.parents), job_id
         assert (e.job_timeouts, e.total_jobs) == (m.timeouts, m.next_id - 1)
+        quota = e.quota
+        assert (quota.memory(len(e.jobs)), quota.puts_refused, quota.firings_refused) == (
+            m.memory(), m.puts_refused, m.firings_refused)
         assert list(e.tracker.records) == list(m.records)
         for job_id, record in m.records.items():
             kept = e.tracker.records[job_id]
@@ -1155,6 +1187,27 @@ UntrackedMachine.TestCase.settings = settings(
     max_examples=50, stateful_step_count=80, deadline=None
 )
 TestUntrackedMachine = UntrackedMachine.TestCase
+
+
+class CappedMachine(EngineMachine):
+    """--max-jobs 6 and a --max-memory that a few large bodies reach first: puts of every
+    kind and schedule firings are refused with OUT_OF_MEMORY as the model predicts, and
+    deletes make room again."""
+
+    max_jobs = 6
+    max_memory = 6 * JOB_OVERHEAD + 1000
+
+    @invariant()
+    def within_caps(self) -> None:
+        e = self.e
+        assert len(e.jobs) <= self.max_jobs
+        assert e.quota.memory(len(e.jobs)) <= self.max_memory
+
+
+CappedMachine.TestCase.settings = settings(
+    max_examples=100, stateful_step_count=80, deadline=None
+)
+TestCappedMachine = CappedMachine.TestCase
 
 
 def _steps(m: EngineMachine) -> None:

@@ -64,7 +64,9 @@ def test_stats_keys_in_order_and_typed(d: Dispatcher) -> None:
            "kept-record-bytes", "kept-records-expired", "kept-records-evicted",
            *FLOW_COMMAND_KEYS, "current-dependent-jobs", "current-unique-keys",
            "unique-duplicates", "current-schedules", "schedule-firings", "current-tube-limits",
-           *ADMIN_COMMAND_KEYS, "jobs-cleared", "build"]
+           *ADMIN_COMMAND_KEYS, "jobs-cleared", "max-jobs", "max-memory",
+           "current-job-memory", "puts-refused", "schedule-firings-refused",
+           "connections-refused", "connections-stalled", "build"]
     assert keys[-len(own) - 6:] == ["binlog-max-size", "draining", "id", "hostname", "os",
                                     "platform", *own]
     assert stats["build"] in ("compiled (mypyc)", "interpreted") or stats["build"].startswith(

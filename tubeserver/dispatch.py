@@ -24,6 +24,7 @@ from .stats import (
     FLOW_COMMAND_KEYS,
     TRACKING_COMMAND_KEYS,
     LogStats,
+    NetStats,
     ProcessInfo,
     job_stats,
     job_status,
@@ -72,6 +73,8 @@ class Dispatcher:
         self.on_bug = on_bug
         # The write-ahead log's figures for `stats`, when there is a log.
         self.log_stats: Callable[[], LogStats] = LogStats
+        # ... and the network layer's (refused and stalled connections).
+        self.net_stats: Callable[[], NetStats] = NetStats
         self.counts: dict[str, int] = dict.fromkeys(
             COMMAND_KEYS + TRACKING_COMMAND_KEYS + FLOW_COMMAND_KEYS + ADMIN_COMMAND_KEYS, 0)
         # The wall clock minus the engine's clock, for the times job-status shows.
@@ -220,7 +223,7 @@ class Dispatcher:
     def _stats(self, cmd: c.Stats, s: Session, now: float) -> Result:
         self.counts["cmd-stats"] += 1
         return replies.ok(to_yaml(server_stats(self.engine, self.counts, self.info, now,
-                                                 self.log_stats())))
+                                                 self.log_stats(), self.net_stats())))
 
     def _list_tubes(self, cmd: c.ListTubes, s: Session, now: float) -> Result:
         self.counts["cmd-list-tubes"] += 1

@@ -18,13 +18,15 @@ from .errors import (
     Draining,
     NotFound,
     NotIgnored,
+    OutOfMemory,
     ProtocolError,
     TimedOut,
     TubeFull,
 )
 from .flow import Flow
 from .job import Job, JobState
-from .limits import DEADLINE_MARGIN, DEFAULT_TUBE
+from .limits import DEADLINE_MARGIN, DEFAULT_TUBE, FRAME_OVERHEAD
+from .quota import Quota
 from .session import Session, Waiter
 from .timers import (
     CLEAR,
@@ -131,6 +133,11 @@ class Engine:
         self._batch_waiters = 0  # waiting reserve-batch sessions: only they can hold out
         self._ticking = False  # inside tick's timer loop: new jobs are matched after it
         self.journal: Journal | None = None
+        # --max-jobs and --max-memory (quota.py); counts the live jobs' bodies either way.
+        self.quota = Quota()
+        # reserve-batch hands out no more body bytes than this in one reply (at least one
+        # job): the network layer's bound on a connection's unsent output (rounds.py).
+        self.batch_bytes = 1 << 62
         # Flow control (flow.py): unique keys, dependencies, tube limits, schedules.
         self.flow = Flow(self)
         # Operators' commands (admin.py): list-jobs, clear-tube, kick-tube.
@@ -188,9 +195,14 @@ class Engine:
                parents: list[int] | None = None, more: int = 0) -> Job:
         """A new job in `tube` (put's, and a schedule's firing). `more`: log room for the
         caller's records that go with it (flow.py), asked for in the same breath so that
-        they land in the same frame."""
+        they land in the same frame. Past --max-jobs or --max-memory (quota.py):
+        OutOfMemory, and nothing is stored."""
         if self.draining:
             raise Draining()
+        quota = self.quota
+        if (quota.max_jobs or quota.max_memory) and not quota.admits(len(self.jobs), len(body)):
+            quota.puts_refused += 1
+            raise OutOfMemory()
         limits = tube.limits
         if limits is not None and limits.full(tube.job_count):
             raise TubeFull()
@@ -200,6 +212,7 @@ class Engine:
         job = Job(self._next_id, tube, pri, delay, max(ttr, 1), body, now, READY)
         self._next_id += 1
         self.jobs[job.id] = job
+        quota.body_bytes += len(body)
         tube.total_jobs += 1
         self.total_jobs += 1
         if parents is not None:
@@ -326,6 +339,7 @@ class Engine:
             keep = journal.admit_finish(job, len(result), keep)
         self._detach(job)
         del self.jobs[job_id]
+        self.quota.body_bytes -= len(job.body)
         if tracker.waiters:
             self._answer_waiters(job_id, Outcome(job_id, False, result))
         if journal is not None:
@@ -810,11 +824,16 @@ class Engine:
         return False
 
     def _take_best(self, s: Session, count: int, now: float) -> list[Job]:
-        """Reserve up to `count` of the best ready jobs for `s`, in (pri, id) order."""
+        """Reserve up to `count` of the best ready jobs for `s`, in (pri, id) order, and no
+        more than `batch_bytes` of reply (at least one job)."""
         jobs: list[Job] = []
+        room = self.batch_bytes
         while len(jobs) < count:
             job = self._best_ready(s, now)
             if job is None:
+                break
+            room -= len(job.body) + FRAME_OVERHEAD
+            if room < 0 and jobs:
                 break
             self._detach(job)
             self._reserve(s, job, now)

@@ -230,7 +230,13 @@ class Flow:
     def _fire(self, sched: Schedule, wall: float, now: float) -> None:
         e = self.engine
         job = None
-        if not (sched.spec.single and sched.last_job in e.jobs):  # else its last job lives
+        quota = e.quota
+        if sched.spec.single and sched.last_job in e.jobs:
+            pass  # its last job lives
+        elif (quota.max_jobs or quota.max_memory) and not e.draining and not quota.admits(
+                len(e.jobs), len(sched.body)):
+            quota.firings_refused += 1  # as `insert` would refuse it, counted apart from puts
+        else:
             tube = e.tube(sched.tube)
             try:
                 # The log's room for the schedule's record comes with the job's, so both

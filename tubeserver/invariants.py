@@ -106,6 +106,8 @@ def check_invariants(engine: Engine) -> None:
         if s.result_wait is not None:
             assert s.waiter is None, "a session waits in a reserve and a result at once"
             assert id(s) in timed, "a result waiter has no timer"
+    quota = e.quota
+    assert quota.body_bytes == sum(len(j.body) for j in e.jobs.values()), "quota miscounts"
     check_tracker(e.tracker, e.jobs, e.sessions)
     check_flow(e.flow, timed)
 

@@ -29,6 +29,9 @@ RESERVE_TIMEOUT_MAX: Final = 0x7FFFFFFF
 
 # reserve-batch (a tubeserver extension) hands out at most this many jobs per reply.
 BATCH_MAX: Final = 1000
+# The most a reply frame adds to a job's body: `RESERVED <id> <bytes>\r\n` and the CRLF after
+# the body, with a 20-digit id and a 10-digit size.
+FRAME_OVERHEAD: Final = 44
 
 URGENT_PRIORITY: Final = 1024  # ready jobs with a priority below this count as urgent
 DEADLINE_MARGIN: Final = 1.0  # seconds before a TTR deadline when reserve answers DEADLINE_SOON

@@ -88,6 +88,22 @@ class Collector(BaseCollector):
                      flow.deps.waiting)
         yield _gauge("tubeserver_unique_keys", "Unique keys held (put-unique).",
                      len(flow.keys.holds))
+        quota = engine.quota
+        yield _gauge("tubeserver_job_memory_bytes",
+                     "Memory the live jobs count against --max-memory (bodies plus "
+                     "a fixed cost per job).", quota.memory(len(engine.jobs)))
+        yield _counter("tubeserver_puts_refused",
+                       "Puts answered OUT_OF_MEMORY by --max-jobs or --max-memory.",
+                       quota.puts_refused)
+        yield _counter("tubeserver_schedule_firings_refused",
+                       "Schedule firings that made no job because of --max-jobs or "
+                       "--max-memory.", quota.firings_refused)
+        net = server.dispatcher.net_stats()
+        yield _counter("tubeserver_connections_refused",
+                       "Connections refused at accept past --max-connections.", net.refused)
+        yield _counter("tubeserver_connections_stalled",
+                       "Connections closed for stalling mid-command past --stall-timeout.",
+                       net.stalled)
         yield _gauge("tubeserver_draining", "1 in drain mode (SIGUSR1).",
                      1.0 if engine.draining else 0.0)
         yield _gauge("tubeserver_uptime_seconds", "Seconds since the server started.",

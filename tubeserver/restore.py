@@ -42,6 +42,7 @@ def restore_job(engine: Engine, job: Job) -> None:
             return
     else:
         raise ValueError(f"job {job.id} cannot be restored as {state.value}")
+    engine.quota.body_bytes += len(job.body)  # counted, never refused: the log wins
     if job.id >= engine._next_id:
         engine._next_id = job.id + 1
 

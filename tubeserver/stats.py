@@ -109,12 +109,23 @@ class LogStats:
     max_size: int = 0
 
 
+@attrs.frozen
+class NetStats:
+    """The network layer's figures for `stats`: connections refused at accept past
+    --max-connections, and closed for stalling mid-command past --stall-timeout."""
+
+    refused: int = 0
+    stalled: int = 0
+
+
 def server_stats(engine: Engine, counts: dict[str, int], info: ProcessInfo,
-                 now: float, log: LogStats = LogStats()) -> list[tuple[str, Value]]:
+                 now: float, log: LogStats = LogStats(), net: NetStats = NetStats()
+                 ) -> list[tuple[str, Value]]:
     tubes = engine.tube_list
     sessions = engine.sessions
     tracker = engine.tracker
     flow = engine.flow
+    quota = engine.quota
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return [
         ("current-jobs-urgent", sum(t.urgent_count for t in tubes)),
@@ -164,6 +175,13 @@ def server_stats(engine: Engine, counts: dict[str, int], info: ProcessInfo,
         ("current-tube-limits", len(flow.limits)),
         *((key, counts[key]) for key in ADMIN_COMMAND_KEYS),
         ("jobs-cleared", engine.admin.cleared),
+        ("max-jobs", quota.max_jobs),
+        ("max-memory", quota.max_memory),
+        ("current-job-memory", quota.memory(len(engine.jobs))),
+        ("puts-refused", quota.puts_refused),
+        ("schedule-firings-refused", quota.firings_refused),
+        ("connections-refused", net.refused),
+        ("connections-stalled", net.stalled),
         ("build", info.build),
     ]
 
