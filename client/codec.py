@@ -30,7 +30,14 @@ import attrs
 
 from . import stats
 from .commands import Command, ReserveBatch, Shape
-from .errors import SERVER_ERRORS, Buried, JobFailed, ServerError, UnexpectedReply
+from .errors import (
+    SERVER_ERRORS,
+    Buried,
+    JobFailed,
+    ServerError,
+    TooManyConnections,
+    UnexpectedReply,
+)
 from .flow import Unique
 from .job import NAME_CHARS, NAME_MAX, U64_MAX
 
@@ -218,6 +225,10 @@ class Codec:
         error = SERVER_ERRORS.get(word)
         if error is not None and not args:
             return Reply(command, error=error())
+        if word == TooManyConnections.reply and not args:
+            # Sent at accept, before any reply, and then the connection is closed.
+            self._broken = "the server refused the connection: TOO_MANY_CONNECTIONS"
+            raise TooManyConnections(self._broken)
         if word == b"BURIED" and command.verb == "put" and len(args) == 1:
             return Reply(command, error=Buried(_number(args[0])))
         if word == b"BURIED" and command.verb == "release" and not args:

@@ -18,6 +18,7 @@ others (`ConnectionClosed`, `UnexpectedReply`, `IOTimeout`) mean the connection 
     ├── UnexpectedReply             protocol violation; the connection was closed
     └── ConnectionClosed            (also a builtin ConnectionError) no usable connection
         ├── ConnectFailed           could not connect (refused, unreachable, connect timeout)
+        ├── TooManyConnections      the server was at its --max-connections and closed it
         └── IOTimeout               (also a builtin TimeoutError) a command took too long
 """
 
@@ -227,6 +228,15 @@ class ConnectionClosed(TubeError, ConnectionError):
 class ConnectFailed(ConnectionClosed):
     """The connection could not be opened (refused, unreachable, or the connect timeout
     passed). `__cause__` holds the underlying error."""
+
+
+class TooManyConnections(ConnectionClosed):
+    """TOO_MANY_CONNECTIONS (extension): the server already had as many connections open as
+    its operator allows (`--max-connections`), said so instead of a reply and closed this
+    one. Nothing of the command was run. A pool tries its next server, as for any closed
+    connection; a retry later may find room."""
+
+    reply = b"TOO_MANY_CONNECTIONS"
 
 
 class IOTimeout(ConnectionClosed, TimeoutError):

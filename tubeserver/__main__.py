@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import trio
 
 from . import BUILD, __version__
+from .caps import DEFAULT_BUFFER, Caps, buffer_floor
 from .limits import DEFAULT_LISTEN, DEFAULT_MAX_JOB_SIZE, DEFAULT_PORT, JOB_SIZE_CAP
 from .server import Config, ListenError, serve
 from .tracking import DEFAULT_MEMORY, DEFAULT_TTL
@@ -49,6 +50,43 @@ _fsync_ms = _bounded_int("fsync interval", 0, 3_600_000)
 _segment = _bounded_int("segment size", MIN_SEGMENT_SIZE, 1 << 40)
 _result_ttl = _bounded_int("result TTL", 0, 10 * 365 * 86400)
 _result_memory = _bounded_int("result memory", 0)
+_max_connections = _bounded_int("connection count", 0)
+_max_jobs = _bounded_int("job count", 0)
+
+_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def _memory_size(what: str) -> Callable[[str], int]:
+    """An argparse type: bytes, or a number with K, M, G or T (powers of 1024: 512M, 2G)."""
+
+    def convert(text: str) -> int:
+        raw = text.strip().lower().removesuffix("ib").removesuffix("b")
+        digits = raw.rstrip("kmgt")
+        unit = raw[len(digits):]
+        if not digits.isdigit() or not digits.isascii() or unit not in _UNITS:
+            raise argparse.ArgumentTypeError(
+                f"invalid {what} {text!r} (bytes, or a number with K, M, G or T: 512M, 2G)")
+        return int(digits) * _UNITS[unit]
+
+    return convert
+
+
+def _seconds(what: str) -> Callable[[str], float]:
+    def convert(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid {what} {text!r}") from None
+        if not 0 <= value <= 86400 * 365:
+            raise argparse.ArgumentTypeError(f"{what} {text} is out of range (0 to a year)")
+        return value
+
+    return convert
+
+
+_max_memory = _memory_size("memory size")
+_buffer = _memory_size("buffer size")
+_stall = _seconds("stall timeout")
 
 
 def _path(text: str) -> str:
@@ -109,6 +147,11 @@ _SETTINGS: list[tuple[str, str, Callable[[str], object], object]] = [
     ("TUBESERVER_RESULT_MEMORY", "result_memory", _result_memory, DEFAULT_MEMORY),
     ("TUBESERVER_TIMEZONE", "timezone", _timezone, None),
     ("TUBESERVER_HTTP", "http", _http, None),
+    ("TUBESERVER_MAX_CONNECTIONS", "max_connections", _max_connections, 0),
+    ("TUBESERVER_MAX_JOBS", "max_jobs", _max_jobs, 0),
+    ("TUBESERVER_MAX_MEMORY", "max_memory", _max_memory, 0),
+    ("TUBESERVER_MAX_CONNECTION_BUFFER", "connection_buffer", _buffer, 0),
+    ("TUBESERVER_STALL_TIMEOUT", "stall_timeout", _stall, 0.0),
 ]
 # Meaningless without a log directory: said so when given on the command line.
 _LOG_ONLY = ("segment_size", "fsync_ms", "no_fsync")
@@ -175,6 +218,29 @@ def build_parser() -> argparse.ArgumentParser:
     ops.add_argument("--http", type=_http, metavar="[ADDR:]PORT",
                      help="serve HTTP on ADDR:PORT (default address 127.0.0.1; off unless "
                      "given) [TUBESERVER_HTTP]")
+    caps = p.add_argument_group(
+        "limits", "Caps for a server that untrusted or careless clients can reach. Each is "
+        "off or generous by default; a server started without them answers as beanstalkd "
+        "does. See README, Limits.")
+    caps.add_argument("--max-connections", type=_max_connections, metavar="N",
+                      help="refuse connections beyond N open ones with TOO_MANY_CONNECTIONS, "
+                      "then close them (default 0: no cap) [TUBESERVER_MAX_CONNECTIONS]")
+    caps.add_argument("--max-jobs", type=_max_jobs, metavar="N",
+                      help="answer OUT_OF_MEMORY to any put (and skip a schedule's firing) "
+                      "while N jobs are live (default 0: no cap) [TUBESERVER_MAX_JOBS]")
+    caps.add_argument("--max-memory", type=_max_memory, metavar="SIZE",
+                      help="the same past SIZE bytes of jobs (512M, 2G), counted as each live "
+                      "job's body plus 300 bytes (default 0: no cap) [TUBESERVER_MAX_MEMORY]")
+    caps.add_argument("--max-connection-buffer", dest="connection_buffer", type=_buffer,
+                      metavar="SIZE",
+                      help="bound each connection's unparsed input and its unsent replies to "
+                      f"SIZE: a client that sends without reading is paused (default "
+                      f"{DEFAULT_BUFFER >> 20}M plus the max job size; at least the max job "
+                      "size plus 384K) [TUBESERVER_MAX_CONNECTION_BUFFER]")
+    caps.add_argument("--stall-timeout", type=_stall, metavar="SECONDS",
+                      help="close a connection that sent part of a command (a line or a "
+                      "body) and then nothing for SECONDS; idle ones and ones waiting in a "
+                      "reserve are never closed (default 0: off) [TUBESERVER_STALL_TIMEOUT]")
     p.add_argument("-V", "--verbose", action="count",
                    help="log connections; twice also logs every command "
                    "[TUBESERVER_VERBOSE=N]")
@@ -219,10 +285,18 @@ def parse_config(argv: Sequence[str], environ: dict[str, str]) -> Config:
                      "pip install 'tubeserver[http]'")
     fsync_ms = None if args.no_fsync else (
         DEFAULT_FSYNC_MS if args.fsync_ms is None else args.fsync_ms)
+    floor = buffer_floor(size)
+    if args.connection_buffer and args.connection_buffer < floor:
+        parser.error(f"--max-connection-buffer {args.connection_buffer} is below {floor}, "
+                     "the max job size plus 384K: a whole job must fit")
+    caps = Caps(max_connections=args.max_connections, max_jobs=args.max_jobs,
+                max_memory=args.max_memory, connection_buffer=args.connection_buffer,
+                stall_timeout=args.stall_timeout)
     return Config(listen=args.listen, port=args.port, max_job_size=size, verbose=args.verbose,
                   wal_dir=args.wal_dir, fsync_ms=fsync_ms, segment_size=args.segment_size,
                   wal_repair=args.wal_repair, result_ttl=args.result_ttl,
-                  result_memory=args.result_memory, timezone=args.timezone, http=args.http)
+                  result_memory=args.result_memory, timezone=args.timezone, http=args.http,
+                  caps=caps)
 
 
 def _http_extra() -> bool:

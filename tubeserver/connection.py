@@ -5,7 +5,10 @@ the records of those commands are committed first; if that fails, every reply th
 a logged change becomes INTERNAL_ERROR instead, never a success. A blocked reserve parks
 the task on an Event set by the server when the engine's Wakeup for this session arrives;
 meanwhile the task keeps reading so that a hang-up is noticed (beanstalkd then answers
-TIMED_OUT and closes) and pipelined input is buffered for later.
+TIMED_OUT and closes) and pipelined input is buffered for later. The caps are the hub
+client's (rounds.py): `in_cap` on unparsed input, `high_water` on replies piled up before
+they are sent (a slow reader then holds the task in its send), and `stall_after`, the time
+the server's sweeper lets it sit mid-command before it cancels `scope`.
 """
 
 from __future__ import annotations
@@ -43,6 +46,12 @@ class Connection:
         # Positions in the reply batch of replies that report a logged change.
         self.logged: list[int] = []
         self.active_at = trio.current_time()  # when it last sent something
+        self.in_cap: int = server.buffer
+        self.high_water: int = min(SEND_HIGH_WATER, server.buffer)
+        self.stall_after: float = server.stall_after
+        self.pending = 0  # bytes of replies piled up or being sent
+        self.blocked = False  # in a reserve's wait or a send: never a stall of its own
+        self.scope = trio.CancelScope()  # cancelled by `expire`
 
     async def run(self) -> None:
         server = self.server
@@ -50,7 +59,8 @@ class Connection:
         if server.verbose:
             log.info("accept %s (session %d)", self.peer, self.session.id)
         try:
-            await self._serve()
+            with self.scope:
+                await self._serve()
         except (trio.BrokenResourceError, trio.ClosedResourceError) as e:
             if server.verbose:
                 log.info("connection %s lost: %s", self.peer, e)
@@ -69,9 +79,13 @@ class Connection:
         wal = self.server.wal
         logged = self.logged
         out: list[bytes] = []
-        pending = 0
         while True:
-            data = await stream.receive_some(RECV_SIZE)
+            room = self.in_cap - parser.buffered()
+            if room <= 0:
+                # A command longer than this connection may buffer can never end: left to
+                # the sweeper, as any stall.
+                await trio.sleep_forever()
+            data = await stream.receive_some(RECV_SIZE if room >= RECV_SIZE else room)
             if not data:
                 return
             parser.feed(data)
@@ -88,7 +102,6 @@ class Connection:
                     log.debug("%s <- %s -> %s", self.peer, _short(event), _short(result))
                 if result is Action.WAIT:
                     await self._flush(out)
-                    pending = 0
                     wakeup = await self._wait()
                     if wal is not None and wakeup.cleared >= 0:
                         logged.append(len(out))  # clear-tube's deletes were logged
@@ -99,14 +112,12 @@ class Connection:
                     await self._flush(out)
                     return
                 out.append(result)
-                pending += len(result)
-                if self.hung_up or pending >= SEND_HIGH_WATER:
+                self.pending += len(result)
+                if self.hung_up or self.pending >= self.high_water:
                     await self._flush(out)
-                    pending = 0
                     if self.hung_up:
                         return
             await self._flush(out)
-            pending = 0
 
     async def _flush(self, out: list[bytes]) -> None:
         """Send the piled-up replies. Wakeups for other sessions go out first: this send
@@ -114,30 +125,40 @@ class Connection:
         report a logged change wait until it is committed."""
         server = self.server
         server.after_change()
-        if self.logged:
-            assert server.wal is not None
-            if not await server.commit(server.wal.seq):
-                for i in self.logged:
-                    out[i] = InternalError.reply
-            self.logged.clear()
-        if out:
-            await self.stream.send_all(b"".join(out))
-            out.clear()
+        self.blocked = True
+        try:
+            if self.logged:
+                assert server.wal is not None
+                if not await server.commit(server.wal.seq):
+                    for i in self.logged:
+                        out[i] = InternalError.reply
+                self.logged.clear()
+            if out:
+                await self.stream.send_all(b"".join(out))
+                out.clear()
+        finally:
+            self.blocked = False
+        self.pending = 0
 
     async def _wait(self) -> Wakeup:
         """Park until this session's reserve is answered (or the client hangs up)."""
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._watch_hangup)
-            await self.woken.wait()
-            nursery.cancel_scope.cancel()
+        self.blocked = True
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._watch_hangup)
+                await self.woken.wait()
+                nursery.cancel_scope.cancel()
+        finally:
+            self.blocked = False
         wakeup, self.wakeup = self.wakeup, None
         self.woken = trio.Event()
         assert wakeup is not None
         return wakeup
 
     async def _watch_hangup(self) -> None:
-        while self.parser.buffered() < WAIT_BUFFER_LIMIT:
-            data = await self.stream.receive_some(RECV_SIZE)
+        limit = min(WAIT_BUFFER_LIMIT, self.in_cap)
+        while (room := limit - self.parser.buffered()) > 0:
+            data = await self.stream.receive_some(RECV_SIZE if room >= RECV_SIZE else room)
             if not data:
                 self.hung_up = True
                 if not self.woken.is_set():
@@ -150,3 +171,17 @@ class Connection:
     def wake(self, wakeup: Wakeup) -> None:
         self.wakeup = wakeup
         self.woken.set()
+
+    def stalled_since(self) -> float | None:
+        """When it last sent anything, if it is mid-command now of its own doing (as the hub
+        client's, rounds.py)."""
+        if self.blocked or not self.parser.partial():
+            return None
+        return self.active_at
+
+    def expire(self, now: float) -> None:
+        self.scope.cancel()
+
+    def buffered(self) -> tuple[int, int]:
+        """Bytes of its unparsed input and of its replies not sent yet."""
+        return self.parser.buffered(), self.pending

@@ -69,3 +69,10 @@ class TubeFull(ProtocolError):
     """A put into a tube holding its `tube-limits` max-jobs (only ever with limits set)."""
 
     reply = b"TUBE_FULL\r\n"
+
+
+class TooManyConnections(ProtocolError):
+    """Sent at accept to a connection beyond --max-connections, which is then closed (only
+    ever with the cap set)."""
+
+    reply = b"TOO_MANY_CONNECTIONS\r\n"

@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from .rounds import IN, Rounds
+from .errors import TooManyConnections
+from .rounds import IN, RECV_SIZE, Rounds
 
 if TYPE_CHECKING:
     from .server import Server
@@ -204,6 +205,9 @@ class Hub:
                 self._accept_resumes = trio.current_time() + ACCEPT_RETRY
                 return
             sock.setblocking(False)
+            if server.caps.max_connections and server.refuse(format_peer(addr)):
+                refuse(sock)
+                continue
             if sock.family != socket.AF_UNIX:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             client = self._rounds.add(sock, format_peer(addr))
@@ -223,6 +227,19 @@ class Hub:
                 sock.close()
             os.close(self._kick)
             self._epoll.close()
+
+
+def refuse(sock: socket.socket) -> None:
+    """Tell a connection beyond --max-connections so, and close it. What it may have sent
+    already is read first: closing on unread input would reset the connection, and the
+    client might lose the line."""
+    try:
+        sock.send(TooManyConnections.reply)  # a new socket's buffer always takes it
+        sock.shutdown(socket.SHUT_WR)
+        sock.recv(RECV_SIZE)
+    except OSError:
+        pass
+    sock.close()
 
 
 def trio_epoll_fd() -> int | None:

@@ -408,6 +408,13 @@ class Parser:
         """Bytes received but not yet turned into events."""
         return len(self._buf) - self._pos + self._later_size
 
+    def partial(self) -> bool:
+        """Whether a command has begun and not ended (part of a line, a body still to come,
+        an over-long line or body being dropped). Only meaningful once `next_event` has
+        answered None: before, the buffer may hold whole commands not yet taken."""
+        return (self.buffered() > 0 or self._put is not None or self._skip > 0
+                or self._discarding)
+
     def next_event(self) -> c.Event | None:
         """The next complete command (or rejection), or None when more input is needed."""
         event = self._next()

@@ -28,7 +28,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("tubeserver.connection")  # the same lines as connection.py logs
 
 RECV_SIZE: Final = 65536
-# Replies are sent once this much has piled up, even mid-batch, to bound memory.
+# Replies are sent once this much has piled up, even mid-batch, and a client is not parsed
+# while this much of its output is unsent.
 SEND_HIGH_WATER: Final = 256 * 1024
 # While a reserve waits, stop reading once this much pipelined input is buffered.
 WAIT_BUFFER_LIMIT: Final = 1 << 20
@@ -45,12 +46,19 @@ def short(value: object, limit: int = 200) -> str:
 
 
 class Client:
-    """One connection as the hub keeps it; the server hands it wakeups through `wake`."""
+    """One connection as the hub keeps it; the server hands it wakeups through `wake`, and
+    its sweeper asks it whether it stalled mid-command (`stalled_since`).
+
+    Its caps come from the server's when it opens, and may be set tighter for it alone:
+    `in_cap` bounds its unparsed input (it is not read past it: a command that does not fit
+    can only stall); `high_water` its unsent output, past which it is not parsed (beyond it
+    by one reply at most: reserve-batch's is bounded by the engine's `batch_bytes`);
+    `stall_after` is how long it may sit mid-command before the sweeper closes it."""
 
     __slots__ = (
-        "active_at", "closed", "closing", "fd", "hung_up", "logged", "mask", "out", "parser",
-        "peer", "rounds", "session", "sock", "stalled", "touched", "unsent", "waiting",
-        "wakeup",
+        "active_at", "closed", "closing", "fd", "high_water", "hung_up", "in_cap", "logged",
+        "mask", "out", "parser", "peer", "rounds", "session", "sock", "stall_after", "stalled",
+        "touched", "unsent", "waiting", "wakeup",
     )
 
     def __init__(self, rounds: Rounds, sock: socket.socket, peer: str) -> None:
@@ -59,14 +67,18 @@ class Client:
         self.fd = sock.fileno()
         self.peer = peer
         self.session = rounds.engine.connect()
-        self.parser = Parser(rounds.server.max_job_size)
+        server = rounds.server
+        self.parser = Parser(server.max_job_size)
+        self.in_cap: int = server.buffer
+        self.high_water: int = min(SEND_HIGH_WATER, server.buffer)
+        self.stall_after: float = server.stall_after
         self.out: list[bytes] = []  # replies of this round, sent together once it commits
         self.logged: list[int] = []  # positions in `out` of replies that report logged changes
         self.unsent = bytearray()  # earlier rounds' replies the socket did not take yet
         self.mask = IN  # the events registered in the epoll
         self.waiting = False  # a blocked reserve: parse nothing more until `wakeup`
         self.wakeup: Wakeup | None = None
-        self.stalled = False  # parsing stopped at SEND_HIGH_WATER with input left
+        self.stalled = False  # parsing stopped at `high_water` with input left
         self.hung_up = False  # read EOF
         self.closing = False  # close once `unsent` is out (quit, or hung up)
         self.touched = False  # in the list of clients to settle this round
@@ -76,6 +88,26 @@ class Client:
     def wake(self, wakeup: Wakeup) -> None:
         self.wakeup = wakeup
         self.rounds.resume(self)
+
+    def stalled_since(self) -> float | None:
+        """When it last sent anything, if it is mid-command now of its own doing: not while
+        it waits in a reserve (or `result`, `clear-tube`), nor while it is paused because
+        its replies pile up."""
+        if self.closing or self.closed or self.waiting or self.stalled \
+                or not self.parser.partial():
+            return None
+        return self.active_at
+
+    def expire(self, now: float) -> None:
+        """Close it now (the sweeper: it stalled); its reserved jobs go back to ready."""
+        if not self.closed:
+            rounds = self.rounds
+            rounds.now = max(rounds.now, now)
+            rounds.drop(self)
+
+    def buffered(self) -> tuple[int, int]:
+        """Bytes of its unparsed input and of its output not sent yet."""
+        return self.parser.buffered(), len(self.unsent) + sum(len(r) for r in self.out)
 
 
 class Rounds:
@@ -166,7 +198,7 @@ class Rounds:
             if client.closing and not client.unsent:
                 self.drop(client)
                 continue
-            if client.stalled and len(client.unsent) < SEND_HIGH_WATER:
+            if client.stalled and len(client.unsent) < client.high_water:
                 self.resume(client)
             self._rearm(client)
 
@@ -178,13 +210,19 @@ class Rounds:
             self.touched.append(client)
 
     def _read(self, client: Client) -> None:
-        try:
-            data = client.sock.recv(RECV_SIZE)
-        except BlockingIOError:
-            return
-        except OSError as error:
-            self._lost(client, error)
-            return
+        room = client.in_cap - client.parser.buffered()
+        if room <= 0:
+            # Not read at its cap (see _rearm): only a hang-up or an error wakes it here.
+            # Anything still in the socket would be more than it may buffer; it is gone.
+            data = b""
+        else:
+            try:
+                data = client.sock.recv(RECV_SIZE if room >= RECV_SIZE else room)
+            except BlockingIOError:
+                return
+            except OSError as error:
+                self._lost(client, error)
+                return
         if data:
             client.parser.feed(data)
             client.active_at = self.now
@@ -198,7 +236,7 @@ class Rounds:
 
     def _advance(self, client: Client) -> None:
         """Run the client's buffered commands until it waits, quits, runs out of complete
-        commands, or has SEND_HIGH_WATER bytes of replies pending."""
+        commands, or has `high_water` bytes of replies pending."""
         self._touch(client)
         if client.closing or (client.waiting and not self._answer(client)):
             return
@@ -208,7 +246,7 @@ class Rounds:
         trace = server.verbose >= 2
         now = self.now
         parser, session, out = client.parser, client.session, client.out
-        room = SEND_HIGH_WATER - len(client.unsent)
+        room = client.high_water - len(client.unsent)
         for reply in out:
             room -= len(reply)
         client.stalled = False
@@ -295,9 +333,12 @@ class Rounds:
     def _rearm(self, client: Client) -> None:
         want = OUT if client.unsent else 0
         if not (client.closing or client.hung_up or client.stalled) \
-                and len(client.unsent) < SEND_HIGH_WATER \
-                and (not client.waiting or client.parser.buffered() < WAIT_BUFFER_LIMIT):
-            want |= IN
+                and len(client.unsent) < client.high_water:
+            limit = client.in_cap
+            if client.waiting and limit > WAIT_BUFFER_LIMIT:
+                limit = WAIT_BUFFER_LIMIT
+            if client.parser.buffered() < limit:
+                want |= IN
         if want != client.mask:
             self.epoll.modify(client.fd, want)
             client.mask = want

@@ -5,8 +5,10 @@ Real sockets are served by one hub task (`hub.py`); in-memory streams by a Conne
 deadline earlier shortens the sleep (`after_change`). Wakeups the engine queues for waiting
 sessions are handed to their connections here. With a write-ahead log, `commit` writes what the
 engine logged before a connection sends its replies, and the syncer task runs fsync in a
-thread, one round for everything written meanwhile (group commit). SIGTERM/SIGINT stop
-everything and return normally; SIGUSR1 turns on drain mode.
+thread, one round for everything written meanwhile (group commit). The sweeper task closes
+connections that stall mid-command (--stall-timeout), asking each when it last sent anything
+while mid-command and sleeping until the soonest can expire. SIGTERM/SIGINT stop everything
+and return normally; SIGUSR1 turns on drain mode.
 """
 
 from __future__ import annotations
@@ -32,16 +34,18 @@ import attrs
 import trio
 
 from . import recovery
+from .caps import NO_CAPS, Caps, Tally
 from .commands import Command
 from .connection import Connection
 from .dispatch import Action, Dispatcher, answer
 from .engine import Engine, Wakeup
-from .errors import InternalError
+from .errors import InternalError, TooManyConnections
 from .histogram import SYNC_BOUNDS, Histogram
 from .hub import Hub, format_peer
-from .limits import DEFAULT_TUBE
+from .limits import DEFAULT_TUBE, FRAME_OVERHEAD
+from .rounds import SEND_HIGH_WATER
 from .session import Session
-from .stats import ProcessInfo
+from .stats import NetStats, ProcessInfo
 from .tracking import DEFAULT_MEMORY, DEFAULT_TTL, Tracker
 from .wal import DEFAULT_FSYNC_MS, DEFAULT_SEGMENT_SIZE, DirLock, SyncPlan, Wal, WalError
 
@@ -49,6 +53,8 @@ log = logging.getLogger("tubeserver")
 
 # fsync rounds faster than this run on the event loop; slower ones in a thread.
 INLINE_SYNC = 0.0005
+# How long a connection refused at accept may take to be told so (a TLS handshake first).
+REFUSE_TIMEOUT = 1.0
 
 
 @attrs.frozen
@@ -65,12 +71,18 @@ class Config:
     result_memory: int = DEFAULT_MEMORY
     timezone: str | None = None  # schedules' cron times; None: UTC
     http: tuple[str, int] | None = None  # the HTTP endpoint (web.py); None: off
+    caps: Caps = NO_CAPS  # --max-connections, --max-jobs, ... (caps.py)
 
 
 class Peer(Protocol):
     """A connection as the server sees it: a Connection task or a hub client."""
 
+    stall_after: float  # seconds it may sit mid-command; inf: for ever
+
     def wake(self, wakeup: Wakeup) -> None: ...
+    def stalled_since(self) -> float | None: ...
+    def expire(self, now: float) -> None: ...
+    def buffered(self) -> tuple[int, int]: ...
 
 
 class ListenError(Exception):
@@ -81,13 +93,30 @@ class Server:
     """Engine plus dispatcher plus the glue that ties connections to them."""
 
     def __init__(self, max_job_size: int, verbose: int = 0,
-                 tracker: Tracker | None = None, timezone: tzinfo | None = None) -> None:
+                 tracker: Tracker | None = None, timezone: tzinfo | None = None,
+                 caps: Caps = NO_CAPS) -> None:
         self.max_job_size = max_job_size
         self.verbose = verbose
         self.engine = Engine(tracker)
+        # The caps (caps.py): the engine's on jobs, and each new connection's defaults.
+        self.caps = caps
+        self.engine.quota.max_jobs = caps.max_jobs
+        self.engine.quota.max_memory = caps.max_memory
+        self.buffer = caps.buffer(max_job_size)
+        self.stall_after = caps.stall_after
+        # The last reply may come on top of SEND_HIGH_WATER pending (rounds.py).
+        self.engine.batch_bytes = max(0, self.buffer - SEND_HIGH_WATER - FRAME_OVERHEAD)
+        self.refused = 0  # connections refused at accept (--max-connections)
+        self.stalled = 0  # connections closed mid-command (--stall-timeout)
+        self._refusals = Tally(log)
+        self._stalls = Tally(log)
+        self._firings_refused = 0  # schedule firings refused by a cap, as last logged
+        self._firings_logged_at = -math.inf
+        self._sweep_scope: trio.CancelScope | None = None
         self.dispatcher = Dispatcher(
             self.engine, ProcessInfo.gather(max_job_size, trio.current_time()), _log_bug
         )
+        self.dispatcher.net_stats = self.net_stats
         self.dispatcher.wall = time.time() - trio.current_time()
         self.engine.flow.wall_offset = self.dispatcher.wall
         self.engine.flow.schedules.tz = timezone
@@ -225,6 +254,76 @@ class Server:
         synced, self._synced = self._synced, trio.Event()
         synced.set()
 
+    # --- caps ------------------------------------------------------------------------------
+
+    def net_stats(self) -> NetStats:
+        return NetStats(self.refused, self.stalled)
+
+    def refuse(self, peer: str) -> bool:
+        """Whether a new connection from `peer` is one too many (--max-connections); if so
+        it is counted and logged (one line a second at most), and the caller sends it
+        TOO_MANY_CONNECTIONS and closes it."""
+        most = self.caps.max_connections
+        if not most or len(self.engine.sessions) < most:
+            return False
+        self.refused += 1
+        self._refusals.note(trio.current_time(), "refused a connection from %s: %d are open "
+                            "(--max-connections)", peer, most)
+        return True
+
+    def sweep_by(self, at: float) -> None:
+        """Have the sweeper look at the connections by `at` (a connection given a shorter
+        `stall_after` than the server's says so when it opens)."""
+        scope = self._sweep_scope
+        if scope is not None and at < scope.deadline:
+            scope.deadline = at
+
+    async def run_sweeper(self) -> None:
+        """Close every connection that has sat mid-command (part of a line or of a body
+        sent, then nothing) for its `stall_after`. Idle connections between commands and
+        those blocked in a reserve are never stalled (`stalled_since` says None)."""
+        due = trio.current_time() + self.stall_after
+        while True:
+            with trio.CancelScope(deadline=due) as scope:
+                self._sweep_scope = scope
+                await trio.sleep_forever()
+            self._sweep_scope = None
+            now = trio.current_time()
+            due = self.sweep(now)
+
+    def sweep(self, now: float) -> float:
+        """One look at every connection at `now`; returns when the next is due: the soonest
+        expiry of a stalled connection, or one `stall_after` on (by then any connection that
+        stalls after this look is seen with its own expiry)."""
+        due = now + self.stall_after
+        closed = self.stalled
+        for peer in list(self.conns.values()):
+            since = peer.stalled_since()
+            if since is None:
+                continue
+            at = since + peer.stall_after
+            if at > now:
+                due = min(due, at)
+                continue
+            self.stalled += 1
+            self._stalls.note(now, "closing %s: it stalled mid-command for %.1f s "
+                              "(--stall-timeout)", getattr(peer, "peer", "?"), now - since)
+            peer.expire(now)
+        if self.stalled != closed:
+            self.after_change()  # their reserved jobs may go to waiters
+        return due
+
+    def _log_refused_firings(self, now: float) -> None:
+        """A line for schedule firings a cap refused since the last, a second apart at most
+        (the engine counts them; it does not log)."""
+        refused = self.engine.quota.firings_refused
+        if refused != self._firings_refused and now - self._firings_logged_at >= 1.0:
+            log.warning("%d schedule firing(s) made no job: --max-jobs or --max-memory "
+                        "reached (schedule-firings-refused: %d)",
+                        refused - self._firings_refused, refused)
+            self._firings_refused = refused
+            self._firings_logged_at = now
+
     def after_change(self) -> None:
         """Deliver wakeups and pull the ticker's alarm forward if needed."""
         if self.wal is not None and self.wal.dirty:
@@ -256,6 +355,8 @@ class Server:
             self.engine.flow.set_wall_offset(time.time() - now)
             self.engine.tick(now)
             self.after_change()
+            if self.engine.flow.schedules.table:
+                self._log_refused_firings(now)
 
     def now(self) -> float:
         """The engine's clock."""
@@ -290,6 +391,14 @@ class Server:
     async def handle(self, stream: trio.abc.Stream, peer: str = "-") -> None:
         """Serve one client on `stream` in a task of its own (in-memory streams; real
         sockets go through the hub)."""
+        if self.caps.max_connections and self.refuse(peer):
+            with trio.move_on_after(REFUSE_TIMEOUT):
+                try:
+                    await stream.send_all(TooManyConnections.reply)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    pass
+            await trio.aclose_forcefully(stream)
+            return
         await Connection(self, stream, peer).run()
 
     async def handle_socket(self, stream: trio.SocketStream) -> None:
@@ -307,10 +416,20 @@ class Inside:
         self.woken = trio.Event()
         self.wakeup: Wakeup | None = None
         self.peer = "tubeserver"
+        self.stall_after = math.inf
 
     def wake(self, wakeup: Wakeup) -> None:
         self.wakeup = wakeup
         self.woken.set()
+
+    def stalled_since(self) -> float | None:
+        return None
+
+    def expire(self, now: float) -> None:
+        pass
+
+    def buffered(self) -> tuple[int, int]:
+        return 0, 0
 
 
 def _log_bug(event: object, error: Exception) -> None:
@@ -419,7 +538,7 @@ async def serve(config: Config, *, task_status: trio.TaskStatus[list[trio.Socket
     signal.signal(signal.SIGUSR1, signal.SIG_IGN)
     server = Server(config.max_job_size, config.verbose,
                     Tracker(config.result_ttl, config.result_memory),
-                    None if config.timezone is None else ZoneInfo(config.timezone))
+                    None if config.timezone is None else ZoneInfo(config.timezone), config.caps)
     if config.wal_dir is not None:
         server.open_wal(config)
     try:
@@ -449,6 +568,7 @@ async def _run(server: Server, listeners: list[trio.SocketListener],
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGUSR1) as signals:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(server.run_ticker)
+            nursery.start_soon(server.run_sweeper)
             if server.wal is not None and server.wal.fsync_ms is not None:
                 nursery.start_soon(server.run_syncer)
             if hasattr(select, "epoll"):

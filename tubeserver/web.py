@@ -204,6 +204,7 @@ class App:
         out = []
         for s in sorted(server.engine.sessions, key=_session_id):
             peer = server.conns.get(s)
+            buffered_in, buffered_out = (0, 0) if peer is None else peer.buffered()
             out.append({
                 "id": s.id,
                 "peer": getattr(peer, "peer", "?"),
@@ -215,6 +216,10 @@ class App:
                 "producer": s.producer,
                 "worker": s.worker,
                 "idle": round(max(0.0, now - getattr(peer, "active_at", now)), 3),
+                # Bytes received and not parsed yet, and replies not sent yet: each at most
+                # --max-connection-buffer.
+                "buffered-in": buffered_in,
+                "buffered-out": buffered_out,
             })
         return out
 
