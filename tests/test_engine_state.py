@@ -771,7 +771,7 @@ class EngineMachine(RuleBasedStateMachine):
             self.both(lambda: e.bury(s, job_id, pri, now, data),
                       lambda: m.bury(s.id, job_id, pri, data))
         elif how == "checkpoint":
-            self.both(lambda: e.checkpoint(s, job_id, data, now),
+            self.both(lambda: e.results.checkpoint(s, job_id, data, now),
                       lambda: m.checkpoint(s.id, job_id, data))
         else:
             self.both(lambda: e.reserve_job(s, job_id, now),
@@ -976,7 +976,7 @@ class EngineMachine(RuleBasedStateMachine):
         now = self.m.now
 
         def engine() -> Answer | None:
-            got = self.e.result(s, job_id, timeout, now)
+            got = self.e.results.result(s, job_id, timeout, now)
             return None if got is None else (got.failed, got.job_id, got.data)
 
         self.both(engine, lambda: self.m.result(s.id, job_id, timeout))
@@ -991,11 +991,11 @@ class EngineMachine(RuleBasedStateMachine):
         """job-status (live jobs and kept records alike), or peek-checkpoint."""
         e, m = self.e, self.m
         if what == "peek":
-            self.both(lambda: e.peek_checkpoint(job_id), lambda: m.peek_checkpoint(job_id))
+            self.both(lambda: e.results.peek_checkpoint(job_id), lambda: m.peek_checkpoint(job_id))
             return
 
         def engine() -> tuple[str, int, int, int, bytes | None]:
-            job = e.job_status(job_id)
+            job = e.results.job_status(job_id)
             reason = None if job.extra is None else job.extra.reason
             return (job.state.value, job.reserves, job.buries, job.kicks, reason)
 
@@ -1131,7 +1131,7 @@ class EngineMachine(RuleBasedStateMachine):
         quota = e.quota
         assert (quota.memory(len(e.jobs)), quota.puts_refused, quota.firings_refused) == (
             m.memory(), m.puts_refused, m.firings_refused)
-        assert list(e.tracker.records) == list(m.records)
+        assert [j.id for j in e.tracker.order] == list(m.records)
         for job_id, record in m.records.items():
             kept = e.tracker.records[job_id]
             assert (kept.body, kept.deadline) == (record.result, record.finished), job_id

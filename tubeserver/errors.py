@@ -76,3 +76,10 @@ class TooManyConnections(ProtocolError):
     ever with the cap set)."""
 
     reply = b"TOO_MANY_CONNECTIONS\r\n"
+
+
+class Unauthorized(ProtocolError):
+    """A command the session's token does not allow, or a failed `auth` (only ever with an
+    auth file)."""
+
+    reply = b"UNAUTHORIZED\r\n"
