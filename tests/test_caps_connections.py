@@ -50,8 +50,8 @@ async def test_a_connection_beyond_the_cap_is_told_and_closed(path: str) -> None
         assert (await again.stats())["connections-refused"] == "2"
 
 
-async def test_a_refused_client_that_spoke_first_still_reads_the_line() -> None:
-    async with running("hub", Caps(max_connections=1)) as r:
+async def test_a_refused_client_that_spoke_first_still_reads_the_line(path: str) -> None:
+    async with running(path, Caps(max_connections=1)) as r:
         first = await r.connect()
         assert await first.cmd(b"list-tube-used") == b"USING default\r\n"
         eager = await r.connect()

@@ -109,7 +109,7 @@ class Engine:
         self.quota = Quota()
         # reserve-batch hands out no more body bytes than this in one reply (at least one
         # job): the network layer's bound on a connection's unsent output (rounds.py).
-        self.batch_bytes = 1 << 62
+        self.batch_bytes = 1 << 60  # (a native int when compiled: below 2**62)
         # Flow control (flow.py): unique keys, dependencies, tube limits, schedules.
         self.flow = Flow(self)
         # Operators' commands (admin.py): list-jobs, clear-tube, kick-tube.

@@ -45,7 +45,7 @@ from .errors import InternalError, TooManyConnections, Unauthorized
 from .histogram import SYNC_BOUNDS, Histogram
 from .hub import Hub, format_peer
 from .limits import AUTH_DELAY, DEFAULT_TUBE, FRAME_OVERHEAD
-from .rounds import SEND_HIGH_WATER
+from .rounds import RECV_SIZE, SEND_HIGH_WATER
 from .session import Session
 from .stats import NetStats, ProcessInfo
 from .tokens import AuthFileError, Tokens
@@ -57,8 +57,10 @@ log = logging.getLogger("tubeserver")
 
 # fsync rounds faster than this run on the event loop; slower ones in a thread.
 INLINE_SYNC = 0.0005
-# How long a connection refused at accept may take to be told so (a TLS handshake first).
+# How long a connection refused at accept may take to be told so (a TLS handshake first),
+# and how long what it sent meanwhile is waited for before the close.
 REFUSE_TIMEOUT = 1.0
+REFUSE_DRAIN = 0.05
 
 
 @attrs.frozen
@@ -449,12 +451,7 @@ class Server:
         """Serve one client on `stream` in a task of its own (in-memory streams; real
         sockets go through the hub)."""
         if self.caps.max_connections and self.too_many(peer):
-            with trio.move_on_after(REFUSE_TIMEOUT):
-                try:
-                    await stream.send_all(TooManyConnections.reply)
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
-                    pass
-            await trio.aclose_forcefully(stream)
+            await tell_too_many(stream)
             return
         await Connection(self, stream, peer).run()
 
@@ -464,6 +461,22 @@ class Server:
         except OSError:
             peer = "?"
         await self.handle(stream, peer)
+
+
+async def tell_too_many(stream: trio.abc.Stream) -> None:
+    """Tell a connection beyond --max-connections so, and close it (as hub.tell_too_many).
+    What it sent already is read for a moment first: closing on unread input would reset
+    the connection, and the client might lose the line."""
+    with trio.move_on_after(REFUSE_TIMEOUT):
+        try:
+            await stream.send_all(TooManyConnections.reply)
+            if isinstance(stream, trio.abc.HalfCloseableStream):
+                await stream.send_eof()
+            with trio.move_on_after(REFUSE_DRAIN):
+                await stream.receive_some(RECV_SIZE)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+    await trio.aclose_forcefully(stream)
 
 
 class Inside:
