@@ -39,7 +39,7 @@ RULES: dict[type, tuple[str, set[str]]] = {
     c.Release: ("job", {"consume"}), c.Bury: ("job", {"consume"}),
     c.Touch: ("job", {"consume"}), c.Finish: ("job", {"consume"}),
     c.Fail: ("job", {"consume"}), c.Checkpoint: ("job", {"consume"}),
-    c.Peek: ("job", {"inspect"}), c.StatsJob: ("job", {"inspect"}),
+    c.Peek: ("job", {"inspect"}), c.StatsJob: ("job", {"inspect", "consume"}),
     c.PeekCheckpoint: ("job", {"inspect"}),
     c.JobStatus: ("job", {"inspect", "produce", "consume"}),
     c.Result: ("job", {"inspect", "produce", "consume"}),

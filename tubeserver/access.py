@@ -79,9 +79,11 @@ _FREE: Final = (c.Quit, c.Ignore, c.ListTubeUsed, c.ListTubesWatched)
 _BY_JOB: Final[dict[type, int]] = {
     c.ReserveJob: CONSUME, c.Delete: CONSUME, c.Release: CONSUME, c.Bury: CONSUME,
     c.Touch: CONSUME, c.Finish: CONSUME, c.Fail: CONSUME, c.Checkpoint: CONSUME,
-    c.Peek: INSPECT, c.StatsJob: INSPECT, c.PeekCheckpoint: INSPECT,
-    # Its producer and its worker may follow a job without being inspectors.
+    c.Peek: INSPECT, c.PeekCheckpoint: INSPECT,
+    # Its producer and its worker may follow a job without being inspectors (tubeworker
+    # reads stats-job's counts to decide a retry's backoff).
     c.JobStatus: INSPECT | PRODUCE | CONSUME, c.Result: INSPECT | PRODUCE | CONSUME,
+    c.StatsJob: INSPECT | CONSUME,
     c.KickJob: ADMIN,
 }
 # Commands on the tube they name.
