@@ -40,6 +40,7 @@ from typing import cast
 
 import attrs
 
+from tubeserver.caps import NO_CAPS
 from tubeserver.dispatch import Dispatcher
 from tubeserver.engine import Engine
 from tubeserver.invariants import check_invariants
@@ -272,6 +273,10 @@ class Host(Server):
         self.conns = {}
         self._tick_scope = None
         self.wal = None
+        # The caps' defaults (caps.py), as each new Client copies them.
+        self.caps = NO_CAPS
+        self.buffer = NO_CAPS.buffer(MAX_JOB_SIZE)
+        self.stall_after = NO_CAPS.stall_after
 
 
 # --------------------------------------------------------------------------- one run
