@@ -20,6 +20,8 @@ import trio
 from . import BUILD, __version__
 from .limits import DEFAULT_LISTEN, DEFAULT_MAX_JOB_SIZE, DEFAULT_PORT, JOB_SIZE_CAP
 from .server import Config, ListenError, serve
+from .tls import HANDSHAKE_TIMEOUT, Tls, TlsError
+from .tls import load as load_tls
 from .tracking import DEFAULT_MEMORY, DEFAULT_TTL
 from .wal import DEFAULT_FSYNC_MS, DEFAULT_SEGMENT_SIZE, MIN_SEGMENT_SIZE, WalError
 
@@ -88,6 +90,12 @@ def _http(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def _file(text: str) -> str:
+    if not text:
+        raise argparse.ArgumentTypeError("empty file name")
+    return text
+
+
 def _listen(text: str) -> str:
     if not text:
         raise argparse.ArgumentTypeError("empty listen address")
@@ -109,6 +117,9 @@ _SETTINGS: list[tuple[str, str, Callable[[str], object], object]] = [
     ("TUBESERVER_RESULT_MEMORY", "result_memory", _result_memory, DEFAULT_MEMORY),
     ("TUBESERVER_TIMEZONE", "timezone", _timezone, None),
     ("TUBESERVER_HTTP", "http", _http, None),
+    ("TUBESERVER_TLS_CERT", "tls_cert", _file, None),
+    ("TUBESERVER_TLS_KEY", "tls_key", _file, None),
+    ("TUBESERVER_TLS_CLIENT_CA", "tls_client_ca", _file, None),
 ]
 # Meaningless without a log directory: said so when given on the command line.
 _LOG_ONLY = ("segment_size", "fsync_ms", "no_fsync")
@@ -175,6 +186,21 @@ def build_parser() -> argparse.ArgumentParser:
     ops.add_argument("--http", type=_http, metavar="[ADDR:]PORT",
                      help="serve HTTP on ADDR:PORT (default address 127.0.0.1; off unless "
                      "given) [TUBESERVER_HTTP]")
+    tls = p.add_argument_group(
+        "TLS", "With --tls-cert and --tls-key, TCP clients must speak TLS (1.2 or later) and "
+        "the HTTP endpoint serves HTTPS with the same certificate; the protocol inside is "
+        "unchanged. A unix: listener stays plain. The files are read once, at start-up: "
+        "a renewed certificate needs a restart. A connection that has not finished its "
+        f"handshake after {HANDSHAKE_TIMEOUT:g} seconds is closed.")
+    tls.add_argument("--tls-cert", type=_file, metavar="FILE",
+                     help="the server's certificate (PEM), followed by any intermediate "
+                     "ones [TUBESERVER_TLS_CERT]")
+    tls.add_argument("--tls-key", type=_file, metavar="FILE",
+                     help="the certificate's private key (PEM, unencrypted) "
+                     "[TUBESERVER_TLS_KEY]")
+    tls.add_argument("--tls-client-ca", type=_file, metavar="FILE",
+                     help="require a client certificate signed by a CA in FILE (PEM), on the "
+                     "protocol port and the HTTP endpoint [TUBESERVER_TLS_CLIENT_CA]")
     p.add_argument("-V", "--verbose", action="count",
                    help="log connections; twice also logs every command "
                    "[TUBESERVER_VERBOSE=N]")
@@ -217,12 +243,29 @@ def parse_config(argv: Sequence[str], environ: dict[str, str]) -> Config:
     if args.http is not None and not _http_extra():
         parser.error("--http needs hypercorn and prometheus-client: "
                      "pip install 'tubeserver[http]'")
+    tls = _tls(parser, args.tls_cert, args.tls_key, args.tls_client_ca)
     fsync_ms = None if args.no_fsync else (
         DEFAULT_FSYNC_MS if args.fsync_ms is None else args.fsync_ms)
     return Config(listen=args.listen, port=args.port, max_job_size=size, verbose=args.verbose,
                   wal_dir=args.wal_dir, fsync_ms=fsync_ms, segment_size=args.segment_size,
                   wal_repair=args.wal_repair, result_ttl=args.result_ttl,
-                  result_memory=args.result_memory, timezone=args.timezone, http=args.http)
+                  result_memory=args.result_memory, timezone=args.timezone, http=args.http,
+                  tls=tls)
+
+
+def _tls(parser: argparse.ArgumentParser, cert: str | None, key: str | None,
+         client_ca: str | None) -> Tls | None:
+    """The TLS settings, their files read now: a problem with them is a usage error."""
+    if cert is None and key is None:
+        if client_ca is not None:
+            parser.error("--tls-client-ca needs --tls-cert and --tls-key")
+        return None
+    if cert is None or key is None:
+        parser.error("--tls-cert and --tls-key go together; give both")
+    try:
+        return load_tls(cert, key, client_ca)
+    except TlsError as e:
+        parser.error(str(e))
 
 
 def _http_extra() -> bool:
