@@ -112,7 +112,7 @@ def handshake_failure(error: BaseException) -> str:
         return f"CERTIFICATE_VERIFY_FAILED: {cause.verify_message}"
     if isinstance(cause, ssl.SSLError) and cause.reason:
         hint = _HINTS.get(cause.reason)
-        return f"{cause.reason} ({hint})" if hint else cause.reason
+        return f"{cause.reason}: {hint}" if hint else cause.reason
     if isinstance(cause, ssl.SSLEOFError) or (
         isinstance(cause, ssl.SSLError) and "EOF" in str(cause)
     ):
