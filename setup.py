@@ -21,6 +21,7 @@ from setuptools import setup
 # classes, no attrs, no monkeypatching of their functions. All are pure but rounds.py, the
 # hub's per-round socket work (no trio, no clock).
 COMPILED = [
+    "tubeserver/access.py",
     "tubeserver/admin.py",
     "tubeserver/ages.py",
     "tubeserver/commands.py",
@@ -30,6 +31,7 @@ COMPILED = [
     "tubeserver/errors.py",
     "tubeserver/flow.py",
     "tubeserver/histogram.py",
+    "tubeserver/idmap.py",
     "tubeserver/job.py",
     "tubeserver/keys.py",
     "tubeserver/limits.py",

@@ -257,7 +257,7 @@ class Conn:
             self._fill()
         word, *args = bytes(self._buf[:end]).split(b" ")
         total = end + 2
-        if word in (b"OK", b"RESERVED", b"FOUND", b"RESULT", b"FAILED"):
+        if word in (b"OK", b"RESERVED", b"FOUND", b"RESULT", b"FAILED") and args:  # `auth`: OK
             total += int(args[-1]) + 2
         while len(self._buf) < total:
             self._fill()

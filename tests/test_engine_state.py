@@ -1099,7 +1099,7 @@ class EngineMachine(RuleBasedStateMachine):
                 extra.reason, extra.checkpoint, extra.key, extra.parents or [])
             assert tracked == (mj.reason, mj.checkpoint, mj.key, mj.parents), job_id
         assert (e.job_timeouts, e.total_jobs) == (m.timeouts, m.next_id - 1)
-        assert list(e.tracker.records) == list(m.records)
+        assert [j.id for j in e.tracker.order] == list(m.records)
         for job_id, record in m.records.items():
             kept = e.tracker.records[job_id]
             assert (kept.body, kept.deadline) == (record.result, record.finished), job_id

@@ -126,9 +126,9 @@ def test_records_expire_after_the_ttl_on_the_engines_timer() -> None:
     s2, second = reserved(e, 2.0)
     e.delete(s2, second, 5.0)
     e.tick(10.9)
-    assert list(e.tracker.records) == [first, second]
+    assert [j.id for j in e.tracker.order] == [first, second]
     e.tick(11.0)
-    assert list(e.tracker.records) == [second] and e.tracker.expired == 1
+    assert [j.id for j in e.tracker.order] == [second] and e.tracker.expired == 1
     e.tick(14.9)
     assert e.next_deadline() == 15.0
     e.tick(15.0)
@@ -146,7 +146,7 @@ def test_the_oldest_records_are_evicted_past_the_memory_bound() -> None:
         job = e.put(s, 0, 0, 10, b"x", float(i))
         e.delete(s, job.id, float(i), b"12345")
         ids.append(job.id)
-    assert list(e.tracker.records) == ids[2:] and e.tracker.evicted == 2
+    assert [j.id for j in e.tracker.order] == ids[2:] and e.tracker.evicted == 2
     assert e.tracker.bytes == RECORD_COST + 5
     big = e.put(s, 0, 0, 10, b"x", 5.0)
     e.delete(s, big.id, 5.0, b"y" * (3 * RECORD_COST))  # larger than the whole bound

@@ -101,7 +101,7 @@ def picture(engine: Engine, now: float) -> dict[str, Any]:
     kept = [(job.id, job.tube.name, job.body, job.pri, job.created + OFFSET,
              job.deadline + OFFSET, job.reserved_at + OFFSET, job.reserves, job.buries,
              None if job.extra is None else job.extra.reason)
-            for job in engine.tracker.records.values()]
+            for job in engine.tracker.order]
     tubes = {
         t.name: (t.paused_until + OFFSET if t.paused else None,
                  t.pause if t.paused else 0, list(t.buried))
@@ -318,7 +318,7 @@ class LogMachine(RuleBasedStateMachine):
     def engine_and_log_agree(self) -> None:
         check_invariants(self.engine)
         wal = self.wal
-        lodged = [*self.engine.jobs.values(), *self.engine.tracker.records.values()]
+        lodged = [*self.engine.jobs.values(), *self.engine.tracker.order]
         assert wal.live_bytes == sum(weight(j) for j in lodged)
         files = {s.index for s in wal.segments}
         assert all(j.file in files for j in lodged)

@@ -22,6 +22,8 @@ from .limits import DEFAULT_LISTEN, DEFAULT_MAX_JOB_SIZE, DEFAULT_PORT, JOB_SIZE
 from .server import Config, ListenError, serve
 from .tls import HANDSHAKE_TIMEOUT, Tls, TlsError
 from .tls import load as load_tls
+from .tokens import AuthFileError, entry, new_token
+from .tokens import load as load_tokens
 from .tracking import DEFAULT_MEMORY, DEFAULT_TTL
 from .wal import DEFAULT_FSYNC_MS, DEFAULT_SEGMENT_SIZE, MIN_SEGMENT_SIZE, WalError
 
@@ -94,6 +96,12 @@ def _file(text: str) -> str:
     if not text:
         raise argparse.ArgumentTypeError("empty file name")
     return text
+def _hosts(text: str) -> tuple[str, ...]:
+    names = tuple(n.strip().lower() for n in text.split(",") if n.strip())
+    for name in names:
+        if not all(ch.isalnum() or ch in "-." for ch in name):
+            raise argparse.ArgumentTypeError(f"not a host name: {name!r}")
+    return names
 
 
 def _listen(text: str) -> str:
@@ -120,6 +128,8 @@ _SETTINGS: list[tuple[str, str, Callable[[str], object], object]] = [
     ("TUBESERVER_TLS_CERT", "tls_cert", _file, None),
     ("TUBESERVER_TLS_KEY", "tls_key", _file, None),
     ("TUBESERVER_TLS_CLIENT_CA", "tls_client_ca", _file, None),
+    ("TUBESERVER_AUTH_FILE", "auth_file", _path, None),
+    ("TUBESERVER_HTTP_ALLOW_HOSTS", "http_allow_hosts", _hosts, ()),
 ]
 # Meaningless without a log directory: said so when given on the command line.
 _LOG_ONLY = ("segment_size", "fsync_ms", "no_fsync")
@@ -179,10 +189,24 @@ def build_parser() -> argparse.ArgumentParser:
     flow.add_argument("--timezone", type=_timezone, metavar="NAME",
                       help="read schedules' cron times in this IANA time zone, daylight saving "
                       "included (default: UTC) [TUBESERVER_TIMEZONE]")
+    auth = p.add_argument_group(
+        "authentication", "With an auth file, a connection must send `auth <token>` before "
+        "anything else, and may then use only the tubes and commands its token grants "
+        "(produce, consume, inspect, admin, by tube name pattern; see protocol.md). The HTTP "
+        "endpoint then takes the same tokens as `Authorization: Bearer`. SIGHUP reloads the "
+        "file; connections keep the rights they had until they `auth` again.")
+    auth.add_argument("--auth-file", type=_path, metavar="FILE",
+                      help="tokens (as SHA-256 hashes) and their rights, in TOML (default: "
+                      "none, anyone who connects may do anything, as in beanstalkd) "
+                      "[TUBESERVER_AUTH_FILE]")
+    auth.add_argument("--new-token", metavar="NAME",
+                      help="make a token: print it on stderr (shown once, never stored) and "
+                      "its [[token]] table for the auth file on stdout, then exit "
+                      "(`tubeserver --new-token web >> auth.toml`, then fill in its rights)")
     ops = p.add_argument_group(
         "HTTP endpoint", "Prometheus metrics, health checks, a JSON API and the dashboard, "
-        "from the same process (needs the `http` extra: hypercorn, prometheus-client). It "
-        "has no authentication: anyone who reaches it can delete jobs.")
+        "from the same process (needs the `http` extra: hypercorn, prometheus-client). "
+        "Without --auth-file, anyone who reaches it can delete jobs.")
     ops.add_argument("--http", type=_http, metavar="[ADDR:]PORT",
                      help="serve HTTP on ADDR:PORT (default address 127.0.0.1; off unless "
                      "given) [TUBESERVER_HTTP]")
@@ -201,6 +225,10 @@ def build_parser() -> argparse.ArgumentParser:
     tls.add_argument("--tls-client-ca", type=_file, metavar="FILE",
                      help="require a client certificate signed by a CA in FILE (PEM), on the "
                      "protocol port and the HTTP endpoint [TUBESERVER_TLS_CLIENT_CA]")
+    ops.add_argument("--http-allow-hosts", type=_hosts, metavar="NAMES",
+                     help="without --auth-file, HTTP answers only requests whose Host is an IP "
+                     "address or localhost (a defence against DNS rebinding); these "
+                     "comma-separated names are accepted too [TUBESERVER_HTTP_ALLOW_HOSTS]")
     p.add_argument("-V", "--verbose", action="count",
                    help="log connections; twice also logs every command "
                    "[TUBESERVER_VERBOSE=N]")
@@ -244,12 +272,18 @@ def parse_config(argv: Sequence[str], environ: dict[str, str]) -> Config:
         parser.error("--http needs hypercorn and prometheus-client: "
                      "pip install 'tubeserver[http]'")
     tls = _tls(parser, args.tls_cert, args.tls_key, args.tls_client_ca)
+    if args.auth_file is not None:
+        try:
+            load_tokens(args.auth_file)
+        except AuthFileError as e:
+            parser.error(str(e))
     fsync_ms = None if args.no_fsync else (
         DEFAULT_FSYNC_MS if args.fsync_ms is None else args.fsync_ms)
     return Config(listen=args.listen, port=args.port, max_job_size=size, verbose=args.verbose,
                   wal_dir=args.wal_dir, fsync_ms=fsync_ms, segment_size=args.segment_size,
                   wal_repair=args.wal_repair, result_ttl=args.result_ttl,
                   result_memory=args.result_memory, timezone=args.timezone, http=args.http,
+                  auth_file=args.auth_file, http_allow_hosts=args.http_allow_hosts,
                   tls=tls)
 
 
@@ -273,14 +307,35 @@ def _http_extra() -> bool:
                for name in ("hypercorn", "prometheus_client"))
 
 
+def _print_token(argv: Sequence[str]) -> int | None:
+    """--new-token NAME: the one thing done without a server. None when not asked."""
+    args = build_parser().parse_args(argv)
+    if args.new_token is None:
+        return None
+    token = new_token()
+    try:
+        table = entry(args.new_token, token)
+    except ValueError as e:
+        print(f"tubeserver: {e}", file=sys.stderr)
+        return 2
+    print(f"tubeserver: token for {args.new_token!r} (shown once; give it to the client and "
+          f"keep it secret):\n{token}", file=sys.stderr)
+    print(table, end="")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    config = parse_config(sys.argv[1:] if argv is None else argv, dict(os.environ))
+    args = sys.argv[1:] if argv is None else argv
+    done = _print_token(args)
+    if done is not None:
+        return done
+    config = parse_config(args, dict(os.environ))
     level = logging.DEBUG if config.verbose >= 2 else logging.INFO if config.verbose else (
         logging.WARNING)
     logging.basicConfig(level=level, format="tubeserver: %(message)s", stream=sys.stderr)
     try:
         trio.run(serve, config)
-    except (ListenError, WalError) as e:
+    except (ListenError, WalError, AuthFileError) as e:
         print(f"tubeserver: {e}", file=sys.stderr)
         return 1
     return 0

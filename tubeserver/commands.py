@@ -380,6 +380,18 @@ class KickTube(_Record):
         self.bound = bound
 
 
+class Auth(_Record):
+    """`auth <token>`: the token is a secret, so its repr (the -VV trace) hides it."""
+
+    __slots__ = ("token",)
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+    def __repr__(self) -> str:
+        return "Auth(<token>)"
+
+
 Framed = PutUnique | PutAfter | Schedule
 
 Command = (
@@ -388,6 +400,6 @@ Command = (
     | StatsTube | Stats | ListTubes | ListTubeUsed | ListTubesWatched | PauseTube | Quit
     | Finish | Fail | Result | JobStatus | Checkpoint | PeekCheckpoint | PutUnique | PutAfter
     | Schedule | Unschedule | ListSchedules | TubeLimits | ListTubeLimits | ListJobs | ClearTube
-    | KickTube | TubeInfo
+    | KickTube | TubeInfo | Auth
 )
 Event = Command | Rejected | PutStarted

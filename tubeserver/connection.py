@@ -17,7 +17,8 @@ import trio
 
 from .dispatch import Action, answer
 from .engine import Wakeup
-from .errors import InternalError, TimedOut
+from .errors import InternalError, TimedOut, Unauthorized
+from .limits import AUTH_DELAY
 from .parser import Parser
 from .rounds import RECV_SIZE, SEND_HIGH_WATER, WAIT_BUFFER_LIMIT
 from .rounds import short as _short
@@ -99,6 +100,11 @@ class Connection:
                         log.debug("%s <- (reserve answered) -> %s", self.peer, _short(result))
                 elif result is Action.CLOSE:
                     await self._flush(out)
+                    return
+                elif result is Action.REFUSE:  # a failed `auth`: answered late, then closed
+                    await self._flush(out)
+                    await trio.sleep(AUTH_DELAY)
+                    await self._flush([Unauthorized.reply])
                     return
                 out.append(result)
                 pending += len(result)

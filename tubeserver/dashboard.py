@@ -15,9 +15,23 @@ from importlib import resources
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from .limits import LIST_MAX, LIST_STATES
+import trio
+
+from .limits import AUTH_DELAY, LIST_MAX, LIST_STATES
 from .markup import Html, el, join, raw
-from .web import App, HttpError, Response
+from .web import (
+    JOB,
+    OPEN,
+    SERVER,
+    TUBE,
+    App,
+    HttpError,
+    Response,
+    clear_cookie,
+    current_rights,
+    login_cookie,
+    request_secure,
+)
 
 PAGE_SIZES = (20, 50, 100, 500)
 DEFAULT_LIMIT = 50
@@ -29,7 +43,7 @@ ASSETS = {"dashboard.css": "text/css; charset=utf-8",
 # The pages load nothing but their own script and style sheet.
 SECURITY_HEADERS = [
     (b"content-security-policy", b"default-src 'none'; script-src 'self'; style-src 'self'; "
-     b"img-src 'self'; connect-src 'self'; form-action 'none'; frame-ancestors 'none'; "
+     b"img-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; "
      b"base-uri 'none'"),
     (b"x-content-type-options", b"nosniff"),
 ]
@@ -61,16 +75,20 @@ class Dashboard:
         folder = resources.files("tubeserver") / "static"
         self.assets = {name: (kind, (folder / name).read_bytes())
                        for name, kind in ASSETS.items()}
-        routes: list[tuple[str, Handler]] = [
-            (r"/", self.overview),
-            (r"/tubes/([^/]+)", self.tube),
-            (r"/jobs/(\d+)", self.job),
-            (r"/schedules", self.schedules),
-            (r"/connections", self.connections),
-            (r"/static/([a-z]+\.[a-z]+)", self.asset),
+        routes: list[tuple[str, Handler, str]] = [
+            (r"/", self.overview, SERVER),
+            (r"/tubes/([^/]+)", self.tube, TUBE),
+            (r"/jobs/(\d+)", self.job, JOB),
+            (r"/schedules", self.schedules, SERVER),
+            (r"/connections", self.connections, SERVER),
+            (r"/static/([a-z]+\.[a-z]+)", self.asset, OPEN),
+            (r"/login", self.login_page, OPEN),
         ]
-        for pattern, handler in routes:
-            app.add_route("GET", pattern, handler)
+        for pattern, handler, guard in routes:
+            app.add_route("GET", pattern, handler, guard)
+        app.add_route("POST", r"/login", self.login, OPEN)
+        app.add_route("POST", r"/logout", self.logout, OPEN)
+        app.login_path = "/login"
 
     async def asset(self, query: dict[str, str], name: str) -> Response:
         if name not in self.assets:
@@ -164,16 +182,57 @@ class Dashboard:
                      _table(keys, rows, "connections", "No connections.")])
         return await self._page("Connections", body)
 
+    # --- login (only with an auth file) --------------------------------------------------
+
+    async def login_page(self, query: dict[str, str], error: str = "",
+                         status: int = 200) -> Response:
+        if self.app.server.tokens is None:
+            raise HttpError(404, "no login here: the server has no --auth-file")
+        form = el("form",
+                  el("label", "Token ", el("input", type="password", name="token",
+                                           autocomplete="current-password", required=True,
+                                           autofocus=True)),
+                  el("input", type="hidden", name="next", value=_next_page(query)),
+                  el("button", "Log in", type="submit"),
+                  method="post", action="/login", class_="login")
+        body = join([el("h1", "Log in"),
+                     el("p", error, class_="error") if error else "",
+                     el("p", "A token from the server's auth file with inspect rights; the "
+                        "dashboard keeps it in a cookie until you log out.", class_="note"),
+                     form])
+        return self._document("Log in", el("main", body), status)
+
+    async def login(self, query: dict[str, str]) -> Response:
+        if self.app.server.tokens is None:
+            raise HttpError(404, "no login here: the server has no --auth-file")
+        token = query.get("token", "")
+        rights = self.app.token_rights(token) if _plain(token) else None
+        if rights is None:
+            await trio.sleep(AUTH_DELAY)  # as a failed `auth`
+            return await self.login_page(query, "Unknown token.", 401)
+        return Response(303, "text/plain; charset=utf-8", b"logged in\n",
+                        [(b"location", _next_page(query).encode("latin-1")),
+                         (b"set-cookie", login_cookie(token, request_secure()))])
+
+    async def logout(self, query: dict[str, str]) -> Response:
+        return Response(303, "text/plain; charset=utf-8", b"logged out\n",
+                        [(b"location", b"/login"), (b"set-cookie", clear_cookie())])
+
     # --- frame -----------------------------------------------------------------------------
 
     async def _page(self, title: str, content: Html, status: int = 200) -> Response:
         stats = await self.app.stats({})
         assert isinstance(stats, dict)
+        rights = current_rights()
         header = el("header",
                     el("a", "tubeserver", href="/", class_="brand"),
                     el("nav", el("a", "Tubes", href="/"), el("a", "Schedules", href="/schedules"),
                        el("a", "Connections", href="/connections")),
-                    _header_stats(stats))
+                    _header_stats(stats),
+                    "" if rights is None else el(
+                        "form", el("span", "token ", el("code", rights.name)),
+                        el("button", "Log out", type="submit"),
+                        method="post", action="/logout", class_="logout"))
         log = (f"write-ahead log: segments {stats['binlog-oldest-index']}–"
                f"{stats['binlog-current-index']}, {stats['binlog-records-written']} records "
                "written" if stats["binlog-max-size"] else "no write-ahead log: jobs are in "
@@ -183,7 +242,11 @@ class Dashboard:
                        stats["hostname"], f" · up {_age(stats['uptime'])} · {log}"),
                     el("p", "No authentication: whoever can reach this address can kick and "
                        "delete jobs. The endpoint listens on loopback unless told otherwise.",
-                       class_="warning"))
+                       class_="warning") if rights is None else "")
+        return self._document(title, join([header, el("div", id="flash", role="status"),
+                                           el("main", content), footer]), status)
+
+    def _document(self, title: str, body: Html, status: int) -> Response:
         document = join([
             raw("<!doctype html>\n"),
             el("html",
@@ -193,8 +256,7 @@ class Dashboard:
                   el("link", rel="stylesheet", href="/static/dashboard.css"),
                   el("link", rel="icon", href="/static/favicon.svg"),
                   el("script", src="/static/dashboard.js", defer=True)),
-               el("body", header, el("div", id="flash", role="status"),
-                  el("main", content), footer),
+               el("body", body),
                lang="en"),
         ])
         return Response(status, "text/html; charset=utf-8", document.encode("utf-8"),
@@ -207,6 +269,18 @@ class Dashboard:
 
 
 # --- pieces ------------------------------------------------------------------------------
+
+
+def _next_page(query: dict[str, str]) -> str:
+    """Where the login goes on to: a path of this site, never another site's address."""
+    target = query.get("next", "/")
+    return target if target.startswith("/") and not target.startswith("//") \
+        and "\\" not in target and target.isprintable() else "/"
+
+
+def _plain(token: str) -> bool:
+    """A token as tokens.py makes them could go in a cookie as is."""
+    return 0 < len(token) <= 200 and all(ch.isalnum() or ch in "-_" for ch in token)
 
 
 def _header_stats(stats: dict[str, Any]) -> Html:

@@ -14,8 +14,17 @@ from typing import Any
 
 from . import commands as c
 from . import replies
+from .access import Rights, check
 from .engine import Engine, Wakeup
-from .errors import BadFormat, ExpectedCRLF, InternalError, NotFound, ProtocolError
+from .errors import (
+    BadFormat,
+    ExpectedCRLF,
+    InternalError,
+    NotFound,
+    ProtocolError,
+    Unauthorized,
+    UnknownCommand,
+)
 from .schedules import BadSpec, parse_spec
 from .session import Session
 from .stats import (
@@ -41,6 +50,8 @@ from .stats import (
 class Action(enum.Enum):
     WAIT = "wait"  # the session is now a waiter; its reply comes with an engine Wakeup
     CLOSE = "close"  # quit: close the connection without a reply
+    # A failed `auth`: the network layer answers UNAUTHORIZED after AUTH_DELAY, then closes.
+    REFUSE = "refuse"
 
 
 Result = bytes | Action
@@ -76,6 +87,9 @@ class Dispatcher:
             COMMAND_KEYS + TRACKING_COMMAND_KEYS + FLOW_COMMAND_KEYS + ADMIN_COMMAND_KEYS, 0)
         # The wall clock minus the engine's clock, for the times job-status shows.
         self.wall = 0.0
+        # With an auth file: a token's Rights, or None for a token it does not hold. Without
+        # one (None), `auth` is an unknown command and every command is allowed.
+        self.authenticate: Callable[[str], Rights | None] | None = None
         self._handlers: dict[type, Callable[[Any, Session, float], Result]] = {
             c.Put: self._put, c.Use: self._use, c.Reserve: self._reserve,
             c.ReserveBatch: self._reserve_batch, c.ReserveJob: self._reserve_job,
@@ -95,7 +109,7 @@ class Dispatcher:
             c.TubeLimits: self._tube_limits, c.ListTubeLimits: self._list_tube_limits,
             c.ListJobs: self._list_jobs, c.ClearTube: self._clear_tube,
             c.KickTube: self._kick_tube, c.TubeInfo: self._tube_info,
-            c.PutStarted: self._put_started,
+            c.PutStarted: self._put_started, c.Auth: self._auth,
         }
 
     def handle(self, s: Session, event: c.Event, now: float) -> Result:
@@ -105,6 +119,13 @@ class Dispatcher:
             # Bring time-driven state up to date first, whatever the ticker's lag.
             engine.tick(now)
         try:
+            if self.authenticate is not None:
+                rights = s.rights
+                if rights is None or isinstance(event, c.Auth):
+                    return self._unauthenticated(s, event)
+                if not check(engine, s, rights, event):
+                    # A refused put is answered once, after its data: its header says nothing.
+                    return b"" if isinstance(event, c.PutStarted) else Unauthorized.reply
             # The commands of the hot path by a type test each: compiled, these are direct
             # native calls, where the table's bound methods go through Python's call protocol.
             if isinstance(event, c.Put):
@@ -344,6 +365,25 @@ class Dispatcher:
         if cmd.producer:
             self.engine.start_put(s)
         return b""
+
+    # Authentication (access.py has the rights, tokens.py the auth file).
+
+    def _unauthenticated(self, s: Session, event: c.Event) -> Result:
+        """Before a good `auth`, only `auth` and `quit`; `auth` again later swaps rights."""
+        if isinstance(event, c.Auth):
+            assert self.authenticate is not None
+            rights = self.authenticate(event.token)
+            if rights is None:
+                s.rights = None
+                return Action.REFUSE
+            s.rights = rights
+            return replies.AUTHORIZED
+        if isinstance(event, c.Quit):
+            return Action.CLOSE
+        return b"" if isinstance(event, c.PutStarted) else Unauthorized.reply
+
+    def _auth(self, cmd: c.Auth, s: Session, now: float) -> Result:
+        raise UnknownCommand()  # no auth file: as beanstalkd, which has no `auth`
 
     def _rejected(self, cmd: c.Rejected, s: Session, now: float) -> Result:
         if cmd.verb == "put":

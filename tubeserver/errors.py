@@ -69,3 +69,10 @@ class TubeFull(ProtocolError):
     """A put into a tube holding its `tube-limits` max-jobs (only ever with limits set)."""
 
     reply = b"TUBE_FULL\r\n"
+
+
+class Unauthorized(ProtocolError):
+    """A command the session's token does not allow, or a failed `auth` (only ever with an
+    auth file)."""
+
+    reply = b"UNAUTHORIZED\r\n"

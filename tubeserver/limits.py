@@ -48,3 +48,7 @@ LIST_MAX: Final = 1000
 OFFSET_MAX: Final = 10_000
 LIST_STATES: Final = ("ready", "reserved", "delayed", "buried", "waiting")
 CLEAR_STATES: Final = ("ready", "delayed", "buried", "waiting")
+
+# Seconds before a failed `auth` is answered UNAUTHORIZED and its connection closed: it slows
+# guessing down (with an auth file only).
+AUTH_DELAY: Final = 1.0

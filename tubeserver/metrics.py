@@ -75,6 +75,8 @@ class Collector(BaseCollector):
                        engine.job_timeouts)
         yield _counter("tubeserver_jobs_cleared", "Jobs deleted by clear-tube.",
                        engine.admin.cleared)
+        yield _counter("tubeserver_auth_failures", "Failed `auth` commands (with an auth file).",
+                       server.auth_failures)
         tracker = engine.tracker
         yield _gauge("tubeserver_kept_records", "Records of finished jobs kept (job tracking).",
                      len(tracker.records))

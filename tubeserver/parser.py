@@ -237,6 +237,16 @@ def _p_tube_info(rest: bytes) -> c.Event:
     return c.TubeInfo(parse_name(rest))
 
 
+# An auth token: 1-200 printable ASCII characters without spaces (tokens.py makes them).
+_TOKEN_CHARS: Final = bytes(range(0x21, 0x7F))
+
+
+def _p_auth(rest: bytes) -> c.Event:
+    if not rest or len(rest) > NAME_MAX or rest.translate(None, _TOKEN_CHARS):
+        raise BadFormat()
+    return c.Auth(rest.decode("ascii"))
+
+
 def _p_kick_tube(rest: bytes) -> c.Event:
     tube, bound = _numbers(rest, 2)
     return c.KickTube(parse_name(tube), _number(bound, U64_MAX))
@@ -336,6 +346,7 @@ _WITH_ARGS: Final[dict[bytes, Callable[[bytes], c.Event]]] = {
     b"clear-tube": _p_clear_tube,
     b"kick-tube": _p_kick_tube,
     b"tube-info": _p_tube_info,
+    b"auth": _p_auth,
 }
 # Commands followed by data (as put by its body): the kind, the fields before <bytes>.
 _PUT: Final = 0

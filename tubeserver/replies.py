@@ -13,6 +13,7 @@ from .job import Job
 from .tracking import Outcome
 
 DELETED: Final = b"DELETED\r\n"
+AUTHORIZED: Final = b"OK\r\n"
 RELEASED: Final = b"RELEASED\r\n"
 BURIED: Final = b"BURIED\r\n"
 TOUCHED: Final = b"TOUCHED\r\n"

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Final
 
 from .dispatch import Action, Dispatcher, answer
 from .engine import Engine, Wakeup
-from .errors import InternalError, TimedOut
+from .errors import InternalError, TimedOut, Unauthorized
 from .parser import Parser
 
 if TYPE_CHECKING:
@@ -239,6 +239,10 @@ class Rounds:
                 if not self._answer(client):
                     return
                 room -= len(out[-1])
+            elif result is Action.REFUSE:  # answered later (server.refuse), then closed
+                client.waiting = True
+                server.refuse(session)
+                return
             else:  # Action.CLOSE
                 client.closing = True
                 return
@@ -259,7 +263,7 @@ class Rounds:
             client.logged.append(len(client.out))  # clear-tube's deletes were logged
             self.logged = True
         client.out.append(reply)
-        if client.hung_up:
+        if client.hung_up or isinstance(wakeup.error, Unauthorized):  # a refused `auth`
             client.closing = True
             return False
         return True

@@ -6,7 +6,8 @@ deadline earlier shortens the sleep (`after_change`). Wakeups the engine queues 
 sessions are handed to their connections here. With a write-ahead log, `commit` writes what the
 engine logged before a connection sends its replies, and the syncer task runs fsync in a
 thread, one round for everything written meanwhile (group commit). SIGTERM/SIGINT stop
-everything and return normally; SIGUSR1 turns on drain mode.
+everything and return normally; SIGUSR1 turns on drain mode; SIGHUP reloads the auth file.
+A failed `auth` is answered after AUTH_DELAY (`refuse`), which slows guessing down.
 """
 
 from __future__ import annotations
@@ -33,17 +34,20 @@ import attrs
 import trio
 
 from . import recovery
+from .access import Rights
 from .commands import Command
 from .connection import Connection
 from .dispatch import Action, Dispatcher, answer
 from .engine import Engine, Wakeup
-from .errors import InternalError
+from .errors import InternalError, Unauthorized
 from .histogram import SYNC_BOUNDS, Histogram
 from .hub import Hub, format_peer
-from .limits import DEFAULT_TUBE
+from .limits import AUTH_DELAY, DEFAULT_TUBE
 from .session import Session
 from .stats import ProcessInfo
 from .tls import HANDSHAKE_TIMEOUT, Tls, handshake_failure
+from .tokens import AuthFileError, Tokens
+from .tokens import load as load_tokens
 from .tracking import DEFAULT_MEMORY, DEFAULT_TTL, Tracker
 from .wal import DEFAULT_FSYNC_MS, DEFAULT_SEGMENT_SIZE, DirLock, SyncPlan, Wal, WalError
 
@@ -68,6 +72,8 @@ class Config:
     timezone: str | None = None  # schedules' cron times; None: UTC
     http: tuple[str, int] | None = None  # the HTTP endpoint (web.py); None: off
     tls: Tls | None = None  # TLS on TCP listeners and the HTTP endpoint (tls.py); None: off
+    auth_file: str | None = None  # tokens and their rights (tokens.py); None: no auth
+    http_allow_hosts: tuple[str, ...] = ()  # Host names HTTP answers to, beyond IPs/localhost
 
 
 class Peer(Protocol):
@@ -104,6 +110,51 @@ class Server:
         self._sync_took = math.inf  # seconds the last round took
         self.sync_time = Histogram(SYNC_BOUNDS)  # every fsync round, for the metrics
         self._internal = 0  # sessions made for `execute`
+        self.tokens: Tokens | None = None  # the auth file's, once `use_tokens` was called
+        self.nursery: trio.Nursery | None = None  # _run's, for the tasks `refuse` starts
+        self.auth_failures = 0  # failed `auth` commands
+        self._auth_logged = -math.inf  # when the last failure was logged
+        self._auth_failures_logged = 0
+
+    def use_tokens(self, tokens: Tokens) -> None:
+        """Require `auth` from now on (new connections), with these tokens."""
+        self.tokens = tokens
+        self.dispatcher.authenticate = tokens.check
+
+    def reload_tokens(self, path: str) -> None:
+        """SIGHUP: a file that cannot be used leaves the tokens as they were."""
+        try:
+            tokens = load_tokens(path)
+        except AuthFileError as e:
+            log.error("SIGHUP: %s; keeping the %d tokens loaded before", e,
+                      0 if self.tokens is None else len(self.tokens))
+            return
+        self.use_tokens(tokens)
+        log.warning("SIGHUP: reloaded %s, %d tokens", path, len(tokens))
+
+    def refuse(self, session: Session) -> None:
+        """A failed `auth` (Action.REFUSE): its connection waits AUTH_DELAY, is answered
+        UNAUTHORIZED as a waiting reserve is answered, and then closed."""
+        self.auth_failures += 1
+        now = trio.current_time()
+        if now - self._auth_logged >= 1.0:  # a guessing storm logs a line a second
+            peer = getattr(self.conns.get(session), "peer", "?")
+            unlogged = self.auth_failures - self._auth_failures_logged - 1
+            log.warning("auth failed from %s%s", peer,
+                        f" ({unlogged} more failures since the last line)" if unlogged else "")
+            self._auth_logged = now
+            self._auth_failures_logged = self.auth_failures
+
+        async def later() -> None:
+            await trio.sleep(AUTH_DELAY)
+            conn = self.conns.get(session)
+            if conn is not None:
+                conn.wake(Wakeup(session, None, Unauthorized()))
+
+        if self.nursery is not None:
+            self.nursery.start_soon(later)
+        else:  # a Server used without _run (tests of one connection)
+            trio.lowlevel.spawn_system_task(later)
 
     def open_wal(self, config: Config) -> None:
         """Lock the log directory, rebuild the engine from it and start logging."""
@@ -264,13 +315,14 @@ class Server:
         """The engine's clock."""
         return trio.current_time()
 
-    async def execute(self, event: Command) -> bytes:
+    async def execute(self, event: Command, rights: Rights | None = None) -> bytes:
         """Run one command for the server itself (the HTTP API's actions), on a session of
         its own that holds nothing and watches nothing, and return its reply once what it
         changed is as durable as a client's would be. A clear-tube that goes on in slices
-        is waited for."""
+        is waited for. With an auth file, `rights` are the requester's token's."""
         self._internal += 1
         s = Session(-self._internal, self.engine.tube(DEFAULT_TUBE), [])
+        s.rights = rights
         wal = self.wal
         seq = 0 if wal is None else wal.seq
         result = self.dispatcher.handle(s, event, trio.current_time())
@@ -396,7 +448,8 @@ async def open_http_socket(host: str, port: int) -> trio.socket.SocketType:
     return sock
 
 
-async def serve_http(server: Server, sock: trio.socket.SocketType, tls: Tls | None = None, *,
+async def serve_http(server: Server, sock: trio.socket.SocketType,
+                     allowed_hosts: tuple[str, ...] = (), tls: Tls | None = None, *,
                      task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
     """Serve web.py's app, with the dashboard's pages, with hypercorn on `sock` until
     cancelled; reports the address. With `tls`, HTTPS with the protocol listener's
@@ -422,20 +475,41 @@ async def serve_http(server: Server, sock: trio.socket.SocketType, tls: Tls | No
     host, port = sock.getsockname()[:2]
     scheme = "http" if tls is None else "https"
     where = f"{scheme}://{'[' + host + ']' if ':' in host else host}:{port}"
-    app: Any = App(server)  # an ASGI app; hypercorn's type names its own scope classes
+    app: Any = App(server, allowed_hosts)  # ASGI; hypercorn's type names its own scope classes
     Dashboard(app)
 
     async with trio.open_nursery() as nursery:
         await nursery.start(functools.partial(hypercorn_serve, app, config))
-        if not _loopback(host):
-            log.warning("HTTP on %s has no authentication: anyone who reaches it can read "
-                        "and delete jobs", where)
+        if not _loopback(host) and server.tokens is None:
+            log.warning("HTTP on %s has no authentication (no --auth-file): anyone who "
+                        "reaches it can read and delete jobs", where)
         log.warning("HTTP on %s (dashboard at /, metrics at /metrics)", where)
         task_status.started(where)
 
 
 def _loopback(host: str) -> bool:
     return host in ("localhost", "::1") or host.startswith("127.")
+
+
+def exposure_warnings(listeners: Sequence[trio.SocketListener], auth: bool,
+                      tls: bool = False) -> list[str]:
+    """What to tell an operator whose server other machines can reach."""
+    exposed = []
+    for listener in listeners:
+        addr = listener.socket.getsockname()
+        if not isinstance(addr, str) and not _loopback(addr[0]):
+            exposed.append(format_peer(addr))
+    if not exposed:
+        return []
+    out = []
+    if not auth:
+        out.append(f"{', '.join(exposed)} is reachable beyond this machine without "
+                   "authentication (no --auth-file): anyone who connects can read and delete "
+                   "every job")
+    if not tls:
+        out.append(f"{', '.join(exposed)} is reachable beyond this machine without TLS (no "
+                   "--tls-cert): jobs, and tokens, cross the network in clear")
+    return out
 
 
 def describe(listeners: Sequence[trio.SocketListener]) -> str:
@@ -455,9 +529,12 @@ async def serve(config: Config, *, task_status: trio.TaskStatus[list[trio.Socket
     # process by its default action (as one arriving while the log is read would). Ignored
     # outside the receiver, it is harmless.
     signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # likewise (it reloads the auth file)
     server = Server(config.max_job_size, config.verbose,
                     Tracker(config.result_ttl, config.result_memory),
                     None if config.timezone is None else ZoneInfo(config.timezone))
+    if config.auth_file is not None:
+        server.use_tokens(load_tokens(config.auth_file))
     if config.wal_dir is not None:
         server.open_wal(config)
     try:
@@ -466,7 +543,8 @@ async def serve(config: Config, *, task_status: trio.TaskStatus[list[trio.Socket
         try:
             if config.http is not None:
                 http = await open_http_socket(*config.http)
-            await _run(server, listeners, http, config.tls, task_status)
+            await _run(server, listeners, http, task_status, config.auth_file,
+                       config.http_allow_hosts, config.tls)
         finally:
             for listener in listeners:
                 await trio.aclose_forcefully(listener)
@@ -482,13 +560,17 @@ async def serve(config: Config, *, task_status: trio.TaskStatus[list[trio.Socket
 
 
 async def _run(server: Server, listeners: list[trio.SocketListener],
-               http: trio.socket.SocketType | None, tls: Tls | None,
-               task_status: trio.TaskStatus[list[trio.SocketListener]]) -> None:
+               http: trio.socket.SocketType | None,
+               task_status: trio.TaskStatus[list[trio.SocketListener]],
+               config_auth: str | None = None,
+               http_allow_hosts: tuple[str, ...] = (), tls: Tls | None = None) -> None:
     # TLS is for TCP: a UNIX socket listener stays plain (and in the hub).
     secure = [] if tls is None else [s for s in listeners if s.socket.family != _socket.AF_UNIX]
     plain = [s for s in listeners if s not in secure]
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGUSR1) as signals:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGUSR1,
+                                   signal.SIGHUP) as signals:
         async with trio.open_nursery() as nursery:
+            server.nursery = nursery
             nursery.start_soon(server.run_ticker)
             if server.wal is not None and server.wal.fsync_ms is not None:
                 nursery.start_soon(server.run_syncer)
@@ -507,13 +589,22 @@ async def _run(server: Server, listeners: list[trio.SocketListener],
             if plain:
                 log.warning("listening on %s (pid %d)%s", describe(plain), os.getpid(),
                             "" if tls is None else ", plain: TLS is for TCP only")
+            for warning in exposure_warnings(listeners, server.tokens is not None,
+                                             tls is not None):
+                log.warning("%s", warning)
             if http is not None:
-                await nursery.start(serve_http, server, http, tls)
+                await nursery.start(serve_http, server, http, http_allow_hosts, tls)
             task_status.started(listeners)
             async for signum in signals:
                 if signum == signal.SIGUSR1:
                     server.engine.draining = True
                     log.warning("SIGUSR1: drain mode on, put now answers DRAINING")
+                    continue
+                if signum == signal.SIGHUP:
+                    if config_auth is None:
+                        log.warning("SIGHUP: nothing to reload (no --auth-file)")
+                    else:
+                        server.reload_tokens(config_auth)
                     continue
                 log.warning("%s: shutting down", signal.Signals(signum).name)
                 nursery.cancel_scope.cancel()

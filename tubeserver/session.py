@@ -1,7 +1,7 @@
 """Per-connection state the engine keeps: used tube, watch list, reserved jobs, waiting.
 
 The network layer holds a Session as an opaque handle; only the engine changes it (and the
-dispatcher its one flag, `put_counted`).
+dispatcher its flag `put_counted` and, on `auth`, `rights`).
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from .access import Rights
     from .job import Job
     from .tracking import ResultWait
     from .tube import Tube
@@ -28,8 +29,8 @@ class Waiter:
 class Session:
     """One connection's state; hashed by identity (the engine keys dicts by sessions)."""
 
-    __slots__ = ("closed", "id", "producer", "put_counted", "reserved", "result_wait", "used",
-                 "waiter", "watched", "worker")
+    __slots__ = ("closed", "id", "producer", "put_counted", "reserved", "result_wait",
+                 "rights", "used", "waiter", "watched", "worker")
 
     def __init__(self, id: int, used: Tube, watched: list[Tube]) -> None:
         self.id = id
@@ -45,6 +46,8 @@ class Session:
         self.waiter: Waiter | None = None
         self.result_wait: ResultWait | None = None  # blocked in `result`
         self.closed = False
+        # What its token allows, once `auth` succeeded; looked at only with an auth file.
+        self.rights: Rights | None = None
 
     def __repr__(self) -> str:
         return f"Session(id={self.id})"

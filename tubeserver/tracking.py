@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections import deque
 from typing import TYPE_CHECKING, Final
 
+from .idmap import IdMap
 from .job import Job, JobState
 
 if TYPE_CHECKING:
@@ -91,7 +92,7 @@ class Tracker:
     def __init__(self, ttl: float = DEFAULT_TTL, memory: int = DEFAULT_MEMORY) -> None:
         self.ttl = ttl  # seconds a record is kept; 0: records are off
         self.memory = memory  # bytes all records may cost together
-        self.records: dict[int, Job] = {}  # finished jobs by id
+        self.records = IdMap()  # finished jobs by id (a plain dict's growth stalls)
         self.order: deque[Job] = deque()  # the same, oldest first
         self.bytes = 0
         self.expired = 0
@@ -110,7 +111,7 @@ class Tracker:
     def keep(self, job: Job) -> list[Job]:
         """Keep the finished `job` (its `deadline` is when it finished; `fits` said yes) as
         the newest record. Returns the oldest records evicted to make room for it."""
-        self.records[job.id] = job
+        self.records.add(job)
         self.order.append(job)
         self.bytes += cost(job)
         evicted: list[Job] = []
@@ -142,7 +143,7 @@ class Tracker:
 
     def _drop_oldest(self) -> Job:
         job = self.order.popleft()
-        del self.records[job.id]
+        self.records.remove(job.id)
         self.bytes -= cost(job)
         return job
 
@@ -177,11 +178,12 @@ class Tracker:
 
 def check_tracker(tracker: Tracker, live: dict[int, Job], sessions: dict[Session, None]) -> None:
     """Assert the tracker's promises (the engine's check_invariants calls this)."""
-    assert list(tracker.order) == list(tracker.records.values())
+    assert len(tracker.order) == len(tracker.records) == len(tracker.records.values())
     total = 0
     last = float("-inf")
-    for job_id, job in tracker.records.items():
-        assert job.id == job_id and job.state is JobState.FINISHED
+    for job in tracker.order:
+        job_id = job.id
+        assert tracker.records.get(job_id) is job and job.state is JobState.FINISHED
         assert job_id not in live, f"job {job_id} is both live and kept"
         assert job.deadline >= last, "records out of expiry order"
         last = job.deadline

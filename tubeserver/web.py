@@ -10,20 +10,36 @@ a fitting status. Bodies, results and reasons are shown as text when they decode
 else as hex, cut at PREVIEW_MAX bytes. Routes match the path as sent (percent-encoded), so a
 tube name with a `/` in it is one %2F-encoded segment. A POST that a browser marks as coming
 from another site is refused: a web page must not drive the actions through its visitor's
-browser (the endpoint has no authentication yet).
+browser.
+
+Access. Each route has a guard. With an auth file, every request but /healthz, /readyz, the
+login page and the dashboard's static files needs a token, as `Authorization: Bearer` or the
+cookie the dashboard's login sets; reads need INSPECT (server-wide ones on some tube, a
+tube's on that tube, a job's on its tube, as the protocol's commands), and actions run with
+the token's rights, so the dispatcher allows or refuses them exactly as on a connection. A
+wrong token is answered after AUTH_DELAY, as `auth` is. Without an auth file, the Host
+header must name this machine (an IP address, localhost, or an --http-allow-host name):
+otherwise a web page could reach the endpoint by DNS rebinding, a name of the attacker's that
+resolves to 127.0.0.1, and its requests would count as same-origin.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
+from http.cookies import CookieError, SimpleCookie
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, unquote
+from urllib.parse import parse_qs, unquote, urlencode
+
+import trio
 
 from . import commands as c
+from .access import CONSUME, INSPECT, PRODUCE, Rights
 from .errors import BadFormat, NotFound
-from .limits import CLEAR_STATES, LIST_MAX, LIST_STATES, OFFSET_MAX, U32_MAX
+from .limits import AUTH_DELAY, CLEAR_STATES, LIST_MAX, LIST_STATES, OFFSET_MAX, U32_MAX
 from .parser import parse_name
 from .stats import job_status, jobs_list, limits_list, schedules_list, server_stats, tube_info
 
@@ -32,6 +48,25 @@ if TYPE_CHECKING:
     from .tube import Tube
 
 PREVIEW_MAX = 4096  # bytes of a body, result or reason shown
+BODY_MAX = 8192  # bytes of a POST body read (the login form's); more is refused
+COOKIE = "tubeserver_token"  # the dashboard's login keeps the token here (HttpOnly)
+# Route guards: who may ask (see the module's docstring). TUBE and JOB look at the route's
+# first group.
+OPEN, SERVER, TUBE, JOB, ACTION = "open", "server", "tube", "job", "action"
+# The rights of the request being served, for the actions `Server.execute` runs, and
+# whether it came over TLS (the login cookie is then marked Secure).
+_rights: ContextVar[Rights | None] = ContextVar("rights", default=None)
+FOLLOW = INSPECT | PRODUCE | CONSUME  # who may look at one job (as job-status)
+_secure: ContextVar[bool] = ContextVar("secure", default=False)
+
+
+def current_rights() -> Rights | None:
+    """The token of the request being served (None without an auth file)."""
+    return _rights.get()
+
+
+def request_secure() -> bool:
+    return _secure.get()
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
@@ -39,50 +74,55 @@ Json = dict[str, Any] | list[Any]
 
 
 class HttpError(Exception):
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str,
+                 headers: list[tuple[bytes, bytes]] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.headers = headers
 
 
 # A protocol error line -> the HTTP status an action answers with.
 _REPLY_STATUS = {b"NOT_FOUND": 404, b"BAD_FORMAT": 400, b"DRAINING": 503,
-                 b"OUT_OF_MEMORY": 503, b"INTERNAL_ERROR": 500}
+                 b"OUT_OF_MEMORY": 503, b"INTERNAL_ERROR": 500, b"UNAUTHORIZED": 403}
 
 
 class App:
     """The ASGI application. `add_route` lets the dashboard (dashboard.py) add pages."""
 
-    def __init__(self, server: Server) -> None:
+    def __init__(self, server: Server, allowed_hosts: tuple[str, ...] = ()) -> None:
         from .metrics import exposition, registry  # prometheus-client: only with --http
 
         self.server = server
+        self.allowed_hosts = frozenset(h.lower() for h in allowed_hosts)
+        # Where a browser without a token is sent (the dashboard's login page), if anywhere.
+        self.login_path: str | None = None
         self._registry = registry(server)
         self._exposition = exposition
         Handler = Callable[..., Awaitable[Any]]
-        get: list[tuple[str, Handler]] = [
-            (r"/metrics", self.metrics),
-            (r"/healthz", self.healthz),
-            (r"/readyz", self.readyz),
-            (r"/api/stats", self.stats),
-            (r"/api/tubes", self.tubes),
-            (r"/api/tubes/([^/]+)", self.tube),
-            (r"/api/tubes/([^/]+)/jobs", self.jobs),
-            (r"/api/jobs/(\d+)", self.job),
-            (r"/api/schedules", self.schedules),
-            (r"/api/limits", self.limits),
-            (r"/api/connections", self.connections),
+        get: list[tuple[str, Handler, str]] = [
+            (r"/metrics", self.metrics, SERVER),
+            (r"/healthz", self.healthz, OPEN),
+            (r"/readyz", self.readyz, OPEN),
+            (r"/api/stats", self.stats, SERVER),
+            (r"/api/tubes", self.tubes, SERVER),
+            (r"/api/tubes/([^/]+)", self.tube, TUBE),
+            (r"/api/tubes/([^/]+)/jobs", self.jobs, TUBE),
+            (r"/api/jobs/(\d+)", self.job, JOB),
+            (r"/api/schedules", self.schedules, SERVER),
+            (r"/api/limits", self.limits, SERVER),
+            (r"/api/connections", self.connections, SERVER),
         ]
-        post: list[tuple[str, Handler]] = [
-            (r"/api/jobs/(\d+)/kick", self.kick_job),
-            (r"/api/jobs/(\d+)/delete", self.delete_job),
-            (r"/api/tubes/([^/]+)/kick", self.kick_tube),
-            (r"/api/tubes/([^/]+)/clear", self.clear_tube),
-            (r"/api/tubes/([^/]+)/pause", self.pause_tube),
+        post: list[tuple[str, Handler, str]] = [
+            (r"/api/jobs/(\d+)/kick", self.kick_job, ACTION),
+            (r"/api/jobs/(\d+)/delete", self.delete_job, ACTION),
+            (r"/api/tubes/([^/]+)/kick", self.kick_tube, ACTION),
+            (r"/api/tubes/([^/]+)/clear", self.clear_tube, ACTION),
+            (r"/api/tubes/([^/]+)/pause", self.pause_tube, ACTION),
         ]
-        self.routes: dict[str, list[tuple[re.Pattern[str], Handler]]] = {
-            "GET": [(re.compile(p + "$"), h) for p, h in get],
-            "POST": [(re.compile(p + "$"), h) for p, h in post],
+        self.routes: dict[str, list[tuple[re.Pattern[str], Handler, str]]] = {
+            "GET": [(re.compile(p + "$"), h, g) for p, h, g in get],
+            "POST": [(re.compile(p + "$"), h, g) for p, h, g in post],
         }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -100,33 +140,102 @@ class App:
         raw_path = scope.get("raw_path")
         path = scope["path"] if raw_path is None else raw_path.decode("latin-1")
         query = {k: v[-1] for k, v in parse_qs(scope["query_string"].decode("latin-1")).items()}
+        headers = {k.lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        _secure.set(scope.get("scheme") == "https")
         try:
             if method == "POST":
-                _same_origin(scope)
-            handler, args = self._route(method, path)
+                _same_origin(headers)
+                query.update(await _form(receive, headers))
+            handler, args, guard = self._route(method, path)
+            if guard != OPEN:
+                if self.server.tokens is None:
+                    self._check_host(headers)
+                else:
+                    _rights.set(await self._admit(method, path, headers, guard, args))
             result = await handler(query, *args)
         except HttpError as e:
-            await _send(send, e.status, "application/json", _dumps({"error": e.message}))
+            await _send(send, e.status, "application/json", _dumps({"error": e.message}),
+                        e.headers)
             return
         if isinstance(result, Response):
             await _send(send, result.status, result.content_type, result.body, result.headers)
         else:
             await _send(send, 200, "application/json", _dumps(result))
 
-    def _route(self, method: str, path: str) -> tuple[Callable[..., Awaitable[Any]], list[str]]:
+    def _route(self, method: str, path: str
+               ) -> tuple[Callable[..., Awaitable[Any]], list[str], str]:
+        found = None
         for verb in ("GET", "POST"):
-            for pattern, handler in self.routes[verb]:
+            for pattern, handler, guard in self.routes[verb]:
                 m = pattern.match(path)
                 if m is None:
                     continue
-                if verb != method and not (method == "HEAD" and verb == "GET"):
-                    raise HttpError(405, f"{path} takes {verb}")
-                return handler, [unquote(g) for g in m.groups()]
+                if verb == method or (method == "HEAD" and verb == "GET"):
+                    return handler, [unquote(g) for g in m.groups()], guard
+                found = verb
+        if found is not None:
+            raise HttpError(405, f"{path} takes {found}")
         raise HttpError(404, f"no such page: {path}")
 
-    def add_route(self, method: str, pattern: str,
-                  handler: Callable[..., Awaitable[Any]]) -> None:
-        self.routes[method].append((re.compile(pattern + "$"), handler))
+    def add_route(self, method: str, pattern: str, handler: Callable[..., Awaitable[Any]],
+                  guard: str = SERVER) -> None:
+        self.routes[method].append((re.compile(pattern + "$"), handler, guard))
+
+    # --- access ------------------------------------------------------------------------
+
+    def _check_host(self, headers: dict[bytes, str]) -> None:
+        host = headers.get(b"host")
+        if host is None or _local_host(host, self.allowed_hosts):
+            return
+        raise HttpError(421, f"this endpoint does not answer to Host: {host} (use an IP "
+                        "address or localhost, or name it with --http-allow-host)")
+
+    def token_rights(self, token: str | None) -> Rights | None:
+        tokens = self.server.tokens
+        return None if tokens is None or not token else tokens.check(token)
+
+    async def _admit(self, method: str, path: str, headers: dict[bytes, str], guard: str,
+                     args: list[str]) -> Rights:
+        """The request's rights, or HttpError: 401 without a token (a browser asking for a
+        page is sent to the login page instead), 403 when its rights do not cover it."""
+        token = _bearer(headers)
+        from_cookie = token is None
+        if from_cookie:
+            token = _cookie(headers)
+        if token is None:
+            if (self.login_path is not None and method == "GET"
+                    and "text/html" in headers.get(b"accept", "")):
+                where = f"{self.login_path}?{urlencode({'next': path})}"
+                raise HttpError(303, "log in first", [(b"location", where.encode("latin-1"))])
+            raise HttpError(401, "this endpoint needs a token: Authorization: Bearer <token>",
+                            [(b"www-authenticate", b'Bearer realm="tubeserver"')])
+        rights = self.token_rights(token)
+        if rights is None:
+            await trio.sleep(AUTH_DELAY)  # as a failed `auth`: guessing stays slow
+            if from_cookie and self.login_path is not None and method == "GET":
+                raise HttpError(303, "log in again",
+                                [(b"location", self.login_path.encode("latin-1")),
+                                 (b"set-cookie", clear_cookie())])
+            raise HttpError(401, "unknown token",
+                            [(b"www-authenticate", b'Bearer realm="tubeserver", '
+                              b'error="invalid_token"')])
+        if not self._allowed(rights, guard, args):
+            raise HttpError(403, f"token {rights.name!r} may not see {path}")
+        return rights
+
+    def _allowed(self, rights: Rights, guard: str, args: list[str]) -> bool:
+        if guard == SERVER:
+            return bool(rights.some & INSPECT)
+        if guard == TUBE:
+            return rights.allows(INSPECT, args[0])
+        if guard == JOB:
+            engine = self.server.engine
+            job = engine.jobs.get(int(args[0])) or engine.tracker.record(int(args[0]))
+            # As job-status: its producer and worker may follow it; a job that is not there
+            # is the handler's to answer 404, for those who may look at some tube.
+            return (rights.allows(FOLLOW, job.tube.name) if job is not None
+                    else bool(rights.some & FOLLOW))
+        return True  # ACTION: the dispatcher checks the command itself
 
     # --- health and metrics ----------------------------------------------------------------
 
@@ -254,7 +363,7 @@ class App:
         return await self._run(c.PauseTube(_name(name), _int(query, "delay", 0, 0, U32_MAX)))
 
     async def _run(self, command: c.Command) -> Json:
-        reply = await self.server.execute(command)
+        reply = await self.server.execute(command, _rights.get())
         line = reply.split(b"\r\n", 1)[0]
         word = line.split(b" ", 1)[0]
         status = _REPLY_STATUS.get(word)
@@ -298,10 +407,9 @@ async def _send(send: Send, status: int, content_type: str, body: bytes,
     await send({"type": "http.response.body", "body": body})
 
 
-def _same_origin(scope: Scope) -> None:
+def _same_origin(headers: dict[bytes, str]) -> None:
     """Refuse a POST a browser sent for a page of another site: its Sec-Fetch-Site says so,
     or its Origin is not this host. Clients that are not browsers send neither header."""
-    headers = {k.lower(): v.decode("latin-1") for k, v in scope["headers"]}
     site = headers.get(b"sec-fetch-site")
     origin = headers.get(b"origin")
     host = headers.get(b"host")
@@ -309,6 +417,67 @@ def _same_origin(scope: Scope) -> None:
         raise HttpError(403, f"cross-site request refused (Sec-Fetch-Site: {site})")
     if origin is not None and origin not in (f"http://{host}", f"https://{host}"):
         raise HttpError(403, f"cross-origin request refused (Origin: {origin})")
+
+
+async def _form(receive: Receive, headers: dict[bytes, str]) -> dict[str, str]:
+    """A POST's form fields (the login page's); other bodies are read and ignored."""
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if len(body) > BODY_MAX:
+            raise HttpError(413, f"request bodies here are at most {BODY_MAX} bytes")
+        if not message.get("more_body", False):
+            break
+    if not headers.get(b"content-type", "").startswith("application/x-www-form-urlencoded"):
+        return {}
+    return {k: v[-1] for k, v in parse_qs(body.decode("latin-1")).items()}
+
+
+def _bearer(headers: dict[bytes, str]) -> str | None:
+    scheme, _, token = headers.get(b"authorization", "").partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
+
+
+def _cookie(headers: dict[bytes, str]) -> str | None:
+    raw = headers.get(b"cookie")
+    if raw is None:
+        return None
+    try:
+        morsel = SimpleCookie(raw).get(COOKIE)
+    except CookieError:
+        return None
+    return None if morsel is None else morsel.value or None
+
+
+def login_cookie(token: str, secure: bool) -> bytes:
+    # A token is printable ASCII without spaces, `;` or `,` aside (tokens.py makes
+    # [A-Za-z0-9_-]); the login page refuses others before this.
+    """The dashboard's session: the token itself, out of scripts' reach (HttpOnly) and never
+    sent with a request another site starts (SameSite=Strict)."""
+    flags = "; Secure" if secure else ""
+    return f"{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict{flags}".encode("latin-1")
+
+
+def clear_cookie() -> bytes:
+    return f"{COOKIE}=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict".encode("latin-1")
+
+
+def _local_host(host: str, allowed: frozenset[str]) -> bool:
+    """Whether a Host header names this machine: an IP address, localhost, or an allowed
+    name (any port)."""
+    name = host.strip().lower()
+    if name.startswith("["):  # [IPv6]:port
+        name = name[1:].partition("]")[0]
+    elif name.count(":") == 1:
+        name = name.partition(":")[0]
+    if name in allowed or name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
 
 
 def _dumps(value: Json) -> bytes:
