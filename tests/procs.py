@@ -46,11 +46,22 @@ class PortTaken(RuntimeError):
     """Another process answers on the port picked for the server."""
 
 
-def _pid_on(host: str, port: int, tls: ssl.SSLContext | None = None) -> int | None:
+def _pid_on(host: str, port: int, tls: ssl.SSLContext | None = None,
+            token: str | None = None) -> int | None:
     """The pid that the server listening on host:port reports in `stats` (asked over TLS
-    with `tls`); None if nothing is listening yet."""
+    with `tls`, after `auth` with `token`); None if nothing is listening yet."""
     try:
         with _open(host, port, tls) as s:
+            if token is not None:
+                s.sendall(b"auth %b\r\n" % token.encode())
+                answer = b""
+                while not answer.endswith(b"\r\n"):
+                    chunk = s.recv(1)
+                    if not chunk:
+                        return -1
+                    answer += chunk
+                if answer != b"OK\r\n":
+                    return -1
             s.sendall(b"stats\r\n")
             data = b""
             while b"\r\n" not in data or len(data) < _framed_length(data):
@@ -84,7 +95,7 @@ def _framed_length(data: bytes) -> int:
 
 def wait_listening(
     host: str, port: int, proc: subprocess.Popen[bytes], limit: float = 10.0,
-    tls: ssl.SSLContext | None = None,
+    tls: ssl.SSLContext | None = None, token: str | None = None,
 ) -> None:
     """Wait until `proc` itself serves host:port: its `stats` must report its own pid, so a
     stranger that took the port is never mistaken for it."""
@@ -92,7 +103,7 @@ def wait_listening(
     while time.monotonic() < end:
         if proc.poll() is not None:
             raise RuntimeError(f"server exited with {proc.returncode}: {_stderr_of(proc)}")
-        pid = _pid_on(host, port, tls)
+        pid = _pid_on(host, port, tls, token)
         if pid == proc.pid:
             return
         if pid is not None:
@@ -130,8 +141,8 @@ def stop(proc: subprocess.Popen[bytes], limit: float = 5.0) -> None:
 
 
 @contextlib.contextmanager
-def _running(make_argv: Callable[[int], list[str]], tls: ssl.SSLContext | None = None
-             ) -> Iterator[RunningServer]:
+def _running(make_argv: Callable[[int], list[str]], tls: ssl.SSLContext | None = None,
+             token: str | None = None) -> Iterator[RunningServer]:
     """Start a server on a free port. A port picked free can be taken by the time the
     server binds it (tests start servers concurrently): then try again with another."""
     for attempt in range(3):
@@ -143,7 +154,7 @@ def _running(make_argv: Callable[[int], list[str]], tls: ssl.SSLContext | None =
         _STDERR[proc.pid] = err
         try:
             try:
-                wait_listening(HOST, port, proc, tls=tls)
+                wait_listening(HOST, port, proc, tls=tls, token=token)
             except RuntimeError as e:
                 taken = isinstance(e, PortTaken) or "already in use" in _stderr_of(proc).lower()
                 if attempt < 2 and taken:
@@ -158,11 +169,13 @@ def _running(make_argv: Callable[[int], list[str]], tls: ssl.SSLContext | None =
 
 
 @contextlib.contextmanager
-def tubeserver(*extra: str, tls: ssl.SSLContext | None = None) -> Iterator[RunningServer]:
+def tubeserver(*extra: str, tls: ssl.SSLContext | None = None,
+               token: str | None = None) -> Iterator[RunningServer]:
     """A real `python -m tubeserver` process on a free loopback port; `tls`: the client
-    context to reach it with, when `extra` makes it speak TLS."""
+    context to reach it with, when `extra` makes it speak TLS; `token`: one its auth file
+    (in `extra`) lets ask `stats`."""
     with _running(lambda port: [sys.executable, "-m", "tubeserver", "--listen", HOST,
-                                "--port", str(port), *extra], tls) as srv:
+                                "--port", str(port), *extra], tls, token) as srv:
         yield srv
 
 

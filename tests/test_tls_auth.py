@@ -4,12 +4,14 @@ the clients and pools sending the token first on every connection.
 A tiny fake responder on 127.0.0.1 plays a server with authentication (OK for the right
 token, UNAUTHORIZED and a hang-up for any other) or without it (UNKNOWN_COMMAND, as
 tubeserver without --auth-file and beanstalkd answer); real beanstalkd and tubeserver show
-the last case for real. The token must never show: not in a repr, not in a message.
+the last case for real, and a real tubeserver with --auth-file and TLS shows tokens, rights
+and UNAUTHORIZED end to end. The token must never show: not in a repr, not in a message.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import socket
 import threading
 from collections.abc import Iterator
@@ -18,10 +20,12 @@ from typing import Any
 import attrs
 import procs
 import pytest
+import tlsfiles
 from tubeclient import (
     AuthNotEnabled,
     Client,
     ConnectionClosed,
+    ConsumerPool,
     NoServerAvailable,
     ProducerPool,
     TimedOut,
@@ -297,3 +301,94 @@ def test_access_checks_the_token_once_and_hides_it() -> None:
     assert access.token == TOKEN and TOKEN not in repr(access)
     with pytest.raises(ValueError, match="not shown"):
         Access.check(None, None, "has space")
+
+
+# ---------------------------------------------------------------------- a real server with auth
+# tubeserver --auth-file, over TLS: what a deployment reachable from other machines runs.
+
+ROOT, PRODUCER, WORKER = ("tbs_root-0123456789abcdef", "tbs_producer-0123456789abcdef",
+                          "tbs_worker-0123456789abcdef")
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> tlsfiles.Pki:
+    return tlsfiles.make(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture(scope="module")
+def secured(pki: tlsfiles.Pki, tmp_path_factory: pytest.TempPathFactory
+            ) -> Iterator[procs.RunningServer]:
+    """tubeserver with TLS and an auth file: root may do anything, the producer only put
+    into `emails`, the worker only consume from it."""
+    def entry(name: str, token: str, rights: str) -> str:
+        digest = hashlib.sha256(token.encode()).hexdigest()
+        return f'[[token]]\nname = "{name}"\nsha256 = "{digest}"\n{rights}\n\n'
+
+    auth = tmp_path_factory.mktemp("auth") / "auth.toml"
+    auth.write_text(entry("root", ROOT, 'admin = ["*"]')
+                    + entry("producer", PRODUCER, 'produce = ["emails"]')
+                    + entry("worker", WORKER, 'consume = ["emails"]'))
+    with procs.tubeserver(*pki.server_flags(), "--auth-file", str(auth), tls=pki.client(),
+                          token=ROOT) as srv:
+        yield srv
+        assert srv.proc.poll() is None, "the server died during the module"
+
+
+def test_a_token_over_tls_against_a_real_server(
+        secured: procs.RunningServer, pki: tlsfiles.Pki) -> None:
+    with Client(secured.addr, ssl=pki.client(), token=ROOT, use="jobs", watch="jobs",
+                io_timeout=IO) as client:
+        job_id = client.put(b"secret job")
+        job = client.reserve(timeout=0)
+        assert (job.id, job.body) == (job_id, b"secret job")
+        client.delete(job)
+
+
+def test_rights_are_enforced_and_unauthorized_maps_one_to_one(
+        secured: procs.RunningServer, pki: tlsfiles.Pki) -> None:
+    with Client(secured.addr, ssl=pki.client(), token=PRODUCER, use="emails",
+                io_timeout=IO) as producer:
+        job_id = producer.put(b"mail")
+        with pytest.raises(Unauthorized):
+            producer.stats()  # inspect: beyond a producer's rights
+        with pytest.raises(Unauthorized):
+            producer.peek(job_id)
+        assert producer.put(b"more mail") == job_id + 1  # still connected, still in sync
+    # The worker may watch and consume `emails`, not put there.
+    with Client(secured.addr, ssl=pki.client(), token=WORKER, watch="emails",
+                io_timeout=IO) as worker:
+        with pytest.raises(Unauthorized):
+            worker.put(b"no")
+        for expected in (job_id, job_id + 1):
+            job = worker.reserve(timeout=0)
+            assert job.id == expected
+            worker.delete(job)
+    # A watch beyond the token's rights fails the connect itself.
+    with pytest.raises(Unauthorized):
+        Client(secured.addr, ssl=pki.client(), token=WORKER, watch="reports", io_timeout=IO)
+
+
+def test_no_token_or_a_wrong_one_against_a_real_server(
+        secured: procs.RunningServer, pki: tlsfiles.Pki) -> None:
+    with Client(secured.addr, ssl=pki.client(), io_timeout=IO) as anonymous:
+        with pytest.raises(Unauthorized):
+            anonymous.stats()
+    with pytest.raises(Unauthorized) as info:
+        Client(secured.addr, ssl=pki.client(), token="tbs_not-a-token", io_timeout=IO)
+    assert "tbs_not-a-token" not in str(info.value)
+
+
+async def test_trio_client_and_pools_with_tokens_against_a_real_server(
+        secured: procs.RunningServer, pki: tlsfiles.Pki) -> None:
+    async with TrioClient(secured.addr, ssl=pki.client(), token=PRODUCER, use="emails",
+                          io_timeout=IO) as producer:
+        first = await producer.put(b"from trio")
+    async with TrioProducerPool([secured.addr], ssl=pki.client(), token=PRODUCER,
+                                use="emails", io_timeout=IO) as pool:
+        second = (await pool.put(b"from a pool")).id
+    with ConsumerPool([secured.addr], ssl=pki.client(), token=WORKER, watch="emails",
+                      io_timeout=IO) as consumer:
+        for expected in (first, second):
+            job = consumer.reserve(timeout=IO)
+            assert job.id == expected
+            consumer.delete(job)
