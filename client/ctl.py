@@ -136,6 +136,10 @@ def _common(parser: argparse.ArgumentParser, top: bool) -> None:
                              "implies --tls [TUBECTL_TLS_CERT]")
     parser.add_argument("--tls-key", metavar="FILE", default=None if top else keep,
                         help="the client certificate's private key (PEM) [TUBECTL_TLS_KEY]")
+    # Named so that argparse does not take `--token SECRET` for an abbreviation of
+    # --token-file (and print the secret as a file name): refused in `_access`.
+    parser.add_argument("--token", dest="token_given", default=None if top else keep,
+                        help=argparse.SUPPRESS)
     parser.add_argument("--token-file", metavar="FILE", default=None if top else keep,
                         help=f"authenticate with the token in FILE [{ENV_TOKEN_FILE}]; or "
                              f"put the token in ${ENV_TOKEN}. No --token: {TOKEN_HELP}")
@@ -296,6 +300,9 @@ def _access(parser: argparse.ArgumentParser, args: argparse.Namespace,
     def value(flag: str | None, var: str) -> str | None:
         return flag if flag is not None else (environ.get(var) or None)
 
+    if args.token_given is not None:
+        parser.error(f"there is no --token: {TOKEN_HELP}; use --token-file FILE or "
+                     f"{ENV_TOKEN}")
     try:
         everywhere = args.tls or _flag(environ.get("TUBECTL_TLS", ""))
         files = (value(args.tls_ca, "TUBECTL_TLS_CA"), value(args.tls_cert, "TUBECTL_TLS_CERT"),

@@ -273,6 +273,9 @@ def build_parser() -> argparse.ArgumentParser:
     opt("--token-file", metavar="FILE",
         help="authenticate with the token in FILE (tubeserver --auth-file); or put the token "
         f"itself in TUBEWORKER_TOKEN. There is no --token: {TOKEN_HELP}")
+    # Named so that argparse does not take `--token SECRET` for an abbreviation of
+    # --token-file (and print the secret as a file name): refused in `parse`.
+    add("--token", dest="token_given", help=argparse.SUPPRESS)
     add("command", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     return p
 
@@ -381,6 +384,9 @@ def parse(argv: Sequence[str], env: Mapping[str, str] | None = None) -> Config:
         jitter=_set(ns, env, "jitter", _bool),
         bury_exit_codes=_get(ns, env, "bury_exit_codes", _exit_codes) or frozenset(),
     )
+    if ns.token_given is not None:
+        raise UsageError(f"there is no --token: {TOKEN_HELP}; use --token-file FILE or "
+                         "TUBEWORKER_TOKEN")
     try:
         tls = client_context(bool(_get(ns, env, "tls", _bool)), _get(ns, env, "tls_ca", _file),
                              _get(ns, env, "tls_cert", _file), _get(ns, env, "tls_key", _file))
