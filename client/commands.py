@@ -463,13 +463,13 @@ class Quit(Bare[None]):
 # Extension (tubeserver --auth-file): see protocol.md. The token is never shown: not in a
 # repr, not in an error message.
 
-# `auth <token>\r\n` must fit the server's 224-byte command line.
-TOKEN_MAX = fl.LINE_MAX - len(b"auth \r\n")
+# protocol.md: a token is 1-200 printable ASCII characters without spaces.
+TOKEN_MAX = 200
 _TOKEN_CHARS = frozenset(map(chr, range(0x21, 0x7F)))
 
 
 def check_token(token: object) -> str:
-    """`token` if it can be sent in an `auth` line (1-217 printable ASCII characters, no
+    """`token` if it can be sent in an `auth` line (1-200 printable ASCII characters, no
     space), else ValueError/TypeError; the message never quotes the token."""
     if not isinstance(token, str):
         raise TypeError(f"token must be a str, not {type(token).__name__}")
