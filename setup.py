@@ -38,6 +38,7 @@ COMPILED = [
     "tubeserver/parser.py",
     "tubeserver/replay.py",
     "tubeserver/replies.py",
+    "tubeserver/results.py",
     "tubeserver/restore.py",
     "tubeserver/rounds.py",
     "tubeserver/schedules.py",
@@ -46,6 +47,7 @@ COMPILED = [
     "tubeserver/tracking.py",
     "tubeserver/tube.py",
     "tubeserver/tubelimits.py",
+    "tubeserver/wakeup.py",
     "tubeserver/walrecords.py",
 ]
 

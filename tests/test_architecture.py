@@ -21,12 +21,14 @@ CORE = (
     "engine", "job", "tube", "session", "parser", "commands", "errors", "limits", "replies",
     "stats", "dispatch", "walrecords", "replay", "tracking", "invariants", "timers", "flow",
     "keys", "deps", "tubelimits", "schedules", "restore", "admin", "ages", "histogram",
+    "access", "idmap", "results", "wakeup",
 )
 # Standard-library and third-party modules the core may use: pure computation only. A new
 # pure module may be added here; anything touching sockets, files, processes, threads, clocks
 # or randomness may not.
 PURE = frozenset({
     "__future__", "abc", "array", "attrs", "bisect", "collections", "dataclasses", "enum",
+    "fnmatch",
     "functools", "heapq", "itertools", "math", "msgpack", "operator", "re", "struct", "typing",
     "typing_extensions", "zlib",
 })
@@ -47,7 +49,7 @@ SCHEDULES_EXTRA = frozenset({"datetime", "cronsim"})
 EXTRA_ALLOWED: dict[str, frozenset[str]] = {"stats": STATS_EXTRA, "schedules": SCHEDULES_EXTRA}
 # The engine side must not know about the layers that feed it.
 LOWER = ("engine", "job", "tube", "session", "tracking", "timers", "flow", "keys", "deps",
-         "restore", "tubelimits", "schedules")
+         "restore", "tubelimits", "schedules", "idmap", "results", "wakeup")
 UPPER = ("parser", "dispatch", "connection", "hub", "server", "__main__")
 TRIO_ALLOWED = frozenset({"server", "connection", "hub", "__main__"})
 

@@ -529,3 +529,56 @@ def test_static_files_and_header(tab: Tab, server: tuple[Server, str]) -> None:
     assert [a.strip() for a in tab.page.locator("header nav a").all_inner_texts()] == [
         "Tubes", "Schedules", "Connections"]
 
+
+
+# --- with an auth file ---------------------------------------------------------------------
+
+
+def test_login_then_pages_by_the_tokens_rights(chromium: Browser,
+                                               tmp_path_factory: pytest.TempPathFactory) -> None:
+    from test_auth import TOKENS, write_auth
+    from test_auth import server as auth_server
+
+    folder = tmp_path_factory.mktemp("dashboard-auth")
+    with auth_server(folder, auth=write_auth(folder / "auth.toml"), http=True) as s:
+        assert s.http is not None
+        with s.conn("producer") as p:
+            assert p.cmd(b"use emails") == b"USING emails\r\n"
+            p.put_id(b"hello")
+        context = chromium.new_context(viewport=browser.VIEWPORT)
+        try:
+            tab = Tab(context.new_page(), s.http)
+            page = tab.page
+            # No token yet: any page leads to the login form, which remembers where to go.
+            tab.goto("/tubes/emails")
+            assert page.url == s.http + "/login?next=%2Ftubes%2Femails"
+            assert tab.text("h1") == "Log in"
+            # A wrong token: the form again, with a message (answered late, as `auth`).
+            tab.expected.add(s.http + "/login")
+            page.fill("input[name=token]", "tbs_wrong")
+            with page.expect_navigation():
+                page.click("form.login button")
+            assert tab.text("p.error") == "Unknown token."
+            # The viewer's token: on to the page asked for, its name in the header.
+            page.fill("input[name=token]", TOKENS["viewer"][0])
+            with page.expect_navigation():
+                page.click("form.login button")
+            assert page.url == s.http + "/tubes/emails"
+            assert tab.text("h1") == "Tube emails"
+            assert tab.text("header form.logout code") == "viewer"
+            assert page.locator("footer .warning").count() == 0
+            # The overview's live table reads the JSON API with the same cookie.
+            tab.goto("/")
+            tab.wait_for_poll()
+            assert "emails" in tab.overview()
+            # The script cannot read the token: the cookie is HttpOnly.
+            assert page.evaluate("document.cookie") == ""
+            # Logging out forgets it.
+            with page.expect_navigation():
+                page.click("header form.logout button")
+            assert page.url == s.http + "/login"
+            tab.goto("/")
+            assert page.url == s.http + "/login?next=%2F"
+            assert tab.errors == [], tab.errors
+        finally:
+            context.close()

@@ -744,7 +744,7 @@ class EngineMachine(RuleBasedStateMachine):
             self.both(lambda: e.bury(s, job_id, pri, now, data),
                       lambda: m.bury(s.id, job_id, pri, data))
         elif how == "checkpoint":
-            self.both(lambda: e.checkpoint(s, job_id, data, now),
+            self.both(lambda: e.results.checkpoint(s, job_id, data, now),
                       lambda: m.checkpoint(s.id, job_id, data))
         else:
             self.both(lambda: e.reserve_job(s, job_id, now),
@@ -947,7 +947,7 @@ class EngineMachine(RuleBasedStateMachine):
         now = self.m.now
 
         def engine() -> Answer | None:
-            got = self.e.result(s, job_id, timeout, now)
+            got = self.e.results.result(s, job_id, timeout, now)
             return None if got is None else (got.failed, got.job_id, got.data)
 
         self.both(engine, lambda: self.m.result(s.id, job_id, timeout))
@@ -962,11 +962,11 @@ class EngineMachine(RuleBasedStateMachine):
         """job-status (live jobs and kept records alike), or peek-checkpoint."""
         e, m = self.e, self.m
         if what == "peek":
-            self.both(lambda: e.peek_checkpoint(job_id), lambda: m.peek_checkpoint(job_id))
+            self.both(lambda: e.results.peek_checkpoint(job_id), lambda: m.peek_checkpoint(job_id))
             return
 
         def engine() -> tuple[str, int, int, int, bytes | None]:
-            job = e.job_status(job_id)
+            job = e.results.job_status(job_id)
             reason = None if job.extra is None else job.extra.reason
             return (job.state.value, job.reserves, job.buries, job.kicks, reason)
 

@@ -204,7 +204,7 @@ def test_a_parent_deleted_without_running_buries_its_children_with_a_reason() ->
     parent = e.put(s, 0, 0, 10, b"", 0.0).id
     child = e.flow.put_after(s, [parent], 0, 0, 10, b"", 0.0)
     grandchild = e.flow.put_after(s, [child.id], 0, 0, 10, b"", 0.0)
-    assert e.result(waiter, child.id, 60, 0.0) is None
+    assert e.results.result(waiter, child.id, 60, 0.0) is None
     e.delete(s, parent, 1.0)  # cancelled: it was ready, nobody ran it
     assert child.state is JobState.BURIED and child.buries == 1
     assert child.extra is not None and child.extra.reason == cancelled_reason(parent)

@@ -47,8 +47,8 @@ def test_finish_keeps_the_result_while_beanstalkd_commands_see_nothing() -> None
     with pytest.raises(NotFound):
         e.peek(job_id)  # stats-job, peek, kick-job: NOT_FOUND as in beanstalkd
     assert job_id not in e.jobs
-    assert outcome(e.result(s, job_id, 5, 2.0)) == (False, job_id, b"42")
-    record = e.job_status(job_id)
+    assert outcome(e.results.result(s, job_id, 5, 2.0)) == (False, job_id, b"42")
+    record = e.results.job_status(job_id)
     assert record.state is JobState.FINISHED and record.body == b"42"
     check_invariants(e)
 
@@ -57,15 +57,15 @@ def test_a_plain_delete_is_a_finish_with_an_empty_result() -> None:
     e = Engine()
     s, job_id = reserved(e)
     e.delete(s, job_id, 1.0)
-    assert outcome(e.result(s, job_id, 0, 1.0)) == (False, job_id, b"")
+    assert outcome(e.results.result(s, job_id, 0, 1.0)) == (False, job_id, b"")
 
 
 def test_every_waiter_is_answered_once_when_the_job_finishes() -> None:
     e = Engine()
     worker, job_id = reserved(e)
     a, b = e.connect(), e.connect()
-    assert e.result(a, job_id, 30, 0.0) is None
-    assert e.result(b, job_id, 60, 0.0) is None
+    assert e.results.result(a, job_id, 30, 0.0) is None
+    assert e.results.result(b, job_id, 60, 0.0) is None
     assert e.tracker.waiting == 2 and not a.worker and not b.worker
     check_invariants(e)
     e.delete(worker, job_id, 1.0, b"ok")
@@ -79,16 +79,16 @@ def test_fail_buries_with_a_reason_that_bury_and_kick_keep() -> None:
     e = Engine()
     worker, job_id = reserved(e)
     waiter = e.connect()
-    assert e.result(waiter, job_id, 30, 0.0) is None
+    assert e.results.result(waiter, job_id, 30, 0.0) is None
     e.bury(worker, job_id, 7, 0.0, b"disk full")
     assert answers(e) == [(waiter.id, True, job_id, b"disk full")]
-    assert outcome(e.result(waiter, job_id, 30, 1.0)) == (True, job_id, b"disk full")
+    assert outcome(e.results.result(waiter, job_id, 30, 1.0)) == (True, job_id, b"disk full")
     e.kick_job(job_id, 2.0)
     assert e.reserve(worker, 0, 2.0) is not None
     e.bury(worker, job_id, 7, 0.0)  # a plain bury keeps the last reason
-    assert outcome(e.result(waiter, job_id, 0, 3.0)) == (True, job_id, b"disk full")
+    assert outcome(e.results.result(waiter, job_id, 0, 3.0)) == (True, job_id, b"disk full")
     e.kick_job(job_id, 4.0)
-    assert e.result(waiter, job_id, 10, 4.0) is None  # live again: waits for what's next
+    assert e.results.result(waiter, job_id, 10, 4.0) is None  # live again: waits for what's next
     check_invariants(e)
 
 
@@ -97,8 +97,8 @@ def test_result_times_out_and_zero_answers_at_once() -> None:
     _, job_id = reserved(e)
     waiter = e.connect()
     with pytest.raises(TimedOut):
-        e.result(waiter, job_id, 0, 0.0)
-    assert e.result(waiter, job_id, 2, 0.0) is None
+        e.results.result(waiter, job_id, 0, 0.0)
+    assert e.results.result(waiter, job_id, 2, 0.0) is None
     assert e.next_deadline() == 2.0
     e.tick(2.0)
     assert answers(e) == [(waiter.id, "TimedOut")]
@@ -109,9 +109,9 @@ def test_unknown_ids_are_not_found_and_a_closed_waiter_loses_nothing() -> None:
     e = Engine()
     worker, job_id = reserved(e)
     with pytest.raises(NotFound):
-        e.result(worker, 999, 5, 0.0)
+        e.results.result(worker, 999, 5, 0.0)
     waiter = e.connect()
-    assert e.result(waiter, job_id, 30, 0.0) is None
+    assert e.results.result(waiter, job_id, 30, 0.0) is None
     e.cancel_wait(waiter)  # it hung up
     e.disconnect(waiter, 0.5)
     e.delete(worker, job_id, 1.0, b"r")
@@ -134,7 +134,7 @@ def test_records_expire_after_the_ttl_on_the_engines_timer() -> None:
     e.tick(15.0)
     assert not e.tracker.records and e.tracker.bytes == 0 and e.next_deadline() is None
     with pytest.raises(NotFound):
-        e.job_status(first)
+        e.results.job_status(first)
     check_invariants(e)
 
 
@@ -159,22 +159,22 @@ def test_checkpoints_stay_with_the_job_through_retries_and_go_with_it() -> None:
     worker, job_id = reserved(e)
     other = e.connect()
     with pytest.raises(NotFound):
-        e.peek_checkpoint(job_id)  # none yet
+        e.results.peek_checkpoint(job_id)  # none yet
     with pytest.raises(NotFound):
-        e.checkpoint(other, job_id, b"step 1", 1.0)  # only the holder may
-    e.checkpoint(worker, job_id, b"step 1", 5.0)
+        e.results.checkpoint(other, job_id, b"step 1", 1.0)  # only the holder may
+    e.results.checkpoint(worker, job_id, b"step 1", 5.0)
     assert e.jobs[job_id].deadline == 15.0  # restarted like touch
     e.tick(15.0)  # TTR runs out: ready again, checkpoint kept
     assert e.jobs[job_id].state is JobState.READY
-    assert e.peek_checkpoint(job_id) == b"step 1"
+    assert e.results.peek_checkpoint(job_id) == b"step 1"
     assert e.reserve(other, 0, 16.0) is not None
     e.bury(other, job_id, 0, 0.0)
     e.kick_job(job_id, 17.0)
-    assert e.peek_checkpoint(job_id) == b"step 1"
+    assert e.results.peek_checkpoint(job_id) == b"step 1"
     assert e.reserve(other, 0, 18.0) is not None
     e.delete(other, job_id, 19.0, b"done")
     with pytest.raises(NotFound):
-        e.peek_checkpoint(job_id)
+        e.results.peek_checkpoint(job_id)
     check_invariants(e)
 
 
@@ -182,12 +182,12 @@ def test_with_ttl_zero_nothing_is_kept_but_waiters_are_answered() -> None:
     e = Engine(Tracker(ttl=0.0))
     worker, job_id = reserved(e)
     waiter = e.connect()
-    assert e.result(waiter, job_id, 30, 0.0) is None
+    assert e.results.result(waiter, job_id, 30, 0.0) is None
     e.delete(worker, job_id, 1.0, b"r")
     assert answers(e) == [(waiter.id, False, job_id, b"r")]
     assert not e.tracker.records
     with pytest.raises(NotFound):
-        e.result(waiter, job_id, 0, 2.0)
+        e.results.result(waiter, job_id, 0, 2.0)
     check_invariants(e)
 
 
@@ -201,12 +201,12 @@ def test_job_status_shows_wall_clock_times_and_sizes() -> None:
     assert status["created"] == wall_time(wall + 1.0) == "2027-01-15T08:00:01.000000Z"
     assert status["checkpoint-bytes"] == -1 and status["expires"] == ""
     assert e.reserve(s, 0, 2.5) is job
-    e.checkpoint(s, job.id, b"abc", 3.0)
+    e.results.checkpoint(s, job.id, b"abc", 3.0)
     status = dict(job_status(job, e.tracker, wall))
     assert (status["state"], status["reserves"], status["checkpoint-bytes"]) == ("reserved", 1, 3)
     assert status["reserved"] == "2027-01-15T08:00:02.500000Z"
     e.delete(s, job.id, 4.0, b"result")
-    status = dict(job_status(e.job_status(job.id), e.tracker, wall))
+    status = dict(job_status(e.results.job_status(job.id), e.tracker, wall))
     assert status["state"] == "finished" and status["result-bytes"] == 6
     assert status["finished"] == "2027-01-15T08:00:04.000000Z"
     assert status["expires"] == "2027-01-15T09:00:04.000000Z"

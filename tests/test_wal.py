@@ -228,7 +228,7 @@ class LogMachine(RuleBasedStateMachine):
             self.engine.bury(s, job.id, pri, self.now, b"why %d" % job.id)
         elif then == "checkpoint":
             # Then leave the job held: a restart brings it back ready, checkpoint and all.
-            self.engine.checkpoint(s, job.id, b"at step %d" % pri, self.now)
+            self.engine.results.checkpoint(s, job.id, b"at step %d" % pri, self.now)
         elif then == "finish":
             self.engine.delete(s, job.id, self.now, b"result" * pri)
         else:

@@ -15,9 +15,7 @@ from importlib import resources
 from typing import Any
 from urllib.parse import quote, urlencode
 
-import trio
-
-from .limits import AUTH_DELAY, LIST_MAX, LIST_STATES
+from .limits import LIST_MAX, LIST_STATES
 from .markup import Html, el, join, raw
 from .web import (
     JOB,
@@ -208,7 +206,7 @@ class Dashboard:
         token = query.get("token", "")
         rights = self.app.token_rights(token) if _plain(token) else None
         if rights is None:
-            await trio.sleep(AUTH_DELAY)  # as a failed `auth`
+            await self.app.server.slow_down()  # as a failed `auth`
             return await self.login_page(query, "Unknown token.", 401)
         return Response(303, "text/plain; charset=utf-8", b"logged in\n",
                         [(b"location", _next_page(query).encode("latin-1")),

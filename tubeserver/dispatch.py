@@ -277,22 +277,22 @@ class Dispatcher:
 
     def _result(self, cmd: c.Result, s: Session, now: float) -> Result:
         self.counts["cmd-result"] += 1
-        result = self.engine.result(s, cmd.id, cmd.timeout, now)
+        result = self.engine.results.result(s, cmd.id, cmd.timeout, now)
         return Action.WAIT if result is None else replies.outcome(result)
 
     def _job_status(self, cmd: c.JobStatus, s: Session, now: float) -> Result:
         self.counts["cmd-job-status"] += 1
-        job = self.engine.job_status(cmd.id)
+        job = self.engine.results.job_status(cmd.id)
         return replies.ok(to_yaml(job_status(job, self.engine.tracker, self.wall)))
 
     def _checkpoint(self, cmd: c.Checkpoint, s: Session, now: float) -> Result:
         self.counts["cmd-checkpoint"] += 1
-        self.engine.checkpoint(s, cmd.id, cmd.data, now)
+        self.engine.results.checkpoint(s, cmd.id, cmd.data, now)
         return replies.CHECKPOINTED
 
     def _peek_checkpoint(self, cmd: c.PeekCheckpoint, s: Session, now: float) -> Result:
         self.counts["cmd-peek-checkpoint"] += 1
-        return replies.found_data(cmd.id, self.engine.peek_checkpoint(cmd.id))
+        return replies.found_data(cmd.id, self.engine.results.peek_checkpoint(cmd.id))
 
     # Flow control (flow.py and its modules have the rules).
 

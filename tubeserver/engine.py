@@ -18,13 +18,13 @@ from .errors import (
     Draining,
     NotFound,
     NotIgnored,
-    ProtocolError,
     TimedOut,
     TubeFull,
 )
 from .flow import Flow
 from .job import Job, JobState
 from .limits import DEADLINE_MARGIN, DEFAULT_TUBE
+from .results import Results
 from .session import Session, Waiter
 from .timers import (
     CLEAR,
@@ -41,17 +41,12 @@ from .timers import (
     Timer,
     Timers,
 )
-from .tracking import (
-    NOTE_CHECKPOINT,
-    NOTE_PARENTS,
-    NOTE_REASON,
-    Outcome,
-    ResultWait,
-    Tracker,
-    outcome,
-)
+from .tracking import NOTE_PARENTS, NOTE_REASON, Tracker, outcome
 from .tube import Tube
 from .tubelimits import TubeLimits
+from .wakeup import Wakeup
+
+__all__ = ["Engine", "Journal", "Wakeup"]  # Wakeup: wakeup.py's, here for the network layer
 
 # Final: compiled, these are static reads rather than lookups in the module's globals.
 READY: Final = JobState.READY
@@ -89,29 +84,6 @@ class Journal(Protocol):
     def meta(self, kind: int, name: str, value: object) -> None: ...
 
 
-class Wakeup:
-    """A waiting session is answered: a reserve with `job`, with `error`, or (for
-    reserve-batch) with the jobs in `batch`; a `result` with `outcome` or `error`; a
-    clear-tube with the count it `cleared` (-1 for every other answer). Read-only once
-    made."""
-
-    __slots__ = ("batch", "cleared", "error", "job", "outcome", "session")
-
-    def __init__(self, session: Session, job: Job | None, error: ProtocolError | None,
-                 batch: tuple[Job, ...] | None = None, outcome: Outcome | None = None,
-                 cleared: int = -1) -> None:
-        self.session = session
-        self.job = job
-        self.error = error
-        self.batch = batch
-        self.outcome = outcome
-        self.cleared = cleared
-
-    def __repr__(self) -> str:
-        return (f"Wakeup({self.session!r}, {self.job!r}, {self.error!r}, {self.batch!r}, "
-                f"{self.outcome!r}, {self.cleared})")
-
-
 class Engine:
     def __init__(self, tracker: Tracker | None = None) -> None:
         self.jobs: dict[int, Job] = {}  # live jobs; finished ones are in tracker.records
@@ -127,7 +99,7 @@ class Engine:
         self._next_session = 1
         self.timers = Timers()
         self._dirty: dict[Tube, None] = {}  # tubes that may now match a waiter to a job
-        self._wakeups: list[Wakeup] = []
+        self.wakeups: list[Wakeup] = []  # for the network layer: drain_wakeups
         self._batch_waiters = 0  # waiting reserve-batch sessions: only they can hold out
         self._ticking = False  # inside tick's timer loop: new jobs are matched after it
         self.journal: Journal | None = None
@@ -135,6 +107,8 @@ class Engine:
         self.flow = Flow(self)
         # Operators' commands (admin.py): list-jobs, clear-tube, kick-tube.
         self.admin = Admin(self)
+        # Job tracking's commands and timers (results.py).
+        self.results = Results(self, self.tracker)
         self._tube(DEFAULT_TUBE)
 
     # --- sessions --------------------------------------------------------------------
@@ -326,25 +300,9 @@ class Engine:
             keep = journal.admit_finish(job, len(result), keep)
         self._detach(job)
         del self.jobs[job_id]
-        if tracker.waiters:
-            self._answer_waiters(job_id, Outcome(job_id, False, result))
         if journal is not None:
             journal.finish(job, result, now, keep)
-        if keep:
-            job.move(FINISHED)
-            job.body = result
-            job.deadline = now
-            if extra is not None:
-                extra.checkpoint = None
-            for gone in tracker.keep(job):
-                if journal is not None:
-                    journal.forget(gone)
-            if tracker.timer_at is None:
-                self._set_expiry(tracker.expires(job))
-        else:
-            job.move(DELETED)
-            if tracker.ttl > 0:
-                tracker.evicted += 1  # larger than the whole bound, or no room in the log
+        self.results.finished(job, result, keep, now)
         if extra is not None or self.flow.deps.children:
             self.flow.job_ended(job, ran, now)
         if ran:
@@ -393,7 +351,7 @@ class Engine:
             if reason is not None:
                 self.journal.note(job, NOTE_REASON)
         if self.tracker.waiters:
-            self._answer_waiters(job_id, outcome(job))
+            self.results.answer(job_id, outcome(job))
         if self._dirty:  # a limited tube has room again
             self._match(now)
 
@@ -401,52 +359,6 @@ class Engine:
         job = self._own(s, job_id)
         job.deadline = now + job.ttr
         self.timers.push(job.deadline, TTR, job, job.deadline)
-
-    # --- job tracking (the rules are tracking.py's) ----------------------------------------
-
-    def result(self, s: Session, job_id: int, timeout: float, now: float) -> Outcome | None:
-        """The outcome of a finished or buried job; else None, and `s` waits for it (or
-        TimedOut at once when `timeout` is 0)."""
-        job = self.jobs.get(job_id)
-        if job is None:
-            return outcome(_found(self.tracker.record(job_id)))
-        if job.state is BURIED:
-            return outcome(job)
-        if timeout == 0:
-            raise TimedOut()
-        wait = ResultWait(job_id, self.timers.next_seq(), now + timeout)
-        self.tracker.add_waiter(s, wait)
-        self.timers.push(now + timeout, RESULT, s, wait.seq)
-        return None
-
-    def job_status(self, job_id: int) -> Job:
-        """A live job, or the kept record of a finished one."""
-        job = self.jobs.get(job_id)
-        return job if job is not None else _found(self.tracker.record(job_id))
-
-    def checkpoint(self, s: Session, job_id: int, data: bytes, now: float) -> None:
-        job = self._own(s, job_id)
-        if self.journal is not None:
-            self.journal.admit_note(len(data))
-        job.more().checkpoint = data
-        self.touch(s, job_id, now)
-        if self.journal is not None:
-            self.journal.note(job, NOTE_CHECKPOINT)
-
-    def peek_checkpoint(self, job_id: int) -> bytes:
-        job = self.jobs.get(job_id)
-        extra = None if job is None else job.extra
-        if extra is None or extra.checkpoint is None:
-            raise NotFound()
-        return extra.checkpoint
-
-    def _answer_waiters(self, job_id: int, result: Outcome) -> None:
-        for s in self.tracker.take_waiters(job_id):
-            self._wakeups.append(Wakeup(s, None, None, outcome=result))
-
-    def _set_expiry(self, at: float) -> None:
-        self.tracker.timer_at = at
-        self.timers.push(at, EXPIRE, self.tracker, at)
 
     def watch(self, s: Session, name: str) -> int:
         tube = self._tube(name)
@@ -560,8 +472,7 @@ class Engine:
                     self._dirty[target] = None
                 elif kind == RESULT:
                     assert isinstance(target, Session)
-                    self.tracker.remove_waiter(target)
-                    self._wakeups.append(Wakeup(target, None, TimedOut()))
+                    self.results.timed_out(target)
                 elif kind == LIMIT:
                     assert isinstance(target, TubeLimits)
                     self.flow.reopen(target)
@@ -572,14 +483,7 @@ class Engine:
                 elif kind == CLEAR:
                     clearing = True  # after the loop, or its next slice would be due too
                 elif kind == EXPIRE:
-                    tracker = self.tracker
-                    tracker.timer_at = None
-                    for gone in tracker.expire(now):
-                        if self.journal is not None:
-                            self.journal.forget(gone)
-                    due = tracker.next_expiry()
-                    if due is not None:
-                        self._set_expiry(due)
+                    self.results.expire(now)
                 else:
                     waits.append(entry)
         finally:
@@ -609,14 +513,14 @@ class Engine:
             else:
                 self.cancel_wait(target)
                 error = TimedOut() if kind == WAIT else DeadlineSoon()
-                self._wakeups.append(Wakeup(target, None, error))
+                self.wakeups.append(Wakeup(target, None, error))
 
     def cleared(self, s: Session, count: int) -> None:
         """A clear-tube that went on in slices is done (admin.py)."""
-        self._wakeups.append(Wakeup(s, None, None, cleared=count))
+        self.wakeups.append(Wakeup(s, None, None, cleared=count))
 
     def drain_wakeups(self) -> list[Wakeup]:
-        wakeups, self._wakeups = self._wakeups, []
+        wakeups, self.wakeups = self.wakeups, []
         return wakeups
 
     # --- internals ---------------------------------------------------------------------
@@ -772,9 +676,9 @@ class Engine:
         self.cancel_wait(s)
         jobs = self._take_best(s, 1 if count is None else count, now)
         if count is None:
-            self._wakeups.append(Wakeup(s, jobs[0], None))
+            self.wakeups.append(Wakeup(s, jobs[0], None))
         else:
-            self._wakeups.append(Wakeup(s, None, None, tuple(jobs)))
+            self.wakeups.append(Wakeup(s, None, None, tuple(jobs)))
 
     def _flush_holders(self, s: Session, now: float) -> None:
         holders = {h: None for t in s.watched if t.ready_count and self._open(t, now)

@@ -138,7 +138,7 @@ class Flow:
             e.journal.update(child)
             e.journal.note(child, NOTE_REASON)
         if e.tracker.waiters:
-            e._answer_waiters(child.id, outcome(child))
+            e.results.answer(child.id, outcome(child))
 
     def restore_waiting(self, job: Job) -> bool:
         """Start-up: a waiting job read from the log; False when no parent of it is live

@@ -56,7 +56,7 @@ def restore_record(engine: Engine, job: Job, now: float) -> None:
         return
     tracker.keep(job)
     if tracker.timer_at is None:
-        engine._set_expiry(tracker.expires(job))
+        engine.results.set_expiry(tracker.expires(job))
 
 
 def restore_pause(engine: Engine, name: str, delay: int, until: float | None) -> None:

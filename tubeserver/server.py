@@ -132,6 +132,11 @@ class Server:
         self.use_tokens(tokens)
         log.warning("SIGHUP: reloaded %s, %d tokens", path, len(tokens))
 
+    async def slow_down(self) -> None:
+        """A wrong token over HTTP waits as a failed `auth` does (web.py, dashboard.py)."""
+        self.auth_failures += 1
+        await trio.sleep(AUTH_DELAY)
+
     def refuse(self, session: Session) -> None:
         """A failed `auth` (Action.REFUSE): its connection waits AUTH_DELAY, is answered
         UNAUTHORIZED as a waiting reserve is answered, and then closed."""

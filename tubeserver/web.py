@@ -34,12 +34,10 @@ from http.cookies import CookieError, SimpleCookie
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlencode
 
-import trio
-
 from . import commands as c
 from .access import CONSUME, INSPECT, PRODUCE, Rights
 from .errors import BadFormat, NotFound
-from .limits import AUTH_DELAY, CLEAR_STATES, LIST_MAX, LIST_STATES, OFFSET_MAX, U32_MAX
+from .limits import CLEAR_STATES, LIST_MAX, LIST_STATES, OFFSET_MAX, U32_MAX
 from .parser import parse_name
 from .stats import job_status, jobs_list, limits_list, schedules_list, server_stats, tube_info
 
@@ -211,7 +209,7 @@ class App:
                             [(b"www-authenticate", b'Bearer realm="tubeserver"')])
         rights = self.token_rights(token)
         if rights is None:
-            await trio.sleep(AUTH_DELAY)  # as a failed `auth`: guessing stays slow
+            await self.server.slow_down()  # as a failed `auth`: guessing stays slow
             if from_cookie and self.login_path is not None and method == "GET":
                 raise HttpError(303, "log in again",
                                 [(b"location", self.login_path.encode("latin-1")),
@@ -288,7 +286,7 @@ class App:
     async def job(self, query: dict[str, str], job_id: str) -> Json:
         engine = self.server.engine
         try:
-            job = engine.job_status(int(job_id))
+            job = engine.results.job_status(int(job_id))
         except NotFound:
             raise HttpError(404, f"no job {job_id} (never made, or deleted and not kept)"
                             ) from None
