@@ -322,6 +322,7 @@ class App:
                 "producer": s.producer,
                 "worker": s.worker,
                 "idle": round(max(0.0, now - getattr(peer, "active_at", now)), 3),
+                "tls": bool(getattr(peer, "tls", False)),
             })
         return out
 
