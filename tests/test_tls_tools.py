@@ -37,8 +37,8 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> tlsfiles.Pki:
 def secured(pki: tlsfiles.Pki, tmp_path_factory: pytest.TempPathFactory
             ) -> Iterator[procs.RunningServer]:
     """TLS, client certificates from the test CA, and tokens: root may do anything, the
-    producer put into `emails`; the worker consume from it and look at it (tubeworker reads
-    stats-job for each job, and stats-tube with --burst)."""
+    producer put into `emails`; the worker only consume from it (which covers the stats-job
+    tubeworker reads for each job)."""
     def entry(name: str, token: str, rights: str) -> str:
         digest = hashlib.sha256(token.encode()).hexdigest()
         return f'[[token]]\nname = "{name}"\nsha256 = "{digest}"\n{rights}\n\n'
@@ -46,7 +46,7 @@ def secured(pki: tlsfiles.Pki, tmp_path_factory: pytest.TempPathFactory
     auth = tmp_path_factory.mktemp("auth") / "auth.toml"
     auth.write_text(entry("root", ROOT, 'admin = ["*"]')
                     + entry("producer", PRODUCER, f'produce = ["{TUBE}"]')
-                    + entry("worker", WORKER, f'consume = ["{TUBE}"]\ninspect = ["{TUBE}"]'))
+                    + entry("worker", WORKER, f'consume = ["{TUBE}"]'))
     with procs.tubeserver(*pki.server_flags(client_ca=True), "--auth-file", str(auth),
                           tls=pki.client(certificate=True), token=ROOT) as srv:
         yield srv
