@@ -95,7 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
         "generator (bench/gen.c, built with $CC or cc on first use) held to a C null responder. "
         "The soak workload, run only when named (--only soak), keeps tubeserver under mixed "
         "traffic, hang-ups and a slow reader for ten minutes, and reports its RSS over time and "
-        "the longest stall a well-behaved client saw.",
+        "the longest stall a well-behaved client saw. The tls workload, also run only when "
+        "named (--only tls), sets tubeserver with --tls-cert against itself in plain TCP and "
+        "against beanstalkd behind stunnel, all driven by the Python generator with ssl "
+        "(gen.c has no TLS).",
     )
     p.add_argument("--quick", action="store_true",
                    help="fewer jobs and 3 rounds: about a minute in all")

@@ -44,6 +44,7 @@ class Load:
     stamped: bool = False
     limit_s: float = 60.0
     unique: int = 0
+    tls: bool = False  # speak TLS (Python generator only: gen.c has no TLS)
 
     def __attrs_post_init__(self) -> None:
         if self.mode not in MODES:
@@ -120,6 +121,8 @@ class CGenerator:
         return argv + (["--stamped"] if load.stamped else [])
 
     def run(self, load: Load) -> Outcome:
+        if load.tls:
+            raise LoadError("the C generator does not speak TLS: use the Python one")
         try:
             done = subprocess.run(self.argv(load), capture_output=True, text=True,
                                   timeout=load.limit_s + 60, stdin=subprocess.DEVNULL)
@@ -171,8 +174,10 @@ class PyGenerator:
         if load.mode in ("put", "drain", "batch"):
             plans = [ConnPlan(load.mode, k, load.depth, load.body, stamped=load.stamped,
                               batch=load.batch) for k in shares(n, load.conns)]
-            lead, _ = loadgen.run(loadgen.split(plans, w, port, limit))
+            lead, _ = loadgen.run(loadgen.split(plans, w, port, limit, load.tls))
             return _outcome(lead, lead, ())
+        if load.tls:
+            raise LoadError("TLS runs are put, drain or batch loads")
         consume = [ConnPlan("consume", 2 * n + 1000, load.depth, load.body, stamped=True)
                    for _ in range(load.consumers)]
         lead_plans: list[WorkerPlan]

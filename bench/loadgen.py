@@ -15,6 +15,7 @@ import multiprocessing
 import select
 import signal
 import socket
+import ssl
 import time
 from array import array
 from collections.abc import Callable, Sequence
@@ -44,6 +45,14 @@ _VIEW = memoryview(_BUF)
 
 def _recv(sock: socket.socket) -> bytes:
     n = sock.recv_into(_BUF)
+    if n and isinstance(sock, ssl.SSLSocket):
+        # One TLS record (16 KiB at most) per call; what is left is decrypted and waiting in
+        # the SSL object, where epoll cannot see it.
+        out = bytes(_VIEW[:n])
+        while sock.pending():
+            n = sock.recv_into(_BUF)
+            out += _VIEW[:n]
+        return out
     return bytes(_VIEW[:n])
 SETUP_TIMEOUT = 30.0
 _POLL = b"reserve-with-timeout 0\r\n"
@@ -76,6 +85,7 @@ class WorkerPlan:
     port: int
     conns: tuple[ConnPlan, ...]
     limit_s: float
+    tls: bool = False  # speak TLS (the server's certificate is not checked: a benchmark)
 
 
 @attrs.frozen
@@ -317,10 +327,21 @@ class PacedDriver(_Driver):
         return b""
 
 
-def _connect(port: int) -> socket.socket:
+def bench_context() -> ssl.SSLContext:
+    """A client context that trusts any certificate: the benchmarks measure TLS's cost, not
+    who signed the server's certificate."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def _connect(port: int, tls: bool = False) -> socket.socket:
     sock = socket.create_connection((HOST, port), timeout=SETUP_TIMEOUT)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    if tls:
+        return bench_context().wrap_socket(sock, server_hostname=HOST)
     return sock
 
 
@@ -336,8 +357,9 @@ def _ask(sock: socket.socket, command: bytes, expect: bytes) -> None:
         raise LoadError(f"{command.strip()!r} got {reply.strip()!r}")
 
 
-def _driver(plan: ConnPlan, port: int, keep_going: Callable[[], bool]) -> _Driver:
-    sock = _connect(port)
+def _driver(plan: ConnPlan, port: int, keep_going: Callable[[], bool], tls: bool = False
+            ) -> _Driver:
+    sock = _connect(port, tls)
     if plan.kind in ("put", "paced"):
         _ask(sock, b"use " + TUBE + b"\r\n", b"USING")
         return PutDriver(sock, plan) if plan.kind == "put" else PacedDriver(sock, plan)
@@ -417,7 +439,8 @@ def _worker(plan: WorkerPlan, barrier: Barrier, producers_done: Event,
     try:
         try:
             for p in plan.conns:
-                drivers.append(_driver(p, plan.port, lambda: not producers_done.is_set()))
+                drivers.append(_driver(p, plan.port, lambda: not producers_done.is_set(),
+                                       plan.tls))
             for d in drivers:
                 d.sock.settimeout(None)
         except Exception:
@@ -450,11 +473,11 @@ def _worker(plan: WorkerPlan, barrier: Barrier, producers_done: Event,
         conn.close()
 
 
-def split(conns: Sequence[ConnPlan], workers: int, port: int, limit_s: float
-          ) -> list[WorkerPlan]:
+def split(conns: Sequence[ConnPlan], workers: int, port: int, limit_s: float,
+          tls: bool = False) -> list[WorkerPlan]:
     """Deal the connections round-robin to at most `workers` processes."""
     n = max(1, min(workers, len(conns)))
-    return [WorkerPlan(port, tuple(conns[i::n]), limit_s) for i in range(n)]
+    return [WorkerPlan(port, tuple(conns[i::n]), limit_s, tls) for i in range(n)]
 
 
 def run(lead: Sequence[WorkerPlan], follow: Sequence[WorkerPlan] = ()

@@ -12,6 +12,7 @@ import multiprocessing
 import select
 import signal
 import socket
+import ssl
 from multiprocessing.process import BaseProcess
 
 from .wire import TUBE
@@ -47,8 +48,9 @@ def replies(complete: bytes) -> bytes:
     return out
 
 
-def serve(listener: socket.socket) -> None:
-    """Serve until killed."""
+def serve(listener: socket.socket, tls: ssl.SSLContext | None = None) -> None:
+    """Serve until killed; with `tls`, every connection speaks TLS (its handshake done at
+    accept, before the generator's workers start their clocks)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGHUP, signal.SIG_DFL)
@@ -68,6 +70,12 @@ def serve(listener: socket.socket) -> None:
                     continue
                 sock.setblocking(True)
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                if tls is not None:
+                    try:
+                        sock = tls.wrap_socket(sock, server_side=True)
+                    except OSError:
+                        sock.close()
+                        continue
                 conns[sock.fileno()] = (sock, [b""])
                 ep.register(sock.fileno(), select.EPOLLIN)
                 continue
@@ -79,6 +87,9 @@ def serve(listener: socket.socket) -> None:
                 sock.close()
                 continue
             buf = held[0] + view[:n] if held[0] else bytes(view[:n])
+            while isinstance(sock, ssl.SSLSocket) and sock.pending():  # unseen by epoll
+                n = sock.recv_into(buffer)
+                buf += view[:n]
             cut = buf.rfind(b"\r\n") + 2
             if cut < 2:
                 held[0] = buf
@@ -89,13 +100,14 @@ def serve(listener: socket.socket) -> None:
                 sock.sendall(out)
 
 
-def start() -> tuple[BaseProcess, int]:
-    """A null responder in a child process on a free loopback port: (process, port)."""
+def start(tls: ssl.SSLContext | None = None) -> tuple[BaseProcess, int]:
+    """A null responder in a child process on a free loopback port: (process, port); with
+    `tls` (a server context) it speaks TLS."""
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(128)
     port = int(listener.getsockname()[1])
-    proc = multiprocessing.get_context("fork").Process(target=serve, args=(listener,),
+    proc = multiprocessing.get_context("fork").Process(target=serve, args=(listener, tls),
                                                        daemon=True)
     proc.start()
     listener.close()

@@ -11,6 +11,7 @@ import contextlib
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
@@ -52,6 +53,7 @@ class Server:
     stderr: IO[bytes]
     started_ns: int
     pid: int = 0  # the pid the server reports in `stats` (proc.pid unless wrapped)
+    tls: ssl.SSLContext | None = None  # how to reach it when it speaks TLS
 
     def stderr_tail(self, limit: int = 400) -> str:
         try:
@@ -68,7 +70,7 @@ class Server:
             raise ServerError(f"{self.kind.name} exited with {rc}" + (f": {tail}" if tail else ""))
 
     def stats(self, command: bytes = b"stats", timeout: float = 10.0) -> dict[str, str]:
-        return query_stats(self.port, command, timeout)
+        return query_stats(self.port, command, timeout, self.tls)
 
     def rss_bytes(self) -> int:
         return rss_bytes(self.pid or self.proc.pid)
@@ -98,8 +100,10 @@ def stop_all() -> None:
         server.stop(signal.SIGKILL, wait=5)
 
 
-def spawn(kind: ServerKind, extra: Sequence[str] = (), port: int | None = None) -> Server:
-    """Start the process and return at once (see `wait_ready`)."""
+def spawn(kind: ServerKind, extra: Sequence[str] = (), port: int | None = None,
+          tls: ssl.SSLContext | None = None) -> Server:
+    """Start the process and return at once (see `wait_ready`); `tls`: the client context
+    to reach it with, when `extra` makes it speak TLS."""
     port = free_port() if port is None else port
     err = tempfile.TemporaryFile()  # a file, not a pipe: a chatty server never blocks on it
     started = time.monotonic_ns()
@@ -109,7 +113,7 @@ def spawn(kind: ServerKind, extra: Sequence[str] = (), port: int | None = None) 
     except OSError as e:
         err.close()
         raise ServerError(f"cannot run {kind.name}: {e}") from None
-    server = Server(kind, port, proc, err, started)
+    server = Server(kind, port, proc, err, started, tls=tls)
     _LIVE.add(server)
     return server
 
@@ -134,11 +138,12 @@ def wait_ready(server: Server, limit: float = START_LIMIT) -> None:
         return
 
 
-def start(kind: ServerKind, extra: Sequence[str] = ()) -> Server:
+def start(kind: ServerKind, extra: Sequence[str] = (), tls: ssl.SSLContext | None = None
+          ) -> Server:
     """Start and wait until ready. A port picked free can be taken before the server binds
     it: then try another."""
     for attempt in range(3):
-        server = spawn(kind, extra)
+        server = spawn(kind, extra, tls=tls)
         try:
             wait_ready(server)
             return server
@@ -150,8 +155,9 @@ def start(kind: ServerKind, extra: Sequence[str] = ()) -> Server:
 
 
 @contextlib.contextmanager
-def running(kind: ServerKind, extra: Sequence[str] = ()) -> Iterator[Server]:
-    server = start(kind, extra)
+def running(kind: ServerKind, extra: Sequence[str] = (), tls: ssl.SSLContext | None = None
+            ) -> Iterator[Server]:
+    server = start(kind, extra, tls)
     try:
         yield server
     finally:
@@ -179,10 +185,18 @@ def rss_bytes(pid: int) -> int:
     raise ServerError(f"no VmRSS for pid {pid}")
 
 
-def query_stats(port: int, command: bytes = b"stats", timeout: float = 10.0
-                ) -> dict[str, str]:
-    """Send one stats-like command on a fresh connection; the YAML body as a flat dict."""
-    with socket.create_connection((HOST, port), timeout=timeout) as s:
+def query_stats(port: int, command: bytes = b"stats", timeout: float = 10.0,
+                tls: ssl.SSLContext | None = None) -> dict[str, str]:
+    """Send one stats-like command on a fresh connection (TLS with `tls`); the YAML body
+    as a flat dict."""
+    sock = socket.create_connection((HOST, port), timeout=timeout)
+    if tls is not None:
+        try:
+            sock = tls.wrap_socket(sock, server_hostname=HOST)
+        except BaseException:
+            sock.close()
+            raise
+    with sock as s:
         s.sendall(command + b"\r\n")
         data = b""
         need = -1

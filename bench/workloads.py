@@ -414,9 +414,10 @@ def _wait_jobs(server: Server, n: int, limit: float) -> float:
 # ---------------------------------------------------------------- the catalogue
 
 WORKLOADS = ("put", "drain", "batch", "cycle", "paced", "memory", "restart", "durable",
-             "tracking", "flow", "worker", "ops", "soak")
-# Run only when named in --only: the soak takes ten minutes.
-NAMED_ONLY = ("soak",)
+             "tracking", "flow", "worker", "ops", "soak", "tls")
+# Run only when named in --only: the soak takes ten minutes; tls needs openssl and stunnel,
+# and measures an option rather than the server as it comes.
+NAMED_ONLY = ("soak", "tls")
 # `--only batch` needs beanstalkd's reserve+delete rows for its reference column.
 NEEDS = {"batch": ("drain",)}
 
@@ -500,12 +501,14 @@ def catalogue(quick: bool, jobs: int | None = None) -> list[Variant]:
     from .flow import flow  # flow.py, worker.py, ops.py and soak.py build on this module
     from .ops import ops
     from .soak import variants as soak_variants
+    from .tls import variants as tls_variants
     from .worker import variants as worker_variants
 
     out.extend(flow(q, jobs))
     out.extend(worker_variants(q, jobs))
     out.extend(ops(q, jobs))
     out.extend(soak_variants(q))
+    out.extend(tls_variants(q, jobs))
     return out
 
 

@@ -10,7 +10,8 @@ of them, handling each job on the connection that reserved it. The job-tracking 
 (finish with a result, fail with a reason, wait_result, status, checkpoints) is methods of
 the same clients, and so are flow control (put_unique, put_after, schedules, tube limits)
 and the admin commands (list_jobs, clear_tube, kick_tube, tube_info), which `tubectl`
-(ctl.py) is built on; on servers without them they raise ExtensionNotSupported.
+(ctl.py) is built on; on servers without them they raise ExtensionNotSupported. Every
+client and pool takes `ssl=` (TLS) and `token=` (sent with `auth` on each connection).
 """
 
 from typing import TYPE_CHECKING, Any
@@ -19,6 +20,7 @@ from .admin import JobSummary, TubeInfo
 from .bodies import Msgpack, RawBytes, Serializer, Text
 from .codec import NEED_DATA, Codec, RawJob, Reply
 from .errors import (
+    AuthNotEnabled,
     BadFormat,
     BatchError,
     Buried,
@@ -42,6 +44,7 @@ from .errors import (
     TooManyConnections,
     TubeError,
     TubeFull,
+    Unauthorized,
     UnexpectedReply,
     UnknownCommand,
 )
@@ -88,6 +91,7 @@ __all__ = [
     "DEFAULT_TUBE",
     "NEED_DATA",
     "Address",
+    "AuthNotEnabled",
     "BadFormat",
     "BatchError",
     "Buried",
@@ -134,6 +138,7 @@ __all__ = [
     "TubeFull",
     "TubeInfo",
     "TubeLimits",
+    "Unauthorized",
     "UnexpectedReply",
     "Unique",
     "UnknownCommand",

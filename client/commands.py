@@ -459,6 +459,44 @@ class Quit(Bare[None]):
     verb = "quit"
 
 
+# --------------------------------------------------------------------------- authentication
+# Extension (tubeserver --auth-file): see protocol.md. The token is never shown: not in a
+# repr, not in an error message.
+
+# protocol.md: a token is 1-200 printable ASCII characters without spaces.
+TOKEN_MAX = 200
+_TOKEN_CHARS = frozenset(map(chr, range(0x21, 0x7F)))
+
+
+def check_token(token: object) -> str:
+    """`token` if it can be sent in an `auth` line (1-200 printable ASCII characters, no
+    space), else ValueError/TypeError; the message never quotes the token."""
+    if not isinstance(token, str):
+        raise TypeError(f"token must be a str, not {type(token).__name__}")
+    if not 1 <= len(token) <= TOKEN_MAX or not _TOKEN_CHARS.issuperset(token):
+        raise ValueError(f"a token is 1-{TOKEN_MAX} printable ASCII characters without spaces "
+                         f"(this one has {len(token)} characters, not shown)")
+    return token
+
+
+def _token(_inst: Any, _attr: Any, value: Any) -> None:
+    check_token(value)
+
+
+@attrs.frozen
+class Auth(Command[None]):
+    """Extension: `auth <token>` -> OK; UNAUTHORIZED for a token the server does not know
+    (it then closes the connection), UNKNOWN_COMMAND from a server without authentication
+    (tubeserver without --auth-file, beanstalkd). The repr hides the token."""
+
+    token: str = attrs.field(validator=_token, repr=False)
+    ok = b"OK"
+    verb = "auth"
+
+    def encode(self) -> bytes:
+        return b"auth %b\r\n" % self.token.encode("ascii")
+
+
 # --------------------------------------------------------------------------- job tracking
 # Extension (tubeserver): results, failure reasons and checkpoints; see protocol.md.
 

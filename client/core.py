@@ -12,13 +12,17 @@ two stay identical in behaviour.
 from __future__ import annotations
 
 import math
+import ssl
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Generic, TypeVar
+
+import attrs
 
 from . import commands as c
 from .bodies import Serializer
 from .codec import Codec, RawJob, Reply
 from .errors import (
+    AuthNotEnabled,
     BadFormat,
     BatchError,
     DecodeError,
@@ -55,6 +59,37 @@ def check_timeout(value: float | None, name: str) -> float | None:
     if not (value > 0 and math.isfinite(value)):
         raise ValueError(f"{name} must be positive and finite, not {value!r}")
     return float(value)
+
+
+def tls_context(value: ssl.SSLContext | bool | None) -> ssl.SSLContext | None:
+    """The client's `ssl=`: a context as given, True for `ssl.create_default_context()` (the
+    system's CAs, the host name checked), None or False for plain TCP."""
+    if value is None or value is False:
+        return None
+    if value is True:
+        return ssl.create_default_context()
+    if not isinstance(value, ssl.SSLContext):
+        raise TypeError(f"ssl must be an ssl.SSLContext, True or None, not "
+                        f"{type(value).__name__}")
+    return value
+
+
+@attrs.frozen
+class Access:
+    """How a pool opens each of its connections beyond the address: TLS and the token,
+    checked once when the pool is made (the repr hides the token)."""
+
+    tls: ssl.SSLContext | None = attrs.field(default=None, eq=False)
+    server_hostname: str | None = None
+    token: str | None = attrs.field(default=None, repr=False)
+
+    @classmethod
+    def check(cls, tls: ssl.SSLContext | bool | None, server_hostname: str | None,
+              token: str | None) -> Access:
+        context = tls_context(tls)
+        if server_hostname is not None and context is None:
+            raise ValueError("server_hostname= needs ssl=")
+        return cls(context, server_hostname, None if token is None else c.check_token(token))
 
 
 def io_budget(io_timeout: float | None, wait: int | None, waits_forever: bool) -> float | None:
@@ -156,10 +191,25 @@ class Extension:
 class ClientCore(Generic[T]):
     """Connection-independent state and logic of one client."""
 
-    def __init__(self, address: Address, serializer: Serializer[Any]) -> None:
+    def __init__(
+        self, address: Address, serializer: Serializer[Any], *,
+        tls: ssl.SSLContext | bool | None = None, server_hostname: str | None = None,
+        token: str | None = None,
+    ) -> None:
         self.address = check_address(address)
         self.server = server_name(self.address)
         self.serializer = serializer
+        # TLS: the context, and the name the server's certificate must carry (the host given,
+        # unless overridden). A UNIX socket is never TLS: the server keeps it plain.
+        self.tls = tls_context(tls)
+        if self.tls is not None and isinstance(self.address, str):
+            raise ValueError("ssl= is for TCP servers: a UNIX socket is plain")
+        if server_hostname is not None and self.tls is None:
+            raise ValueError("server_hostname= needs ssl=")
+        host = self.address[0] if isinstance(self.address, tuple) else ""
+        self.server_hostname = server_hostname or host
+        # Sent with `auth` right after connecting; never shown.
+        self._token = None if token is None else c.check_token(token)
         self.codec = Codec()
         # reserve-batch support on this connection: None until the server has answered.
         self.batch_supported: bool | None = None
@@ -173,6 +223,20 @@ class ClientCore(Generic[T]):
         # first use is the question.
         self.admin = Extension(no_probe)
         self.extensions = {"tracking": self.tracking, "flow": self.flow, "admin": self.admin}
+
+    # ----------------------------------------------------------------- authentication
+
+    def auth(self) -> c.Auth | None:
+        """The `auth` command a new connection sends first, or None without a token."""
+        return None if self._token is None else c.Auth(self._token)
+
+    def authenticated(self, cmd: c.Auth, reply: Reply) -> None:
+        """Check the reply to `auth`: Unauthorized for a token the server refused,
+        AuthNotEnabled when the server does not know `auth` at all (going on unauthenticated
+        would hide a misconfiguration: the client was asked to authenticate)."""
+        if isinstance(reply.error, UnknownCommand | BadFormat):
+            raise AuthNotEnabled(self.server) from reply.error
+        cmd.unwrap(reply)
 
     # ----------------------------------------------------------------- bodies and jobs
 

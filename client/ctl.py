@@ -15,14 +15,16 @@ from __future__ import annotations
 import argparse
 import io
 import os
+import ssl
 import sys
 from collections.abc import Callable, Sequence
 from typing import IO, Any, Final
 
 from .admin import CLEAR_STATES, LIST_MAX, LIST_STATES, OFFSET_MAX
 from .commands import check_tube
+from .credentials import TOKEN_HELP, client_context, token_from
 from .ctl_run import HANDLERS, Context
-from .ctl_servers import DEFAULT_SERVER, Servers, parse_address
+from .ctl_servers import DEFAULT_SERVER, Servers, parse_server
 from .job import (
     DEFAULT_DELAY,
     DEFAULT_IO_TIMEOUT,
@@ -36,6 +38,8 @@ from .job import (
 )
 
 ENV_SERVERS: Final = "TUBECTL_SERVERS"
+ENV_TOKEN: Final = "TUBECTL_TOKEN"
+ENV_TOKEN_FILE: Final = "TUBECTL_TOKEN_FILE"
 # Subcommands that name a job by id, or store one: one server, since ids are per server.
 ONE_SERVER: Final = {"status", "delete", "wait-result", "put"}
 
@@ -93,9 +97,9 @@ def _tube(text: str) -> str:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
-def _server(text: str) -> Address:
+def _server(text: str) -> tuple[Address, bool]:
     try:
-        return parse_address(text)
+        return parse_server(text)
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
 
@@ -111,8 +115,9 @@ def _common(parser: argparse.ArgumentParser, top: bool) -> None:
     parser.add_argument(
         "-s", "--server", dest="servers" if top else "more_servers", action="append",
         type=_server, metavar="HOST:PORT", default=[] if top else keep,
-        help=f"a server (repeatable): HOST:PORT, [IPv6]:PORT, HOST or unix:/path; default "
-             f"${ENV_SERVERS} (comma-separated), else {DEFAULT_SERVER}")
+        help=f"a server (repeatable): HOST:PORT, [IPv6]:PORT, HOST or unix:/path, or "
+             f"tls://HOST:PORT for one that speaks TLS; default ${ENV_SERVERS} "
+             f"(comma-separated), else {DEFAULT_SERVER}")
     parser.add_argument("--json", action="store_true", default=False if top else keep,
                         help="print JSON for scripts instead of tables")
     parser.add_argument(
@@ -120,6 +125,24 @@ def _common(parser: argparse.ArgumentParser, top: bool) -> None:
         default=DEFAULT_IO_TIMEOUT if top else keep,
         help=f"give up on a server silent this long (default {DEFAULT_IO_TIMEOUT:g}; "
              "connecting: at most 5)")
+    parser.add_argument("--tls", action="store_true", default=False if top else keep,
+                        help="speak TLS to every TCP server, trusting the system's CAs "
+                             "[TUBECTL_TLS=1]")
+    parser.add_argument("--tls-ca", metavar="FILE", default=None if top else keep,
+                        help="trust the CA certificates in FILE (PEM) instead; implies "
+                             "--tls [TUBECTL_TLS_CA]")
+    parser.add_argument("--tls-cert", metavar="FILE", default=None if top else keep,
+                        help="present this client certificate (PEM, with --tls-key); "
+                             "implies --tls [TUBECTL_TLS_CERT]")
+    parser.add_argument("--tls-key", metavar="FILE", default=None if top else keep,
+                        help="the client certificate's private key (PEM) [TUBECTL_TLS_KEY]")
+    # Named so that argparse does not take `--token SECRET` for an abbreviation of
+    # --token-file (and print the secret as a file name): refused in `_access`.
+    parser.add_argument("--token", dest="token_given", default=None if top else keep,
+                        help=argparse.SUPPRESS)
+    parser.add_argument("--token-file", metavar="FILE", default=None if top else keep,
+                        help=f"authenticate with the token in FILE [{ENV_TOKEN_FILE}]; or "
+                             f"put the token in ${ENV_TOKEN}. No --token: {TOKEN_HELP}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -247,20 +270,62 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _servers(parser: argparse.ArgumentParser, args: argparse.Namespace,
-             environ: dict[str, str]) -> list[Address]:
-    given: list[Address] = [*args.servers, *getattr(args, "more_servers", [])]
+             environ: dict[str, str]) -> list[tuple[Address, bool]]:
+    """The servers, each with whether it was named with tls://."""
+    given: list[tuple[Address, bool]] = [*args.servers, *getattr(args, "more_servers", [])]
     if not given:
         text = environ.get(ENV_SERVERS, "").strip()
         for part in (p.strip() for p in text.split(",")):
             if not part:
                 continue
             try:
-                given.append(parse_address(part))
+                given.append(parse_server(part))
             except ValueError as e:
                 parser.error(f"{ENV_SERVERS}: {e}")
     if not given:
-        given = [parse_address(DEFAULT_SERVER)]
-    return list(dict.fromkeys(given))
+        given = [parse_server(DEFAULT_SERVER)]
+    # One entry per address: tls:// once is TLS.
+    tls: dict[Address, bool] = {}
+    for address, secure in given:
+        tls[address] = tls.get(address, False) or secure
+    return list(tls.items())
+
+
+def _access(parser: argparse.ArgumentParser, args: argparse.Namespace,
+            environ: dict[str, str], servers: Sequence[tuple[Address, bool]]
+            ) -> tuple[list[ssl.SSLContext | None], str | None]:
+    """Per server its TLS context (None: plain), and the token: flags, else TUBECTL_*
+    variables. --tls and its files make every TCP server TLS; tls:// makes one (with the
+    same files). A UNIX socket stays plain, as tubeserver serves it."""
+    def value(flag: str | None, var: str) -> str | None:
+        return flag if flag is not None else (environ.get(var) or None)
+
+    if args.token_given is not None:
+        parser.error(f"there is no --token: {TOKEN_HELP}; use --token-file FILE or "
+                     f"{ENV_TOKEN}")
+    try:
+        everywhere = args.tls or _flag(environ.get("TUBECTL_TLS", ""))
+        files = (value(args.tls_ca, "TUBECTL_TLS_CA"), value(args.tls_cert, "TUBECTL_TLS_CERT"),
+                 value(args.tls_key, "TUBECTL_TLS_KEY"))
+        everywhere = everywhere or any(files)
+        context = None
+        if everywhere or any(secure for _, secure in servers):
+            context = client_context(True, *files)
+        token = token_from(args.token_file, environ, ENV_TOKEN, ENV_TOKEN_FILE)
+    except ValueError as e:
+        parser.error(str(e))
+    contexts = [context if (secure or everywhere) and not isinstance(address, str) else None
+                for address, secure in servers]
+    return contexts, token
+
+
+def _flag(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"TUBECTL_TLS: expected 1/0, true/false, yes/no or on/off, got {text!r}")
 
 
 def _check(args: argparse.Namespace, servers: int, stdin: IO[bytes]) -> None:
@@ -294,9 +359,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     stdin = sys.stdin.buffer if sys.stdin is not None else io.BytesIO()
-    addresses = _servers(parser, args, dict(os.environ))
-    _check(args, len(addresses), stdin)
-    servers = Servers(addresses, args.io_timeout)
+    environ = dict(os.environ)
+    given = _servers(parser, args, environ)
+    _check(args, len(given), stdin)
+    tls, token = _access(parser, args, environ, given)
+    servers = Servers([address for address, _ in given], args.io_timeout, tls=tls,
+                      token=token)
     ctx = Context(servers, args.json, sys.stdout, sys.stderr, stdin)
     try:
         return HANDLERS[args.command](ctx, args)

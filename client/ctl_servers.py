@@ -14,12 +14,14 @@ server only), anything else is.
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
 import attrs
 
 from .errors import (
+    AuthNotEnabled,
     ConnectFailed,
     ConnectionClosed,
     ExtensionNotSupported,
@@ -27,6 +29,7 @@ from .errors import (
     NotFound,
     ServerError,
     TubeError,
+    Unauthorized,
     UnexpectedReply,
 )
 from .job import Address, server_name
@@ -36,6 +39,19 @@ R = TypeVar("R")
 DEFAULT_PORT = 11300
 DEFAULT_SERVER = f"127.0.0.1:{DEFAULT_PORT}"
 CONNECT_TIMEOUT = 5.0  # seconds, at most; --io-timeout when smaller
+TLS_SCHEME = "tls://"
+
+
+def parse_server(text: str) -> tuple[Address, bool]:
+    """A server as -s takes it: `parse_address`'s forms, or tls://HOST:PORT for one that
+    speaks TLS; the address, and whether TLS was asked for."""
+    text = text.strip()
+    if not text.startswith(TLS_SCHEME):
+        return parse_address(text), False
+    address = parse_address(text[len(TLS_SCHEME):])
+    if isinstance(address, str):
+        raise ValueError(f"bad server {text!r}: TLS is for TCP servers (a UNIX socket is plain)")
+    return address, True
 
 
 def parse_address(text: str) -> Address:
@@ -115,6 +131,12 @@ def describe(server: str, error: TubeError, missing: str) -> Failure:
                                "(a tubeserver extension; beanstalkd lacks it)")
     if isinstance(error, NotFound):
         return Failure(server, f"{server}: {missing}", not_found=True)
+    if isinstance(error, Unauthorized):
+        return Failure(server, f"{server}: UNAUTHORIZED: the token was refused, or its rights "
+                               "do not cover this (see --token-file, TUBECTL_TOKEN)")
+    if isinstance(error, AuthNotEnabled):
+        return Failure(server, f"{server}: the server does not have authentication turned "
+                               "on; run without a token")
     if isinstance(error, ServerError):
         return Failure(server, f"{server}: the server answered {error}")
     if isinstance(error, UnexpectedReply):
@@ -125,18 +147,25 @@ def describe(server: str, error: TubeError, missing: str) -> Failure:
 class Servers:
     """The servers of one tubectl run, each with a connection opened on first use."""
 
-    def __init__(self, addresses: Sequence[Address], io_timeout: float) -> None:
+    def __init__(self, addresses: Sequence[Address], io_timeout: float, *,
+                 tls: Sequence[ssl.SSLContext | None] | None = None,
+                 token: str | None = None) -> None:
         self.addresses = list(addresses)
         self.names = [server_name(a) for a in self.addresses]
         self.io_timeout = io_timeout
+        # Per server: its TLS context (None: plain), and the token every connection sends.
+        self.tls = list(tls) if tls is not None else [None] * len(self.addresses)
+        self._token = token
         self._clients: dict[int, Client[bytes]] = {}
 
     def client(self, i: int) -> Client[bytes]:
-        """The connection to server `i`, opened now if need be (ConnectFailed)."""
+        """The connection to server `i`, opened now if need be (ConnectFailed, Unauthorized,
+        AuthNotEnabled)."""
         client = self._clients.get(i)
         if client is None or client.closed:
             client = Client(self.addresses[i], io_timeout=self.io_timeout,
-                            connect_timeout=min(CONNECT_TIMEOUT, self.io_timeout))
+                            connect_timeout=min(CONNECT_TIMEOUT, self.io_timeout),
+                            ssl=self.tls[i], token=self._token)
             self._clients[i] = client
         return client
 

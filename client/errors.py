@@ -8,9 +8,11 @@ others (`ConnectionClosed`, `UnexpectedReply`, `IOTimeout`) mean the connection 
     │   ├── BadFormat  UnknownCommand  ExpectedCRLF  JobTooBig  NotFound  NotIgnored
     │   ├── Draining  DeadlineSoon  TimedOut  OutOfMemory  InternalError
     │   ├── TubeFull                a put into a tube at its max-jobs (flow control)
+    │   ├── Unauthorized            a bad token, or a command beyond the token's rights
     │   ├── Buried                  put/release answered BURIED; `.id` for put
     │   └── JobFailed               wait_result: the job failed (was buried); `.id`, `.reason`
     ├── ExtensionNotSupported       the server does not implement an extension command
+    ├── AuthNotEnabled              token= given, but the server has no authentication on
     ├── BatchError                  put_many/delete_many: some items failed (`.results`)
     ├── NoServerAvailable           a pool tried every server and none accepted (`.errors`)
     ├── DecodeError                 the serializer could not decode a body, result, reason or
@@ -133,6 +135,15 @@ class TubeFull(ServerError):
     reply = b"TUBE_FULL"
 
 
+class Unauthorized(ServerError):
+    """UNAUTHORIZED (extension, tubeserver --auth-file): in reply to `auth`, the token is not
+    known (and the server closes the connection); to any other command, the connection has
+    not authenticated, or its token's rights do not cover the command on that tube. The
+    command changed nothing."""
+
+    reply = b"UNAUTHORIZED"
+
+
 class Buried(ServerError):
     """BURIED in reply to put (``BURIED <id>``) or release (``BURIED``): the server ran out of
     memory growing its queue and buried the job instead. `id` is the job id when known."""
@@ -173,7 +184,7 @@ SERVER_ERRORS: dict[bytes, type[ServerError]] = {
     cls.reply: cls
     for cls in (
         BadFormat, UnknownCommand, ExpectedCRLF, JobTooBig, NotFound, NotIgnored, Draining,
-        DeadlineSoon, TimedOut, OutOfMemory, InternalError, TubeFull,
+        DeadlineSoon, TimedOut, OutOfMemory, InternalError, TubeFull, Unauthorized,
     )
 }
 
@@ -186,6 +197,19 @@ class ExtensionNotSupported(TubeError):
     def __init__(self, command: str) -> None:
         super().__init__(f"the server does not support {command!r}")
         self.command = command
+
+
+class AuthNotEnabled(TubeError):
+    """The client was given a token, but the server has no authentication turned on: it
+    answered UNKNOWN_COMMAND (or BAD_FORMAT) to `auth` (tubeserver without --auth-file, or
+    beanstalkd). The client closed the connection rather than go on unauthenticated:
+    connect without a token, or turn authentication on. `__cause__` is the server's reply."""
+
+    def __init__(self, server: str) -> None:
+        super().__init__(f"{server} does not have authentication turned on (it does not know "
+                         "`auth`); connect without a token, or start tubeserver with "
+                         "--auth-file")
+        self.server = server
 
 
 class BatchError(TubeError):

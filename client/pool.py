@@ -29,13 +29,14 @@ import math
 import random
 import time
 from collections.abc import Callable, Iterable, Sequence
+from ssl import SSLContext
 from typing import Any, Generic, Literal, TypedDict, TypeVar, Unpack, overload
 
 from .balance import DEFAULT_BACKOFF, DEFAULT_MAX_BACKOFF, Backoff, Balancer, Strategy
 from .balance import check_addresses as _check_addresses
 from .bodies import Serializer, resolve
 from .commands import check_tube
-from .core import check_timeout, watch_setup
+from .core import Access, check_timeout, watch_setup
 from .errors import (
     ConnectionClosed,
     Draining,
@@ -81,6 +82,9 @@ class ProducerOptions(TypedDict, total=False):
     backoff: float
     max_backoff: float
     seed: int | None
+    ssl: SSLContext | bool | None
+    server_hostname: str | None
+    token: str | None
 
 
 class ConsumerOptions(TypedDict, total=False):
@@ -92,6 +96,9 @@ class ConsumerOptions(TypedDict, total=False):
     backoff: float
     max_backoff: float
     seed: int | None
+    ssl: SSLContext | bool | None
+    server_hostname: str | None
+    token: str | None
     wait: int
 
 
@@ -124,7 +131,8 @@ class ProducerPool(Generic[T]):
     to the server that owns `k` (rendezvous hashing) and does not fail over: the error is
     raised. Connections open lazily, on first use of each server.
 
-    Other arguments are those of `Client` (`encoding`, `serializer`, `use`, timeouts);
+    Other arguments are those of `Client` (`encoding`, `serializer`, `use`, timeouts, `ssl`,
+    `server_hostname`, `token`: every connection, reconnects too, gets TLS and the token);
     `seed` fixes the random choices (for tests). See the module docstring for what a pool
     does not promise: in short, at-least-once, no ordering across servers, ids per server.
     """
@@ -162,12 +170,16 @@ class ProducerPool(Generic[T]):
         backoff: float = DEFAULT_BACKOFF,
         max_backoff: float = DEFAULT_MAX_BACKOFF,
         seed: int | None = None,
+        ssl: SSLContext | bool | None = None,
+        server_hostname: str | None = None,
+        token: str | None = None,
     ) -> None:
         self._addresses = _check_addresses(addresses)
         self._serializer: Serializer[T] = resolve(encoding, serializer)
         self._use = check_tube(use)
         self._connect_timeout = check_timeout(connect_timeout, "connect_timeout")
         self._io_timeout = check_timeout(io_timeout, "io_timeout")
+        self._access = Access.check(ssl, server_hostname, token)
         self._balancer = Balancer(
             [server_name(a) for a in self._addresses], strategy, random.Random(seed),
             backoff=backoff, max_backoff=max_backoff,
@@ -189,6 +201,8 @@ class ProducerPool(Generic[T]):
             client = Client(
                 self._addresses[i], serializer=self._serializer, use=self._use,
                 connect_timeout=self._connect_timeout, io_timeout=self._io_timeout,
+                ssl=self._access.tls, server_hostname=self._access.server_hostname,
+                token=self._access.token,
             )
             self._clients[i] = client
         return client
@@ -285,6 +299,9 @@ class ConsumerPool(Generic[T]):
         max_backoff: float = DEFAULT_MAX_BACKOFF,
         seed: int | None = None,
         wait: int = DEFAULT_WAIT,
+        ssl: SSLContext | bool | None = None,
+        server_hostname: str | None = None,
+        token: str | None = None,
     ) -> None:
         self._addresses = _check_addresses(addresses)
         self._names = [server_name(a) for a in self._addresses]
@@ -294,6 +311,7 @@ class ConsumerPool(Generic[T]):
         watch_setup(DEFAULT_TUBE, self._watch)  # validate now, not at the first connect
         self._connect_timeout = check_timeout(connect_timeout, "connect_timeout")
         self._io_timeout = check_timeout(io_timeout, "io_timeout")
+        self._access = Access.check(ssl, server_hostname, token)
         self._wait = check_wait(wait)
         self._rng = random.Random(seed)
         self._health = [Backoff(backoff, max_backoff) for _ in self._addresses]
@@ -324,6 +342,8 @@ class ConsumerPool(Generic[T]):
             client = Client(
                 self._addresses[i], serializer=self._serializer, watch=self._watch,
                 connect_timeout=self._connect_timeout, io_timeout=self._io_timeout,
+                ssl=self._access.tls, server_hostname=self._access.server_hostname,
+                token=self._access.token,
             )
         except CONNECTION_ERRORS:
             self._health[i].failed(time.monotonic(), self._rng)

@@ -17,6 +17,7 @@ TIMED_OUT, ...) leave the connection in sync and are raised as their exception c
 from __future__ import annotations
 
 import socket
+import ssl as _ssl
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -56,9 +57,14 @@ class ClientOptions(TypedDict, total=False):
     watch: str | Iterable[str]
     connect_timeout: float | None
     io_timeout: float | None
+    ssl: _ssl.SSLContext | bool | None
+    server_hostname: str | None
+    token: str | None
 
 
-def _connect(address: Address, timeout: float | None) -> socket.socket:
+def _connect(address: Address, timeout: float | None,
+             tls: _ssl.SSLContext | None = None, server_hostname: str = "") -> socket.socket:
+    """A connected socket (TLS handshake done, within the same `timeout`); ConnectFailed."""
     try:
         if isinstance(address, str):
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -72,6 +78,12 @@ def _connect(address: Address, timeout: float | None) -> socket.socket:
             sock = socket.create_connection(address, timeout=timeout)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+            if tls is not None:
+                try:
+                    sock = tls.wrap_socket(sock, server_hostname=server_hostname)
+                except BaseException:
+                    sock.close()
+                    raise
     except OSError as e:
         raise ConnectFailed(f"cannot connect to {address!r}: {e}") from e
     return sock
@@ -89,6 +101,12 @@ class Client(Generic[T]):
     ``connect_timeout`` bounds connecting; ``io_timeout`` bounds every command (plus the wait
     a reserve asked for); None means no limit. After an I/O timeout or any failure
     mid-command the connection is closed and further calls raise `ConnectionClosed`.
+
+    ``ssl=`` speaks TLS (tubeserver --tls-cert, or a TLS proxy): an `ssl.SSLContext`, or True
+    for `ssl.create_default_context()`; the certificate must name the host given, or
+    ``server_hostname=``. ``token=`` authenticates (tubeserver --auth-file): `auth` is sent
+    right after connecting; a refused token raises `Unauthorized`, a server without
+    authentication `AuthNotEnabled`. The token is never logged or shown in a repr.
 
     A client may be shared by threads; commands then run one at a time.
     """
@@ -123,14 +141,28 @@ class Client(Generic[T]):
         watch: str | Iterable[str] = DEFAULT_TUBE,
         connect_timeout: float | None = DEFAULT_CONNECT_TIMEOUT,
         io_timeout: float | None = DEFAULT_IO_TIMEOUT,
+        ssl: _ssl.SSLContext | bool | None = None,
+        server_hostname: str | None = None,
+        token: str | None = None,
     ) -> None:
-        self._core: ClientCore[T] = ClientCore(address, resolve(encoding, serializer))
+        self._core: ClientCore[T] = ClientCore(
+            address, resolve(encoding, serializer), tls=ssl, server_hostname=server_hostname,
+            token=token,
+        )
         self.connect_timeout = check_timeout(connect_timeout, "connect_timeout")
         self.io_timeout = check_timeout(io_timeout, "io_timeout")
         setup = watch_setup(use, watch)
         self._lock = threading.Lock()
-        self._sock: socket.socket | None = _connect(self._core.address, self.connect_timeout)
+        core = self._core
+        self._sock: socket.socket | None = _connect(
+            core.address, self.connect_timeout, core.tls, core.server_hostname)
         try:
+            auth = core.auth()
+            if auth is not None:
+                # Alone, not pipelined with use/watch: a refused token gets the connection
+                # closed, and the commands behind it would read as a broken connection.
+                (reply,) = self._exchange([auth])
+                core.authenticated(auth, reply)
             for cmd, reply in zip(setup, self._exchange(setup), strict=True):
                 cmd.unwrap(reply)
         except BaseException:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import socket
+import ssl as _ssl
 from collections.abc import Iterable, Sequence
 from typing import Any, Generic, Literal, TypeVar, Unpack, overload
 
@@ -53,6 +54,11 @@ RECV_SIZE = 65536
 
 def _limit(seconds: float | None) -> float:
     return math.inf if seconds is None else seconds
+
+
+async def _discard(stream: trio.abc.Stream | None) -> None:
+    if stream is not None:
+        await trio.aclose_forcefully(stream)
 
 
 class TrioClient(Generic[T]):
@@ -95,13 +101,19 @@ class TrioClient(Generic[T]):
         watch: str | Iterable[str] = DEFAULT_TUBE,
         connect_timeout: float | None = DEFAULT_CONNECT_TIMEOUT,
         io_timeout: float | None = DEFAULT_IO_TIMEOUT,
+        ssl: _ssl.SSLContext | bool | None = None,
+        server_hostname: str | None = None,
+        token: str | None = None,
     ) -> None:
-        self._core: ClientCore[T] = ClientCore(address, resolve(encoding, serializer))
+        self._core: ClientCore[T] = ClientCore(
+            address, resolve(encoding, serializer), tls=ssl, server_hostname=server_hostname,
+            token=token,
+        )
         self.connect_timeout = check_timeout(connect_timeout, "connect_timeout")
         self.io_timeout = check_timeout(io_timeout, "io_timeout")
         self._setup = watch_setup(use, watch)
         self._lock = trio.StrictFIFOLock()
-        self._stream: trio.SocketStream | None = None
+        self._stream: trio.abc.Stream | None = None
         self._opened = False
 
     @overload
@@ -145,25 +157,47 @@ class TrioClient(Generic[T]):
         if self._opened:
             raise RuntimeError("a TrioClient connects only once; create a new one")
         self._opened = True
-        address = self._core.address
+        core = self._core
+        address = core.address
+        stream: trio.abc.Stream | None = None
         try:
             with trio.fail_after(_limit(self.connect_timeout)):
                 if isinstance(address, str):
                     stream = await trio.open_unix_socket(address)
                 else:
-                    stream = await trio.open_tcp_stream(*address)
-                    stream.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+                    tcp = await trio.open_tcp_stream(*address)
+                    tcp.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+                    stream = tcp
+                    if core.tls is not None:
+                        # https_compatible: no close_notify is waited for on closing, and
+                        # a server that closes without one has simply hung up.
+                        stream = trio.SSLStream(tcp, core.tls, https_compatible=True,
+                                                server_hostname=core.server_hostname)
+                        await stream.do_handshake()
         except trio.TooSlowError as e:
+            await _discard(stream)
             raise ConnectFailed(f"cannot connect to {address!r}: timed out") from e
+        except trio.BrokenResourceError as e:  # the TLS handshake failed
+            await _discard(stream)
+            cause = e.__cause__ or e
+            raise ConnectFailed(f"cannot connect to {address!r}: {cause}") from cause
         except OSError as e:
+            await _discard(stream)
             raise ConnectFailed(f"cannot connect to {address!r}: {e}") from e
         self._stream = stream
-        for cmd, reply in zip(self._setup, await self._exchange(self._setup), strict=True):
-            try:
+        try:
+            auth = core.auth()
+            if auth is not None:
+                # Alone, not pipelined with use/watch: a refused token gets the connection
+                # closed, and the commands behind it would read as a broken connection.
+                (reply,) = await self._exchange([auth])
+                core.authenticated(auth, reply)
+            for cmd, reply in zip(self._setup, await self._exchange(self._setup),
+                                  strict=True):
                 cmd.unwrap(reply)
-            except BaseException:
-                await self.aclose()
-                raise
+        except BaseException:
+            await self.aclose()
+            raise
 
     # ----------------------------------------------------------------- connection
 

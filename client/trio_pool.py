@@ -26,6 +26,7 @@ import contextlib
 import math
 import random
 from collections.abc import Iterable, Sequence
+from ssl import SSLContext
 from types import TracebackType
 from typing import Any, Generic, Literal, TypeVar, Unpack, overload
 
@@ -36,7 +37,7 @@ from .balance import DEFAULT_BACKOFF, DEFAULT_MAX_BACKOFF, Backoff, Balancer, St
 from .balance import check_addresses as _check_addresses
 from .bodies import Serializer, resolve
 from .commands import check_tube
-from .core import check_timeout, watch_setup
+from .core import Access, check_timeout, watch_setup
 from .errors import (
     ConnectionClosed,
     DeadlineSoon,
@@ -113,12 +114,16 @@ class TrioProducerPool(Generic[T]):
         backoff: float = DEFAULT_BACKOFF,
         max_backoff: float = DEFAULT_MAX_BACKOFF,
         seed: int | None = None,
+        ssl: SSLContext | bool | None = None,
+        server_hostname: str | None = None,
+        token: str | None = None,
     ) -> None:
         self._addresses = _check_addresses(addresses)
         self._serializer: Serializer[T] = resolve(encoding, serializer)
         self._use = check_tube(use)
         self._connect_timeout = check_timeout(connect_timeout, "connect_timeout")
         self._io_timeout = check_timeout(io_timeout, "io_timeout")
+        self._access = Access.check(ssl, server_hostname, token)
         self._balancer = Balancer(
             [server_name(a) for a in self._addresses], strategy, random.Random(seed),
             backoff=backoff, max_backoff=max_backoff,
@@ -142,6 +147,8 @@ class TrioProducerPool(Generic[T]):
                 client = await TrioClient.connect(
                     self._addresses[i], serializer=self._serializer, use=self._use,
                     connect_timeout=self._connect_timeout, io_timeout=self._io_timeout,
+                    ssl=self._access.tls, server_hostname=self._access.server_hostname,
+                    token=self._access.token,
                 )
                 self._clients[i] = client
             return client
@@ -246,6 +253,9 @@ class TrioConsumerPool(Generic[T]):
         max_backoff: float = DEFAULT_MAX_BACKOFF,
         seed: int | None = None,
         wait: int = DEFAULT_TRIO_WAIT,
+        ssl: SSLContext | bool | None = None,
+        server_hostname: str | None = None,
+        token: str | None = None,
     ) -> None:
         self._addresses = _check_addresses(addresses)
         self._names = [server_name(a) for a in self._addresses]
@@ -257,6 +267,7 @@ class TrioConsumerPool(Generic[T]):
         watch_setup(DEFAULT_TUBE, self._watch)  # validate now, not in the tasks
         self._connect_timeout = check_timeout(connect_timeout, "connect_timeout")
         self._io_timeout = check_timeout(io_timeout, "io_timeout")
+        self._access = Access.check(ssl, server_hostname, token)
         self._wait = check_wait(wait)
         self._backoff = (backoff, max_backoff)
         self._rng = random.Random(seed)
@@ -317,6 +328,8 @@ class TrioConsumerPool(Generic[T]):
                 client = await TrioClient.connect(
                     self._addresses[i], serializer=self._serializer, watch=self._watch,
                     connect_timeout=self._connect_timeout, io_timeout=self._io_timeout,
+                    ssl=self._access.tls, server_hostname=self._access.server_hostname,
+                    token=self._access.token,
                 )
             except CONNECTION_ERRORS:
                 await trio.sleep(backoff.failed(trio.current_time(), self._rng))

@@ -11,6 +11,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -45,11 +46,22 @@ class PortTaken(RuntimeError):
     """Another process answers on the port picked for the server."""
 
 
-def _pid_on(host: str, port: int) -> int | None:
-    """The pid that the server listening on host:port reports in `stats`; None if nothing
-    is listening yet."""
+def _pid_on(host: str, port: int, tls: ssl.SSLContext | None = None,
+            token: str | None = None) -> int | None:
+    """The pid that the server listening on host:port reports in `stats` (asked over TLS
+    with `tls`, after `auth` with `token`); None if nothing is listening yet."""
     try:
-        with socket.create_connection((host, port), timeout=2) as s:
+        with _open(host, port, tls) as s:
+            if token is not None:
+                s.sendall(b"auth %b\r\n" % token.encode())
+                answer = b""
+                while not answer.endswith(b"\r\n"):
+                    chunk = s.recv(1)
+                    if not chunk:
+                        return -1
+                    answer += chunk
+                if answer != b"OK\r\n":
+                    return -1
             s.sendall(b"stats\r\n")
             data = b""
             while b"\r\n" not in data or len(data) < _framed_length(data):
@@ -65,13 +77,25 @@ def _pid_on(host: str, port: int) -> int | None:
     return -1
 
 
+def _open(host: str, port: int, tls: ssl.SSLContext | None) -> socket.socket:
+    sock = socket.create_connection((host, port), timeout=2)
+    if tls is None:
+        return sock
+    try:
+        return tls.wrap_socket(sock, server_hostname=host)
+    except BaseException:
+        sock.close()
+        raise
+
+
 def _framed_length(data: bytes) -> int:
     head = data.split(b"\r\n", 1)[0]
     return len(head) + 4 + int(head.split()[1]) if head.startswith(b"OK ") else len(head) + 2
 
 
 def wait_listening(
-    host: str, port: int, proc: subprocess.Popen[bytes], limit: float = 10.0
+    host: str, port: int, proc: subprocess.Popen[bytes], limit: float = 10.0,
+    tls: ssl.SSLContext | None = None, token: str | None = None,
 ) -> None:
     """Wait until `proc` itself serves host:port: its `stats` must report its own pid, so a
     stranger that took the port is never mistaken for it."""
@@ -79,7 +103,7 @@ def wait_listening(
     while time.monotonic() < end:
         if proc.poll() is not None:
             raise RuntimeError(f"server exited with {proc.returncode}: {_stderr_of(proc)}")
-        pid = _pid_on(host, port)
+        pid = _pid_on(host, port, tls, token)
         if pid == proc.pid:
             return
         if pid is not None:
@@ -89,6 +113,11 @@ def wait_listening(
 
 
 _STDERR: dict[int, IO[bytes]] = {}
+
+
+def stderr_of(proc: subprocess.Popen[bytes]) -> str:
+    """What the server wrote to stderr so far (its log)."""
+    return _stderr_of(proc)
 
 
 def _stderr_of(proc: subprocess.Popen[bytes]) -> str:
@@ -112,7 +141,8 @@ def stop(proc: subprocess.Popen[bytes], limit: float = 5.0) -> None:
 
 
 @contextlib.contextmanager
-def _running(make_argv: Callable[[int], list[str]]) -> Iterator[RunningServer]:
+def _running(make_argv: Callable[[int], list[str]], tls: ssl.SSLContext | None = None,
+             token: str | None = None) -> Iterator[RunningServer]:
     """Start a server on a free port. A port picked free can be taken by the time the
     server binds it (tests start servers concurrently): then try again with another."""
     for attempt in range(3):
@@ -124,7 +154,7 @@ def _running(make_argv: Callable[[int], list[str]]) -> Iterator[RunningServer]:
         _STDERR[proc.pid] = err
         try:
             try:
-                wait_listening(HOST, port, proc)
+                wait_listening(HOST, port, proc, tls=tls, token=token)
             except RuntimeError as e:
                 taken = isinstance(e, PortTaken) or "already in use" in _stderr_of(proc).lower()
                 if attempt < 2 and taken:
@@ -139,10 +169,13 @@ def _running(make_argv: Callable[[int], list[str]]) -> Iterator[RunningServer]:
 
 
 @contextlib.contextmanager
-def tubeserver(*extra: str) -> Iterator[RunningServer]:
-    """A real `python -m tubeserver` process on a free loopback port."""
+def tubeserver(*extra: str, tls: ssl.SSLContext | None = None,
+               token: str | None = None) -> Iterator[RunningServer]:
+    """A real `python -m tubeserver` process on a free loopback port; `tls`: the client
+    context to reach it with, when `extra` makes it speak TLS; `token`: one its auth file
+    (in `extra`) lets ask `stats`."""
     with _running(lambda port: [sys.executable, "-m", "tubeserver", "--listen", HOST,
-                                "--port", str(port), *extra]) as srv:
+                                "--port", str(port), *extra], tls, token) as srv:
         yield srv
 
 

@@ -5,10 +5,14 @@ at most; tubeclient turns the line into TooManyConnections. Real loopback socket
 from __future__ import annotations
 
 import logging
+import socket
+import ssl
 import time
+from pathlib import Path
 
 import procs
 import pytest
+import tlsfiles
 import trio
 import tubeclient
 from caps_harness import PATHS, running
@@ -135,3 +139,33 @@ def test_the_codec_reads_the_refusal_as_a_closed_connection() -> None:
     codec.receive_data(REFUSED)
     with pytest.raises(tubeclient.TooManyConnections):
         codec.next_reply()
+
+
+def tls_conn(port: int, context: ssl.SSLContext) -> procs.Conn:
+    sock = socket.create_connection((procs.HOST, port), timeout=procs.IO_TIMEOUT)
+    return procs.Conn(context.wrap_socket(sock, server_hostname=procs.HOST))
+
+
+def test_the_cap_holds_over_tls(tmp_path: Path) -> None:
+    """TLS connections are served apart from the hub (a task each, after a handshake):
+    the cap counts them, and a refused one reads the line over TLS."""
+    pki = tlsfiles.make(tmp_path / "pki")
+    context = pki.client()
+    with procs.tubeserver(*pki.server_flags(), "--max-connections", "1", "--stall-timeout",
+                          "0.3", tls=context) as srv:
+        for _ in range(100):  # the start-up check's connection goes away
+            holder = tls_conn(srv.port, context)
+            if holder.cmd(b"list-tube-used") == b"USING default\r\n":
+                break
+            holder.close()
+            time.sleep(0.02)
+        with holder:
+            with tls_conn(srv.port, context) as refused:
+                assert refused.reply() == REFUSED
+                assert refused.at_eof()
+            # A stalled TLS client is closed as a plain one.
+            holder.raw(b"put 0 0 60 10\r\nabc")
+            assert holder.at_eof()
+        with tls_conn(srv.port, context) as again:
+            stats = again.stats()
+            assert (stats["connections-refused"], stats["connections-stalled"]) == ("1", "1")

@@ -7,6 +7,7 @@ failures and kicks.
 
 from __future__ import annotations
 
+import argparse
 import math
 
 import pytest
@@ -255,6 +256,8 @@ def test_help_shows_each_default_and_variable_as_parse_uses_them() -> None:
     parser = build_parser()
     for action in parser._actions:
         if not action.option_strings or action.dest == "help" or action.help is None:
+            continue
+        if action.help == argparse.SUPPRESS:  # --token: named only to be refused
             continue
         if action.option_strings[0].startswith("--no-"):
             continue

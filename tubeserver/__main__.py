@@ -21,6 +21,8 @@ from . import BUILD, __version__
 from .caps import DEFAULT_BUFFER, Caps, buffer_floor
 from .limits import DEFAULT_LISTEN, DEFAULT_MAX_JOB_SIZE, DEFAULT_PORT, JOB_SIZE_CAP
 from .server import Config, ListenError, serve
+from .tls import HANDSHAKE_TIMEOUT, Tls, TlsError
+from .tls import load as load_tls
 from .tokens import AuthFileError, entry, new_token
 from .tokens import load as load_tokens
 from .tracking import DEFAULT_MEMORY, DEFAULT_TTL
@@ -128,6 +130,10 @@ def _http(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def _file(text: str) -> str:
+    if not text:
+        raise argparse.ArgumentTypeError("empty file name")
+    return text
 def _hosts(text: str) -> tuple[str, ...]:
     names = tuple(n.strip().lower() for n in text.split(",") if n.strip())
     for name in names:
@@ -157,6 +163,9 @@ _SETTINGS: list[tuple[str, str, Callable[[str], object], object]] = [
     ("TUBESERVER_RESULT_MEMORY", "result_memory", _result_memory, DEFAULT_MEMORY),
     ("TUBESERVER_TIMEZONE", "timezone", _timezone, None),
     ("TUBESERVER_HTTP", "http", _http, None),
+    ("TUBESERVER_TLS_CERT", "tls_cert", _file, None),
+    ("TUBESERVER_TLS_KEY", "tls_key", _file, None),
+    ("TUBESERVER_TLS_CLIENT_CA", "tls_client_ca", _file, None),
     ("TUBESERVER_AUTH_FILE", "auth_file", _path, None),
     ("TUBESERVER_HTTP_ALLOW_HOSTS", "http_allow_hosts", _hosts, ()),
     ("TUBESERVER_MAX_CONNECTIONS", "max_connections", _max_connections, 0),
@@ -244,6 +253,21 @@ def build_parser() -> argparse.ArgumentParser:
     ops.add_argument("--http", type=_http, metavar="[ADDR:]PORT",
                      help="serve HTTP on ADDR:PORT (default address 127.0.0.1; off unless "
                      "given) [TUBESERVER_HTTP]")
+    tls = p.add_argument_group(
+        "TLS", "With --tls-cert and --tls-key, TCP clients must speak TLS (1.2 or later) and "
+        "the HTTP endpoint serves HTTPS with the same certificate; the protocol inside is "
+        "unchanged. A unix: listener stays plain. The files are read once, at start-up: "
+        "a renewed certificate needs a restart. A connection that has not finished its "
+        f"handshake after {HANDSHAKE_TIMEOUT:g} seconds is closed.")
+    tls.add_argument("--tls-cert", type=_file, metavar="FILE",
+                     help="the server's certificate (PEM), followed by any intermediate "
+                     "ones [TUBESERVER_TLS_CERT]")
+    tls.add_argument("--tls-key", type=_file, metavar="FILE",
+                     help="the certificate's private key (PEM, unencrypted) "
+                     "[TUBESERVER_TLS_KEY]")
+    tls.add_argument("--tls-client-ca", type=_file, metavar="FILE",
+                     help="require a client certificate signed by a CA in FILE (PEM), on the "
+                     "protocol port and the HTTP endpoint [TUBESERVER_TLS_CLIENT_CA]")
     ops.add_argument("--http-allow-hosts", type=_hosts, metavar="NAMES",
                      help="without --auth-file, HTTP answers only requests whose Host is an IP "
                      "address or localhost (a defence against DNS rebinding); these "
@@ -313,6 +337,7 @@ def parse_config(argv: Sequence[str], environ: dict[str, str]) -> Config:
     if args.http is not None and not _http_extra():
         parser.error("--http needs hypercorn and prometheus-client: "
                      "pip install 'tubeserver[http]'")
+    tls = _tls(parser, args.tls_cert, args.tls_key, args.tls_client_ca)
     if args.auth_file is not None:
         try:
             load_tokens(args.auth_file)
@@ -332,7 +357,22 @@ def parse_config(argv: Sequence[str], environ: dict[str, str]) -> Config:
                   wal_repair=args.wal_repair, result_ttl=args.result_ttl,
                   result_memory=args.result_memory, timezone=args.timezone, http=args.http,
                   auth_file=args.auth_file, http_allow_hosts=args.http_allow_hosts,
-                  caps=caps)
+                  tls=tls, caps=caps)
+
+
+def _tls(parser: argparse.ArgumentParser, cert: str | None, key: str | None,
+         client_ca: str | None) -> Tls | None:
+    """The TLS settings, their files read now: a problem with them is a usage error."""
+    if cert is None and key is None:
+        if client_ca is not None:
+            parser.error("--tls-client-ca needs --tls-cert and --tls-key")
+        return None
+    if cert is None or key is None:
+        parser.error("--tls-cert and --tls-key go together; give both")
+    try:
+        return load_tls(cert, key, client_ca)
+    except TlsError as e:
+        parser.error(str(e))
 
 
 def _http_extra() -> bool:

@@ -90,7 +90,10 @@ _BY_JOB: Final[dict[type, int]] = {
 _BY_NAME: Final[dict[type, int]] = {
     # `use` serves producers and inspectors (peek-ready looks at the used tube).
     c.Use: PRODUCE | INSPECT, c.Watch: CONSUME,
-    c.StatsTube: INSPECT, c.TubeInfo: INSPECT, c.ListJobs: INSPECT,
+    # A tube's counts: for whoever works with it (a producer's back-pressure, a worker's
+    # "is it empty yet", as tubeworker --burst asks).
+    c.StatsTube: PRODUCE | CONSUME | INSPECT, c.TubeInfo: PRODUCE | CONSUME | INSPECT,
+    c.ListJobs: INSPECT,
     c.PauseTube: ADMIN, c.ClearTube: ADMIN, c.KickTube: ADMIN, c.TubeLimits: ADMIN,
     c.Schedule: ADMIN,
 }

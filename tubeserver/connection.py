@@ -35,10 +35,12 @@ __all__ = ["RECV_SIZE", "SEND_HIGH_WATER", "WAIT_BUFFER_LIMIT", "Connection"]
 
 
 class Connection:
-    def __init__(self, server: Server, stream: trio.abc.Stream, peer: str) -> None:
+    def __init__(self, server: Server, stream: trio.abc.Stream, peer: str,
+                 tls: bool = False) -> None:
         self.server = server
         self.stream = stream
         self.peer = peer
+        self.tls = tls  # the stream is a TLS one (the JSON API and the dashboard say so)
         self.session = server.engine.connect()
         self.parser = Parser(server.max_job_size)
         self.wakeup: Wakeup | None = None

@@ -23,6 +23,7 @@ import os
 import select
 import signal
 import socket as _socket
+import ssl
 import stat
 import time
 from collections.abc import Sequence
@@ -48,6 +49,7 @@ from .limits import AUTH_DELAY, DEFAULT_TUBE, FRAME_OVERHEAD
 from .rounds import RECV_SIZE, SEND_HIGH_WATER
 from .session import Session
 from .stats import NetStats, ProcessInfo
+from .tls import HANDSHAKE_TIMEOUT, Tls, handshake_failure
 from .tokens import AuthFileError, Tokens
 from .tokens import load as load_tokens
 from .tracking import DEFAULT_MEMORY, DEFAULT_TTL, Tracker
@@ -77,6 +79,7 @@ class Config:
     result_memory: int = DEFAULT_MEMORY
     timezone: str | None = None  # schedules' cron times; None: UTC
     http: tuple[str, int] | None = None  # the HTTP endpoint (web.py); None: off
+    tls: Tls | None = None  # TLS on TCP listeners and the HTTP endpoint (tls.py); None: off
     auth_file: str | None = None  # tokens and their rights (tokens.py); None: no auth
     http_allow_hosts: tuple[str, ...] = ()  # Host names HTTP answers to, beyond IPs/localhost
     caps: Caps = NO_CAPS  # --max-connections, --max-jobs, ... (caps.py)
@@ -115,6 +118,7 @@ class Server:
         # The last reply may come on top of SEND_HIGH_WATER pending (rounds.py).
         self.engine.batch_bytes = max(0, self.buffer - SEND_HIGH_WATER - FRAME_OVERHEAD)
         self.refused = 0  # connections refused at accept (--max-connections)
+        self.handshakes = 0  # TLS connections in their handshake: not sessions yet
         self.stalled = 0  # connections closed mid-command (--stall-timeout)
         self._refusals = Tally(log)
         self._stalls = Tally(log)
@@ -322,7 +326,7 @@ class Server:
         it is counted and logged (one line a second at most), and the caller sends it
         TOO_MANY_CONNECTIONS and closes it."""
         most = self.caps.max_connections
-        if not most or len(self.engine.sessions) < most:
+        if not most or len(self.engine.sessions) + self.handshakes < most:
             return False
         self.refused += 1
         self._refusals.note(trio.current_time(), "refused a connection from %s: %d are open "
@@ -456,11 +460,49 @@ class Server:
         await Connection(self, stream, peer).run()
 
     async def handle_socket(self, stream: trio.SocketStream) -> None:
+        await self.handle(stream, _peer(stream))
+
+    async def handle_tls(self, context: ssl.SSLContext, stream: trio.SocketStream) -> None:
+        """Serve one TLS client in a task of its own: the handshake, within
+        HANDSHAKE_TIMEOUT, then the protocol as on any stream. A handshake that fails or
+        times out closes the connection and logs one line; nothing else happens."""
+        peer = _peer(stream)
+        # https_compatible: a client that closes without TLS's close_notify (as Python's
+        # ssl sockets do) has hung up, like a plain one; the protocol frames every message
+        # itself, so a truncation cannot go unnoticed.
+        secure = trio.SSLStream(stream, context, server_side=True, https_compatible=True)
+        reason = None
+        # --max-connections: a connection in its handshake counts; one too many is told
+        # so once the handshake lets it read anything.
+        refused = bool(self.caps.max_connections) and self.too_many(peer)
+        if not refused:
+            self.handshakes += 1
         try:
-            peer = format_peer(stream.socket.getpeername())
-        except OSError:
-            peer = "?"
-        await self.handle(stream, peer)
+            with trio.move_on_after(HANDSHAKE_TIMEOUT) as scope:
+                try:
+                    await secure.do_handshake()
+                except trio.BrokenResourceError as e:
+                    reason = handshake_failure(e)
+        finally:
+            if not refused:
+                self.handshakes -= 1
+        if refused and reason is None and not scope.cancelled_caught:
+            await tell_too_many(secure)
+            return
+        if scope.cancelled_caught:
+            reason = f"no handshake within {HANDSHAKE_TIMEOUT:g} s"
+        if reason is not None:
+            log.warning("TLS handshake with %s failed: %s", peer, reason)
+            await trio.aclose_forcefully(stream)
+            return
+        await Connection(self, secure, peer, tls=True).run()
+
+
+def _peer(stream: trio.SocketStream) -> str:
+    try:
+        return format_peer(stream.socket.getpeername())
+    except OSError:
+        return "?"
 
 
 async def tell_too_many(stream: trio.abc.Stream) -> None:
@@ -557,10 +599,12 @@ async def open_http_socket(host: str, port: int) -> trio.socket.SocketType:
 
 
 async def serve_http(server: Server, sock: trio.socket.SocketType,
-                     allowed_hosts: tuple[str, ...] = (), *,
+                     allowed_hosts: tuple[str, ...] = (), tls: Tls | None = None, *,
                      task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
     """Serve web.py's app, with the dashboard's pages, with hypercorn on `sock` until
-    cancelled; reports the address."""
+    cancelled; reports the address. With `tls`, HTTPS with the protocol listener's
+    certificate (and its client CA: then every page, /healthz too, needs a client
+    certificate)."""
     from hypercorn.config import Config as HttpConfig
     from hypercorn.trio import serve as hypercorn_serve
 
@@ -572,8 +616,15 @@ async def serve_http(server: Server, sock: trio.socket.SocketType,
     config.accesslog = None
     config.errorlog = logging.getLogger("tubeserver.http")
     config.graceful_timeout = 1.0
+    if tls is not None:
+        config.certfile, config.keyfile = tls.cert, tls.key
+        if tls.client_ca is not None:
+            config.ca_certs = tls.client_ca
+            config.verify_mode = ssl.CERT_REQUIRED
+        config.ssl_handshake_timeout = HANDSHAKE_TIMEOUT
     host, port = sock.getsockname()[:2]
-    where = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
+    scheme = "http" if tls is None else "https"
+    where = f"{scheme}://{'[' + host + ']' if ':' in host else host}:{port}"
     app: Any = App(server, allowed_hosts)  # ASGI; hypercorn's type names its own scope classes
     Dashboard(app)
 
@@ -590,17 +641,25 @@ def _loopback(host: str) -> bool:
     return host in ("localhost", "::1") or host.startswith("127.")
 
 
-def exposure_warnings(listeners: Sequence[trio.SocketListener], auth: bool) -> list[str]:
+def exposure_warnings(listeners: Sequence[trio.SocketListener], auth: bool,
+                      tls: bool = False) -> list[str]:
     """What to tell an operator whose server other machines can reach."""
     exposed = []
     for listener in listeners:
         addr = listener.socket.getsockname()
         if not isinstance(addr, str) and not _loopback(addr[0]):
             exposed.append(format_peer(addr))
-    if not exposed or auth:
+    if not exposed:
         return []
-    return [f"{', '.join(exposed)} is reachable beyond this machine without authentication "
-            "(no --auth-file): anyone who connects can read and delete every job"]
+    out = []
+    if not auth:
+        out.append(f"{', '.join(exposed)} is reachable beyond this machine without "
+                   "authentication (no --auth-file): anyone who connects can read and delete "
+                   "every job")
+    if not tls:
+        out.append(f"{', '.join(exposed)} is reachable beyond this machine without TLS (no "
+                   "--tls-cert): jobs, and tokens, cross the network in clear")
+    return out
 
 
 def describe(listeners: Sequence[trio.SocketListener]) -> str:
@@ -635,7 +694,7 @@ async def serve(config: Config, *, task_status: trio.TaskStatus[list[trio.Socket
             if config.http is not None:
                 http = await open_http_socket(*config.http)
             await _run(server, listeners, http, task_status, config.auth_file,
-                       config.http_allow_hosts)
+                       config.http_allow_hosts, config.tls)
         finally:
             for listener in listeners:
                 await trio.aclose_forcefully(listener)
@@ -654,7 +713,10 @@ async def _run(server: Server, listeners: list[trio.SocketListener],
                http: trio.socket.SocketType | None,
                task_status: trio.TaskStatus[list[trio.SocketListener]],
                config_auth: str | None = None,
-               http_allow_hosts: tuple[str, ...] = ()) -> None:
+               http_allow_hosts: tuple[str, ...] = (), tls: Tls | None = None) -> None:
+    # TLS is for TCP: a UNIX socket listener stays plain (and in the hub).
+    secure = [] if tls is None else [s for s in listeners if s.socket.family != _socket.AF_UNIX]
+    plain = [s for s in listeners if s not in secure]
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGUSR1,
                                    signal.SIGHUP) as signals:
         async with trio.open_nursery() as nursery:
@@ -663,15 +725,26 @@ async def _run(server: Server, listeners: list[trio.SocketListener],
             nursery.start_soon(server.run_sweeper)
             if server.wal is not None and server.wal.fsync_ms is not None:
                 nursery.start_soon(server.run_syncer)
-            if hasattr(select, "epoll"):
-                nursery.start_soon(Hub(server, listeners).run)
-            else:  # not Linux: a task per connection, the shape the in-memory tests use
-                nursery.start_soon(trio.serve_listeners, server.handle_socket, listeners)
-            log.warning("listening on %s (pid %d)", describe(listeners), os.getpid())
-            for warning in exposure_warnings(listeners, server.tokens is not None):
+            if plain and hasattr(select, "epoll"):
+                nursery.start_soon(Hub(server, plain).run)
+            elif plain:  # not Linux: a task per connection, the shape the in-memory tests use
+                nursery.start_soon(trio.serve_listeners, server.handle_socket, plain)
+            if secure:
+                assert tls is not None
+                # A task per TLS connection, beside the hub (see tls.py for why).
+                nursery.start_soon(trio.serve_listeners,
+                                   functools.partial(server.handle_tls, tls.context), secure)
+                log.warning("listening on %s with TLS (pid %d)%s", describe(secure),
+                            os.getpid(), ", client certificates required"
+                            if tls.verifies_clients else "")
+            if plain:
+                log.warning("listening on %s (pid %d)%s", describe(plain), os.getpid(),
+                            "" if tls is None else ", plain: TLS is for TCP only")
+            for warning in exposure_warnings(listeners, server.tokens is not None,
+                                             tls is not None):
                 log.warning("%s", warning)
             if http is not None:
-                await nursery.start(serve_http, server, http, http_allow_hosts)
+                await nursery.start(serve_http, server, http, http_allow_hosts, tls)
             task_status.started(listeners)
             async for signum in signals:
                 if signum == signal.SIGUSR1:

@@ -323,6 +323,7 @@ class App:
                 "producer": s.producer,
                 "worker": s.worker,
                 "idle": round(max(0.0, now - getattr(peer, "active_at", now)), 3),
+                "tls": bool(getattr(peer, "tls", False)),
                 # Bytes received and not parsed yet, and replies not sent yet: each at most
                 # --max-connection-buffer.
                 "buffered-in": buffered_in,

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NoReturn, TypeVar
 
 from ..commands import check_tube
+from ..credentials import TOKEN_HELP, client_context, token_from
 from . import metrics
 from .outcome import DELAY_MAX, Policy
 from .supervisor import Config
@@ -171,6 +172,12 @@ def _module(text: str) -> str:
     return text
 
 
+def _file(text: str) -> str:
+    if not text.strip():
+        raise ValueError("empty file name")
+    return text
+
+
 def _tube(text: str) -> str:
     return check_tube(text)
 
@@ -255,6 +262,20 @@ def build_parser() -> argparse.ArgumentParser:
         "event=metrics line says which); needs prometheus-client, "
         f"{metrics.INSTALL_HINT}")
     opt("--metrics-addr", metavar="ADDR", help="address the metrics server listens on")
+    opt("--tls", action="store_const", const="1", default=None,
+        help="speak TLS to the servers (tubeserver --tls-cert), trusting the system's CAs")
+    opt("--tls-ca", metavar="FILE",
+        help="speak TLS, trusting the CA certificates in FILE (PEM) instead")
+    opt("--tls-cert", metavar="FILE",
+        help="speak TLS and present this client certificate (PEM; with --tls-key), for a "
+        "server started with --tls-client-ca")
+    opt("--tls-key", metavar="FILE", help="the client certificate's private key (PEM)")
+    opt("--token-file", metavar="FILE",
+        help="authenticate with the token in FILE (tubeserver --auth-file); or put the token "
+        f"itself in TUBEWORKER_TOKEN. There is no --token: {TOKEN_HELP}")
+    # Named so that argparse does not take `--token SECRET` for an abbreviation of
+    # --token-file (and print the secret as a file name): refused in `parse`.
+    add("--token", dest="token_given", help=argparse.SUPPRESS)
     add("command", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     return p
 
@@ -363,6 +384,15 @@ def parse(argv: Sequence[str], env: Mapping[str, str] | None = None) -> Config:
         jitter=_set(ns, env, "jitter", _bool),
         bury_exit_codes=_get(ns, env, "bury_exit_codes", _exit_codes) or frozenset(),
     )
+    if ns.token_given is not None:
+        raise UsageError(f"there is no --token: {TOKEN_HELP}; use --token-file FILE or "
+                         "TUBEWORKER_TOKEN")
+    try:
+        tls = client_context(bool(_get(ns, env, "tls", _bool)), _get(ns, env, "tls_ca", _file),
+                             _get(ns, env, "tls_cert", _file), _get(ns, env, "tls_key", _file))
+        token = token_from(ns.token_file, env, "TUBEWORKER_TOKEN", _env_name("token_file"))
+    except ValueError as e:
+        raise UsageError(str(e)) from None
     opt_tube: Callable[[str], str | None] = _tube
     return Config(
         command=tuple(command),
@@ -387,6 +417,8 @@ def parse(argv: Sequence[str], env: Mapping[str, str] | None = None) -> Config:
         failure_tube=_get(ns, env, "failure_tube", opt_tube),
         metrics_port=metrics_port,
         metrics_addr=metrics_addr,
+        tls=tls,
+        token=token,
     )
 
 

@@ -18,7 +18,10 @@ is usually ``concurrency + 1`` connections per server (at most one per running j
 reserving); while answers are slower than jobs (an fsync per answer, say) there are more, up
 to one per job still being answered. ``--result-tube`` and ``--failure-tube`` add one each.
 A refused or broken connection is logged and retried with exponential backoff (0.5 s
-doubling to 30 s).
+doubling to 30 s). Connections speak TLS and send the token (`auth`) when configured; a
+refused token (UNAUTHORIZED, also for a tube beyond its rights) or a server without
+authentication ends that server's reserver (logged as giving-up, exit status 1): retrying
+would not change it.
 
 *Batch sizing.* Where the server has ``reserve-batch``, the reserver asks for
 ``min(target, free slots)`` jobs. `target` starts at 1, doubles (up to `concurrency`) each time
@@ -69,6 +72,7 @@ import os
 import random
 import shlex
 import signal
+import ssl
 import time
 import traceback
 from collections.abc import Callable
@@ -79,6 +83,7 @@ import trio
 
 from ..bodies import Msgpack
 from ..errors import (
+    AuthNotEnabled,
     ConnectionClosed,
     ExtensionNotSupported,
     JobTooBig,
@@ -86,6 +91,7 @@ from ..errors import (
     ServerError,
     TimedOut,
     TubeError,
+    Unauthorized,
 )
 from ..job import DEFAULT_PRIORITY, Job, server_name
 from ..stats import StatsJob
@@ -162,6 +168,8 @@ class Config:
     result_bytes: int | None = 4096  # None: --no-result
     metrics_port: int | None = None  # None: no metrics served; 0: any free port
     metrics_addr: str = "127.0.0.1"
+    tls: ssl.SSLContext | None = attrs.field(default=None, eq=False, repr=False)  # None: TCP
+    token: str | None = attrs.field(default=None, repr=False)  # sent with `auth`; never shown
 
 
 def child_argv(config: Config, values: dict[str, str]) -> list[str]:
@@ -465,6 +473,19 @@ class Supervisor:
                                 self.metrics.reconnect(name)
                                 await trio.sleep(backoff)
                                 backoff = min(RECONNECT_MAX, backoff * 2)
+                        except (Unauthorized, AuthNotEnabled) as e:
+                            # The token (or its rights) will not change by retrying.
+                            for _ in range(held):
+                                self.slots.release()
+                            if conn is not None:
+                                await conn.aclose()
+                            held, conn = 0, None
+                            self.failed_servers += 1
+                            reason = (f"UNAUTHORIZED: the token was refused, or its rights do "
+                                      f"not cover {','.join(self.config.tubes)}"
+                                      if isinstance(e, Unauthorized) else str(e))
+                            self.log.error("giving-up", server=name, reason=reason)
+                            give_up = True
                         finally:
                             self.intakes.discard(intake)
                     if intake.cancelled_caught and conn is not None:
@@ -500,8 +521,14 @@ class Supervisor:
                 for client in [*idle, *producer.values()]:
                     await client.aclose()
 
-    async def _connect(self, address: tuple[str, int]) -> TrioClient[bytes]:
-        return await TrioClient.connect(address, watch=self.config.tubes)
+    async def _connect(self, address: tuple[str, int], use: str | None = None
+                       ) -> TrioClient[bytes]:
+        """A connection to reserve from (watching the tubes) or, with `use`, to put into."""
+        cfg = self.config
+        if use is not None:
+            return await TrioClient.connect(address, use=use, ssl=cfg.tls, token=cfg.token)
+        return await TrioClient.connect(address, watch=cfg.tubes, ssl=cfg.tls,
+                                        token=cfg.token)
 
     async def _reserve(self, conn: TrioClient[bytes], count: int, batch_ok: bool,
                        timeout: int) -> tuple[list[Job[bytes]], bool]:
@@ -807,7 +834,7 @@ class Supervisor:
             client = producer.get(target)
             if client is None or client.closed:
                 host, port = conn.server.rsplit(":", 1)
-                client = await TrioClient.connect((host.strip("[]"), int(port)), use=target)
+                client = await self._connect((host.strip("[]"), int(port)), use=target)
                 producer[target] = client
             await client.put(Msgpack().dumps(record))
         except TubeError as e:
