@@ -440,3 +440,42 @@ def test_http_without_auth_answers_only_local_host_names(tmp_path: Path) -> None
                             headers={"Host": "evil.example:11301",
                                      "Origin": "http://evil.example:11301"})
         assert status == 421
+
+
+# --- before auth: a deadline and a small buffer ---------------------------------------------
+
+
+def test_connections_that_never_authenticate_are_closed(tmp_path: Path) -> None:
+    pytest.importorskip("hypercorn")
+    with server(tmp_path, "--auth-deadline", "1.5", auth=write_auth(tmp_path / "auth.toml"),
+                http=True) as s:
+        assert s.http is not None
+        idle = s.conn()
+        authed = s.conn("root")
+        # A put before auth: its body is not read past the small pre-auth buffer.
+        flood = s.conn()
+        flood.raw(b"put 0 0 60 60000\r\n")
+        try:
+            flood.raw(b"x" * 60000 + b"\r\n")
+        except OSError:
+            pass  # the server stopped reading: the kernel's buffers may fill
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            status, conns, _ = http(s.http, "/api/connections", token=TOKENS["root"][0])
+            assert status == 200
+            ins = sorted(c["buffered-in"] for c in conns)
+            if ins[-1] > 0:
+                break
+            time.sleep(0.05)
+        assert 0 < ins[-1] <= 4096, conns
+        # Idle or flooding, neither authenticated in time: both are closed; the
+        # authenticated one, idle all along, is not.
+        assert idle.at_eof() and flood.at_eof()
+        assert authed.cmd(b"list-tube-used") == b"USING default\r\n"
+        # Once authenticated, a connection may buffer as much as any (a 60,000-byte put).
+        with s.conn("root") as big:
+            assert big.put(b"y" * 60000).startswith(b"INSERTED")
+        assert "no good auth within" in s.stderr()
+        idle.close()
+        flood.close()
+        authed.close()

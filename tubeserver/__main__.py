@@ -19,7 +19,14 @@ import trio
 
 from . import BUILD, __version__
 from .caps import DEFAULT_BUFFER, Caps, buffer_floor
-from .limits import DEFAULT_LISTEN, DEFAULT_MAX_JOB_SIZE, DEFAULT_PORT, JOB_SIZE_CAP
+from .limits import (
+    AUTH_DEADLINE,
+    DEFAULT_LISTEN,
+    DEFAULT_MAX_JOB_SIZE,
+    DEFAULT_PORT,
+    JOB_SIZE_CAP,
+    PREAUTH_BUFFER,
+)
 from .server import Config, ListenError, serve
 from .tls import HANDSHAKE_TIMEOUT, Tls, TlsError
 from .tls import load as load_tls
@@ -91,6 +98,7 @@ def _seconds(what: str) -> Callable[[str], float]:
 _max_memory = _memory_size("memory size")
 _buffer = _memory_size("buffer size")
 _stall = _seconds("stall timeout")
+_auth_deadline = _seconds("auth deadline")
 
 
 def _path(text: str) -> str:
@@ -167,6 +175,7 @@ _SETTINGS: list[tuple[str, str, Callable[[str], object], object]] = [
     ("TUBESERVER_TLS_KEY", "tls_key", _file, None),
     ("TUBESERVER_TLS_CLIENT_CA", "tls_client_ca", _file, None),
     ("TUBESERVER_AUTH_FILE", "auth_file", _path, None),
+    ("TUBESERVER_AUTH_DEADLINE", "auth_deadline", _auth_deadline, AUTH_DEADLINE),
     ("TUBESERVER_HTTP_ALLOW_HOSTS", "http_allow_hosts", _hosts, ()),
     ("TUBESERVER_MAX_CONNECTIONS", "max_connections", _max_connections, 0),
     ("TUBESERVER_MAX_JOBS", "max_jobs", _max_jobs, 0),
@@ -242,6 +251,12 @@ def build_parser() -> argparse.ArgumentParser:
                       help="tokens (as SHA-256 hashes) and their rights, in TOML (default: "
                       "none, anyone who connects may do anything, as in beanstalkd) "
                       "[TUBESERVER_AUTH_FILE]")
+    auth.add_argument("--auth-deadline", type=_auth_deadline, metavar="SECONDS",
+                      help=f"with --auth-file, a connection that has not authenticated this "
+                      f"long after it opened is closed, idle or not; until then it may buffer "
+                      f"{PREAUTH_BUFFER} bytes of input (default {AUTH_DEADLINE:g}; 0: no "
+                      "deadline) "
+                      "[TUBESERVER_AUTH_DEADLINE]")
     auth.add_argument("--new-token", metavar="NAME",
                       help="make a token: print it on stderr (shown once, never stored) and "
                       "its [[token]] table for the auth file on stdout, then exit "
@@ -356,7 +371,8 @@ def parse_config(argv: Sequence[str], environ: dict[str, str]) -> Config:
                   wal_dir=args.wal_dir, fsync_ms=fsync_ms, segment_size=args.segment_size,
                   wal_repair=args.wal_repair, result_ttl=args.result_ttl,
                   result_memory=args.result_memory, timezone=args.timezone, http=args.http,
-                  auth_file=args.auth_file, http_allow_hosts=args.http_allow_hosts,
+                  auth_file=args.auth_file, auth_deadline=args.auth_deadline,
+                  http_allow_hosts=args.http_allow_hosts,
                   tls=tls, caps=caps)
 
 

@@ -21,7 +21,7 @@ import trio
 from .dispatch import Action, answer
 from .engine import Wakeup
 from .errors import InternalError, TimedOut, Unauthorized
-from .limits import AUTH_DELAY
+from .limits import AUTH_DELAY, PREAUTH_BUFFER
 from .parser import Parser
 from .rounds import RECV_SIZE, SEND_HIGH_WATER, WAIT_BUFFER_LIMIT
 from .rounds import short as _short
@@ -55,6 +55,13 @@ class Connection:
         self.pending = 0  # bytes of replies piled up or being sent
         self.blocked = False  # in a reserve's wait or a send: never a stall of its own
         self.scope = trio.CancelScope()  # cancelled by `expire`
+        # Before a good `auth` (with an auth file), as the hub's client (rounds.py).
+        self.opened_at = self.active_at
+        self.preauth = server.tokens is not None
+        if self.preauth:
+            self.in_cap = min(self.in_cap, PREAUTH_BUFFER)
+            self.stall_after = server.auth_deadline
+            server.sweep_by(self.opened_at + server.auth_deadline)
 
     async def run(self) -> None:
         server = self.server
@@ -83,6 +90,8 @@ class Connection:
         logged = self.logged
         out: list[bytes] = []
         while True:
+            if self.preauth:
+                self.authenticated()
             room = self.in_cap - parser.buffered()
             if room <= 0:
                 # A command longer than this connection may buffer can never end: left to
@@ -183,9 +192,20 @@ class Connection:
     def stalled_since(self) -> float | None:
         """When it last sent anything, if it is mid-command now of its own doing (as the hub
         client's, rounds.py)."""
+        if self.preauth and not self.authenticated():
+            return self.opened_at
         if self.blocked or not self.parser.partial():
             return None
         return self.active_at
+
+    def authenticated(self) -> bool:
+        """Whether its `auth` succeeded; then its bounds are lifted to the server's."""
+        if self.session.rights is None:
+            return False
+        self.preauth = False
+        self.in_cap = self.server.buffer
+        self.stall_after = self.server.stall_after
+        return True
 
     def expire(self, now: float) -> None:
         self.scope.cancel()

@@ -55,3 +55,7 @@ CLEAR_STATES: Final = ("ready", "delayed", "buried", "waiting")
 # Seconds before a failed `auth` is answered UNAUTHORIZED and its connection closed: it slows
 # guessing down (with an auth file only).
 AUTH_DELAY: Final = 1.0
+# Before a good `auth` (with an auth file): the seconds a connection has to send one (from
+# accept, idle or not; --auth-deadline), and the bytes of input it may have buffered.
+AUTH_DEADLINE: Final = 10.0
+PREAUTH_BUFFER: Final = 4096

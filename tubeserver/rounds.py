@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Final
 from .dispatch import Action, Dispatcher, answer
 from .engine import Engine, Wakeup
 from .errors import InternalError, TimedOut, Unauthorized
+from .limits import PREAUTH_BUFFER
 from .parser import Parser
 
 if TYPE_CHECKING:
@@ -53,12 +54,14 @@ class Client:
     `in_cap` bounds its unparsed input (it is not read past it: a command that does not fit
     can only stall); `high_water` its unsent output, past which it is not parsed (beyond it
     by one reply at most: reserve-batch's is bounded by the engine's `batch_bytes`);
-    `stall_after` is how long it may sit mid-command before the sweeper closes it."""
+    `stall_after` is how long it may sit mid-command before the sweeper closes it. With an
+    auth file, until its `auth` succeeds (`preauth`) it may buffer PREAUTH_BUFFER bytes and
+    has the auth deadline from when it opened, idle or not."""
 
     __slots__ = (
         "active_at", "closed", "closing", "fd", "high_water", "hung_up", "in_cap", "logged",
-        "mask", "out", "parser", "peer", "rounds", "session", "sock", "stall_after", "stalled",
-        "touched", "unsent", "waiting", "wakeup",
+        "mask", "opened_at", "out", "parser", "peer", "preauth", "rounds", "session", "sock",
+        "stall_after", "stalled", "touched", "unsent", "waiting", "wakeup",
     )
 
     def __init__(self, rounds: Rounds, sock: socket.socket, peer: str) -> None:
@@ -84,6 +87,12 @@ class Client:
         self.touched = False  # in the list of clients to settle this round
         self.closed = False
         self.active_at = rounds.now  # when it last sent something (the dashboard's idle time)
+        self.opened_at = rounds.now
+        self.preauth = server.tokens is not None
+        if self.preauth:
+            self.in_cap = min(self.in_cap, PREAUTH_BUFFER)
+            self.stall_after = server.auth_deadline
+            server.sweep_by(rounds.now + server.auth_deadline)
 
     def wake(self, wakeup: Wakeup) -> None:
         self.wakeup = wakeup
@@ -93,10 +102,22 @@ class Client:
         """When it last sent anything, if it is mid-command now of its own doing: not while
         it waits in a reserve (or `result`, `clear-tube`), nor while it is paused because
         its replies pile up."""
+        if self.preauth and not self.authenticated():
+            return None if self.closing or self.closed else self.opened_at
         if self.closing or self.closed or self.waiting or self.stalled \
                 or not self.parser.partial():
             return None
         return self.active_at
+
+    def authenticated(self) -> bool:
+        """Whether its `auth` succeeded; then its bounds are lifted to the server's."""
+        if self.session.rights is None:
+            return False
+        server = self.rounds.server
+        self.preauth = False
+        self.in_cap = server.buffer
+        self.stall_after = server.stall_after
+        return True
 
     def expire(self, now: float) -> None:
         """Close it now (the sweeper: it stalled); its reserved jobs go back to ready."""
@@ -210,6 +231,8 @@ class Rounds:
             self.touched.append(client)
 
     def _read(self, client: Client) -> None:
+        if client.preauth:
+            client.authenticated()
         room = client.in_cap - client.parser.buffered()
         if room <= 0:
             # Not read at its cap (see _rearm): only a hang-up or an error wakes it here.
@@ -338,6 +361,8 @@ class Rounds:
         want = OUT if client.unsent else 0
         if not (client.closing or client.hung_up or client.stalled) \
                 and len(client.unsent) < client.high_water:
+            if client.preauth:
+                client.authenticated()
             limit = client.in_cap
             if client.waiting and limit > WAIT_BUFFER_LIMIT:
                 limit = WAIT_BUFFER_LIMIT

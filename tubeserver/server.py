@@ -45,7 +45,7 @@ from .engine import Engine, Wakeup
 from .errors import InternalError, TooManyConnections, Unauthorized
 from .histogram import SYNC_BOUNDS, Histogram
 from .hub import Hub, format_peer
-from .limits import AUTH_DELAY, DEFAULT_TUBE, FRAME_OVERHEAD
+from .limits import AUTH_DEADLINE, AUTH_DELAY, DEFAULT_TUBE, FRAME_OVERHEAD
 from .rounds import RECV_SIZE, SEND_HIGH_WATER
 from .session import Session
 from .stats import NetStats, ProcessInfo
@@ -81,6 +81,7 @@ class Config:
     http: tuple[str, int] | None = None  # the HTTP endpoint (web.py); None: off
     tls: Tls | None = None  # TLS on TCP listeners and the HTTP endpoint (tls.py); None: off
     auth_file: str | None = None  # tokens and their rights (tokens.py); None: no auth
+    auth_deadline: float = AUTH_DEADLINE  # seconds a connection has to authenticate
     http_allow_hosts: tuple[str, ...] = ()  # Host names HTTP answers to, beyond IPs/localhost
     caps: Caps = NO_CAPS  # --max-connections, --max-jobs, ... (caps.py)
 
@@ -143,6 +144,7 @@ class Server:
         self.sync_time = Histogram(SYNC_BOUNDS)  # every fsync round, for the metrics
         self._internal = 0  # sessions made for `execute`
         self.tokens: Tokens | None = None  # the auth file's, once `use_tokens` was called
+        self.auth_deadline = AUTH_DEADLINE  # seconds a new connection has to authenticate
         self.nursery: trio.Nursery | None = None  # _run's, for the tasks `refuse` starts
         self.auth_failures = 0  # failed `auth` commands
         self._auth_logged = -math.inf  # when the last failure was logged
@@ -368,8 +370,12 @@ class Server:
                 due = min(due, at)
                 continue
             self.stalled += 1
-            self._stalls.note(now, "closing %s: it stalled mid-command for %.1f s "
-                              "(--stall-timeout)", getattr(peer, "peer", "?"), now - since)
+            if getattr(peer, "preauth", False):
+                self._stalls.note(now, "closing %s: no good auth within %.1f s "
+                                  "(--auth-deadline)", getattr(peer, "peer", "?"), now - since)
+            else:
+                self._stalls.note(now, "closing %s: it stalled mid-command for %.1f s "
+                                  "(--stall-timeout)", getattr(peer, "peer", "?"), now - since)
             peer.expire(now)
         if self.stalled != closed:
             self.after_change()  # their reserved jobs may go to waiters
@@ -685,6 +691,7 @@ async def serve(config: Config, *, task_status: trio.TaskStatus[list[trio.Socket
                     None if config.timezone is None else ZoneInfo(config.timezone), config.caps)
     if config.auth_file is not None:
         server.use_tokens(load_tokens(config.auth_file))
+        server.auth_deadline = config.auth_deadline or math.inf  # 0: none
     if config.wal_dir is not None:
         server.open_wal(config)
     try:
