@@ -31,6 +31,7 @@ parses with the other path (the hot path is compiled-only by default). The prope
 
 from __future__ import annotations
 
+import math
 import re
 import select
 import socket
@@ -277,6 +278,8 @@ class Host(Server):
         self.caps = NO_CAPS
         self.buffer = NO_CAPS.buffer(MAX_JOB_SIZE)
         self.stall_after = NO_CAPS.stall_after
+        self.tokens = None  # no auth file: `auth` is an unknown command, as in beanstalkd
+        self.auth_deadline = math.inf
 
 
 # --------------------------------------------------------------------------- one run
