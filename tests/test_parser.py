@@ -8,6 +8,7 @@ The encoder below is written here on purpose, independent of any client library.
 from __future__ import annotations
 
 import itertools
+import typing
 from collections.abc import Iterable, Sequence
 
 import pytest
@@ -51,13 +52,9 @@ PUNCT = "-+/;.$_()"
 NAME200 = ("abcdefghij" * 20)[:NAME_MAX]
 NAME201 = NAME200 + "k"
 
-COMMAND_TYPES = (
-    c.Put, c.Use, c.Reserve, c.ReserveBatch, c.ReserveJob, c.Delete, c.Release, c.Bury, c.Touch,
-    c.Watch, c.Ignore, c.Peek, c.PeekReady, c.PeekDelayed, c.PeekBuried, c.Kick, c.KickJob,
-    c.StatsJob, c.StatsTube, c.Stats, c.ListTubes, c.ListTubeUsed, c.ListTubesWatched,
-    c.PauseTube, c.Quit, c.Finish, c.Fail, c.Result, c.JobStatus, c.Checkpoint,
-    c.PeekCheckpoint,
-)
+# Every command the parser may produce, extensions included (random garbage finds short
+# ones such as `auth !`).
+COMMAND_TYPES = typing.get_args(c.Command)
 NAME_VERBS: dict[str, type[c.Use | c.Watch | c.Ignore | c.StatsTube]] = {
     "use": c.Use, "watch": c.Watch, "ignore": c.Ignore, "stats-tube": c.StatsTube,
 }
@@ -1366,3 +1363,14 @@ def test_recovers_after_any_garbage_unless_a_huge_body_is_being_skipped(
         assert TOO_BIG in events, events
         p.feed(encode(cmd))
         assert drain(p)[-1:] == [cmd]
+
+
+def test_auth_takes_one_printable_token_and_hides_it() -> None:
+    token = "tbs_" + "A" * 40 + "-_.~!"
+    (event,) = parse(b"auth " + token.encode() + b"\r\n")
+    assert event == c.Auth(token) and token not in repr(event)
+    for line in (b"auth \r\n", b"auth a b\r\n", b"auth " + b"x" * 201 + b"\r\n",
+                 b"auth \x7f\r\n", b"auth \xc3\xa9\r\n"):
+        (event,) = parse(line)
+        assert event == c.Rejected(BadFormat()), line
+    assert parse(b"auth " + b"x" * 200 + b"\r\n") == [c.Auth("x" * 200)]
