@@ -146,9 +146,8 @@ class Server:
         self.tokens: Tokens | None = None  # the auth file's, once `use_tokens` was called
         self.auth_deadline = AUTH_DEADLINE  # seconds a new connection has to authenticate
         self.nursery: trio.Nursery | None = None  # _run's, for the tasks `refuse` starts
-        self.auth_failures = 0  # failed `auth` commands
-        self._auth_logged = -math.inf  # when the last failure was logged
-        self._auth_failures_logged = 0
+        self.auth_failures = 0  # failed `auth` commands, and wrong HTTP tokens
+        self._auth_refusals = Tally(log)  # a guessing storm logs a line a second
 
     def use_tokens(self, tokens: Tokens) -> None:
         """Require `auth` from now on (new connections), with these tokens."""
@@ -175,14 +174,8 @@ class Server:
         """A failed `auth` (Action.REFUSE): its connection waits AUTH_DELAY, is answered
         UNAUTHORIZED as a waiting reserve is answered, and then closed."""
         self.auth_failures += 1
-        now = trio.current_time()
-        if now - self._auth_logged >= 1.0:  # a guessing storm logs a line a second
-            peer = getattr(self.conns.get(session), "peer", "?")
-            unlogged = self.auth_failures - self._auth_failures_logged - 1
-            log.warning("auth failed from %s%s", peer,
-                        f" ({unlogged} more failures since the last line)" if unlogged else "")
-            self._auth_logged = now
-            self._auth_failures_logged = self.auth_failures
+        self._auth_refusals.note(trio.current_time(), "auth failed from %s",
+                                 getattr(self.conns.get(session), "peer", "?"))
 
         async def later() -> None:
             await trio.sleep(AUTH_DELAY)

@@ -227,12 +227,13 @@ class App:
         if guard == TUBE:
             return rights.allows(INSPECT, args[0])
         if guard == JOB:
-            engine = self.server.engine
-            job = engine.jobs.get(int(args[0])) or engine.tracker.record(int(args[0]))
             # As job-status: its producer and worker may follow it; a job that is not there
             # is the handler's to answer 404, for those who may look at some tube.
-            return (rights.allows(FOLLOW, job.tube.name) if job is not None
-                    else bool(rights.some & FOLLOW))
+            try:
+                job = self.server.engine.results.job_status(int(args[0]))
+            except NotFound:
+                return bool(rights.some & FOLLOW)
+            return rights.allows(FOLLOW, job.tube.name)
         return True  # ACTION: the dispatcher checks the command itself
 
     # --- health and metrics ----------------------------------------------------------------
