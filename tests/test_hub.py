@@ -360,6 +360,41 @@ async def test_durable_replies_wait_for_their_fsync(tmp_path: Path) -> None:
         assert len(r.server.engine.jobs) == 200
 
 
+async def test_with_f0_a_failed_fsync_fails_only_the_logged_replies_it_covered(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    async with running(wal_dir=tmp_path, fsync_ms=0) as r:
+        conn = await r.connect()
+        assert await conn.cmd(b"put 0 0 60 2\r\nok") == b"INSERTED 1\r\n"
+        assert r.server.wal is not None
+
+        def broken(plan: object) -> None:
+            raise OSError(errno.EIO, "injected")
+
+        monkeypatch.setattr(r.server.wal, "run_sync", broken)
+        await conn.send(b"put 0 0 60 2\r\nno\r\nlist-tube-used\r\npeek 1\r\n")
+        assert await conn.reply() == b"INTERNAL_ERROR\r\n"
+        assert await conn.reply() == b"USING default\r\n"
+        assert await conn.reply() == b"FOUND 1 2\r\nok\r\n"
+        assert await conn.cmd(b"delete 1") == b"INTERNAL_ERROR\r\n"
+
+
+async def test_with_f0_a_pipelining_client_gets_every_reply_in_order(
+        tmp_path: Path) -> None:
+    """Puts pipelined faster than fsync rounds go: every reply, in order, each once its
+    record is durable."""
+    async with running(wal_dir=tmp_path, fsync_ms=0) as r:
+        conn = await r.connect()
+        count = 3000
+        await conn.send(b"".join(b"put %d 0 60 5\r\n%05d\r\n" % (i, i) for i in range(count)))
+        await conn.send(b"peek %d\r\n" % count)
+        wal = r.server.wal
+        assert wal is not None
+        for i in range(count):
+            assert await conn.reply() == b"INSERTED %d\r\n" % (i + 1)
+            assert wal.synced >= r.server.engine.jobs[i + 1].seq
+        assert await conn.reply() == b"FOUND %d 5\r\n%05d\r\n" % (count, count - 1)
+
+
 async def test_without_epoll_the_server_serves_a_task_per_connection(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """Not Linux: serve() falls back to trio's listeners and one Connection task each."""
