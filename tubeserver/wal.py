@@ -38,23 +38,20 @@ from .replay import kept_weight, weight
 from .stats import LogStats
 from .tube import Tube
 from .walrecords import (
-    BURIED,
     CHECKPOINT,
-    DELAYED,
     DELETE_MAX,
     FIELDS_MAX,
     FRAME_HEAD,
     KEPT_MAX,
+    LOGGED_STATE,
     META_MAX,
     NOTE_MAX,
     PARENTS,
     PAUSE_MAX,
     PREFIX,
-    READY,
     REASON,
     UPDATE_MAX,
     WAIT_RESERVE,
-    WAITING,
     DeleteRec,
     Header,
     JobRec,
@@ -64,6 +61,7 @@ from .walrecords import (
     PauseRec,
     UpdateRec,
     encode,
+    encode_job,
     frame,
 )
 
@@ -78,8 +76,6 @@ SLACK = 1024
 COMPACT_PER_ROLL = 2
 LOCK_NAME = "lock"
 
-_LOGGED_STATE = {JobState.READY: READY, JobState.RESERVED: READY, JobState.DELAYED: DELAYED,
-                 JobState.BURIED: BURIED, JobState.WAITING: WAITING}
 
 
 class WalError(Exception):
@@ -232,7 +228,7 @@ class Wal:
     def put(self, job: Job) -> None:
         self.seq += 1
         job.seq = self.seq
-        self._append(encode(self._whole(job)))
+        self._append(encode_job(job, self.offset))
         self._lodge(job)
 
     def finish(self, job: Job, result: bytes, finished: float, keep: bool) -> None:
@@ -276,7 +272,7 @@ class Wal:
         job.seq = self.seq
         deadline = job.deadline + self.offset if job.state is JobState.DELAYED else 0.0
         self._append(encode(UpdateRec(
-            job.id, job.seq, _LOGGED_STATE[job.state], job.pri, job.delay, deadline,
+            job.id, job.seq, LOGGED_STATE[job.state], job.pri, job.delay, deadline,
             job.reserves, job.timeouts, job.releases, job.buries, job.kicks)))
 
     def pause(self, tube: Tube) -> None:
@@ -587,7 +583,7 @@ class Wal:
 
     def _whole(self, job: Job) -> JobRec:
         deadline = job.deadline + self.offset if job.state is JobState.DELAYED else 0.0
-        return JobRec(job.id, job.seq, job.tube.name, _LOGGED_STATE[job.state], job.pri,
+        return JobRec(job.id, job.seq, job.tube.name, LOGGED_STATE[job.state], job.pri,
                       job.delay, job.ttr, deadline, job.created + self.offset, job.reserves,
                       job.timeouts, job.releases, job.buries, job.kicks, job.body)
 
