@@ -21,7 +21,7 @@ import trio
 from .dispatch import Action, answer
 from .engine import Wakeup
 from .errors import InternalError, TimedOut, Unauthorized
-from .limits import AUTH_DELAY, PREAUTH_BUFFER
+from .limits import AUTH_DELAY
 from .parser import Parser
 from .rounds import RECV_SIZE, SEND_HIGH_WATER, WAIT_BUFFER_LIMIT
 from .rounds import short as _short
@@ -49,19 +49,14 @@ class Connection:
         # Positions in the reply batch of replies that report a logged change.
         self.logged: list[int] = []
         self.active_at = trio.current_time()  # when it last sent something
-        self.in_cap: int = server.buffer
         self.high_water: int = min(SEND_HIGH_WATER, server.buffer)
-        self.stall_after: float = server.stall_after
         self.pending = 0  # bytes of replies piled up or being sent
         self.blocked = False  # in a reserve's wait or a send: never a stall of its own
         self.scope = trio.CancelScope()  # cancelled by `expire`
         # Before a good `auth` (with an auth file), as the hub's client (rounds.py).
         self.opened_at = self.active_at
         self.preauth = server.tokens is not None
-        if self.preauth:
-            self.in_cap = min(self.in_cap, PREAUTH_BUFFER)
-            self.stall_after = server.auth_deadline
-            server.sweep_by(self.opened_at + server.auth_deadline)
+        self.in_cap, self.stall_after = server.bounds(self.opened_at, self.preauth)
 
     async def run(self) -> None:
         server = self.server
@@ -203,8 +198,7 @@ class Connection:
         if self.session.rights is None:
             return False
         self.preauth = False
-        self.in_cap = self.server.buffer
-        self.stall_after = self.server.stall_after
+        self.in_cap, self.stall_after = self.server.bounds(self.opened_at, False)
         return True
 
     def expire(self, now: float) -> None:

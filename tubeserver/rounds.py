@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Final
 from .dispatch import Action, Dispatcher, answer
 from .engine import Engine, Wakeup
 from .errors import InternalError, TimedOut, Unauthorized
-from .limits import PREAUTH_BUFFER
 from .parser import Parser
 
 if TYPE_CHECKING:
@@ -72,9 +71,7 @@ class Client:
         self.session = rounds.engine.connect()
         server = rounds.server
         self.parser = Parser(server.max_job_size)
-        self.in_cap: int = server.buffer
         self.high_water: int = min(SEND_HIGH_WATER, server.buffer)
-        self.stall_after: float = server.stall_after
         self.out: list[bytes] = []  # replies of this round, sent together once it commits
         self.logged: list[int] = []  # positions in `out` of replies that report logged changes
         self.unsent = bytearray()  # earlier rounds' replies the socket did not take yet
@@ -89,10 +86,7 @@ class Client:
         self.active_at = rounds.now  # when it last sent something (the dashboard's idle time)
         self.opened_at = rounds.now
         self.preauth = server.tokens is not None
-        if self.preauth:
-            self.in_cap = min(self.in_cap, PREAUTH_BUFFER)
-            self.stall_after = server.auth_deadline
-            server.sweep_by(rounds.now + server.auth_deadline)
+        self.in_cap, self.stall_after = server.bounds(rounds.now, self.preauth)
 
     def wake(self, wakeup: Wakeup) -> None:
         self.wakeup = wakeup
@@ -113,10 +107,8 @@ class Client:
         """Whether its `auth` succeeded; then its bounds are lifted to the server's."""
         if self.session.rights is None:
             return False
-        server = self.rounds.server
         self.preauth = False
-        self.in_cap = server.buffer
-        self.stall_after = server.stall_after
+        self.in_cap, self.stall_after = self.rounds.server.bounds(self.opened_at, False)
         return True
 
     def expire(self, now: float) -> None:

@@ -45,7 +45,7 @@ from .engine import Engine, Wakeup
 from .errors import InternalError, TooManyConnections, Unauthorized
 from .histogram import SYNC_BOUNDS, Histogram
 from .hub import Hub, format_peer
-from .limits import AUTH_DEADLINE, AUTH_DELAY, DEFAULT_TUBE, FRAME_OVERHEAD
+from .limits import AUTH_DEADLINE, AUTH_DELAY, DEFAULT_TUBE, FRAME_OVERHEAD, PREAUTH_BUFFER
 from .rounds import RECV_SIZE, SEND_HIGH_WATER
 from .session import Session
 from .stats import NetStats, ProcessInfo
@@ -148,6 +148,15 @@ class Server:
         self.nursery: trio.Nursery | None = None  # _run's, for the tasks `refuse` starts
         self.auth_failures = 0  # failed `auth` commands, and wrong HTTP tokens
         self._auth_refusals = Tally(log)  # a guessing storm logs a line a second
+
+    def bounds(self, opened_at: float, preauth: bool) -> tuple[int, float]:
+        """A connection's input cap and stall timeout: the server's, or before its `auth`
+        succeeds (with an auth file) PREAUTH_BUFFER and the auth deadline, counted from
+        `opened_at` (the sweeper is told to look then)."""
+        if not preauth:
+            return self.buffer, self.stall_after
+        self.sweep_by(opened_at + self.auth_deadline)
+        return min(self.buffer, PREAUTH_BUFFER), self.auth_deadline
 
     def use_tokens(self, tokens: Tokens) -> None:
         """Require `auth` from now on (new connections), with these tokens."""
@@ -363,12 +372,11 @@ class Server:
                 due = min(due, at)
                 continue
             self.stalled += 1
-            if getattr(peer, "preauth", False):
-                self._stalls.note(now, "closing %s: no good auth within %.1f s "
-                                  "(--auth-deadline)", getattr(peer, "peer", "?"), now - since)
-            else:
-                self._stalls.note(now, "closing %s: it stalled mid-command for %.1f s "
-                                  "(--stall-timeout)", getattr(peer, "peer", "?"), now - since)
+            why = ("no good auth within %.1f s (--auth-deadline)"
+                   if getattr(peer, "preauth", False)
+                   else "it stalled mid-command for %.1f s (--stall-timeout)")
+            self._stalls.note(now, "closing %s: " + why, getattr(peer, "peer", "?"),
+                              now - since)
             peer.expire(now)
         if self.stalled != closed:
             self.after_change()  # their reserved jobs may go to waiters

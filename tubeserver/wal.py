@@ -54,7 +54,6 @@ from .walrecords import (
     WAIT_RESERVE,
     DeleteRec,
     Header,
-    JobRec,
     KeptRec,
     MetaRec,
     NoteRec,
@@ -75,7 +74,6 @@ SLACK = 1024
 # Compaction deletes at most this many old segments per new one, to bound each pause.
 COMPACT_PER_ROLL = 2
 LOCK_NAME = "lock"
-
 
 
 class WalError(Exception):
@@ -537,7 +535,7 @@ class Wal:
                     self._append(encode(self._kept(job)))
                     self._lodge(job)
                 else:
-                    self._append(encode(self._whole(job)))
+                    self._append(encode_job(job, self.offset))
                     self._lodge(job)
                     if extra is not None:
                         # A job's notes go with its whole record: its segment restores it.
@@ -580,12 +578,6 @@ class Wal:
             self._dir_dirty = True
 
     # --- internals -----------------------------------------------------------------------
-
-    def _whole(self, job: Job) -> JobRec:
-        deadline = job.deadline + self.offset if job.state is JobState.DELAYED else 0.0
-        return JobRec(job.id, job.seq, job.tube.name, LOGGED_STATE[job.state], job.pri,
-                      job.delay, job.ttr, deadline, job.created + self.offset, job.reserves,
-                      job.timeouts, job.releases, job.buries, job.kicks, job.body)
 
     def _kept(self, job: Job) -> KeptRec:
         """The whole record of a kept (finished) job: `body` its result, `deadline` when it
