@@ -1305,6 +1305,7 @@ def test_mutated_valid_streams(stream: bytes, data: st.DataObject) -> None:
     check_garbage(stream, points)
 
 
+FRAMED_VERBS = (b"put", b"finish", b"fail", b"checkpoint")  # the headers that skip a body
 RECOVERY_COMMANDS = [c.Stats(), c.Use("recovered"), c.Delete(7), c.Put(1, 2, 3, b"ok\r\n")]
 
 
@@ -1357,10 +1358,12 @@ def test_recovers_after_any_garbage_unless_a_huge_body_is_being_skipped(
     elif not events:
         # Still inside a JOB_TOO_BIG skip: nothing is kept.
         assert p.buffered() == 0
-        assert b"put" in junk
+        assert any(verb in junk for verb in FRAMED_VERBS)
     else:
-        # A JOB_TOO_BIG skip ended inside the second copy; the next line parses.
-        assert TOO_BIG in events, events
+        # A skip ended inside the second copy; the next line parses. A JOB_TOO_BIG one, or
+        # a malformed header's whose size (finish, fail, checkpoint: any 32-bit size) is
+        # beyond the padding.
+        assert TOO_BIG in events or c.Rejected(BadFormat()) in events, events
         p.feed(encode(cmd))
         assert drain(p)[-1:] == [cmd]
 
